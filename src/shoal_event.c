@@ -1,0 +1,805 @@
+/*  =========================================================================
+    shoal_event - one event: the unit that shoal records, sends and replays
+
+    The event keeps its fields in plain C form (owned strings, fixed 16-byte
+    ids, a copied payload, an ordered header list) and goes through the
+    generated protobuf-c code only to encode and decode. The generated code
+    never leaks into the public header: proto/shoal.proto is the model, this
+    file the hand-written codec in front of it.
+
+    Invariants kept by every function here:
+    1. A string field is NULL (unset, read as "") or an owned, valid UTF-8
+       string with no NUL inside; stream and type, when set, follow their
+       name rules.
+    2. has_origin and has_id tell whether the 16 bytes are meaningful; an
+       id is never shorter or longer than 16 bytes.
+    3. Header names are unique, non-empty, and kept in the order first set.
+    4. decode returns either a fully valid event or NULL with the one error
+       code that names the first problem found; it never returns a partial
+       event and never reads outside the given bytes.
+    ========================================================================= */
+
+#include "shoal_event.h"
+#include "shoal_error.h"
+#include "shoal.pb-c.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    char *name;  //  header name, unique within the event, non-empty
+    char *value; //  header value, may be empty
+} s_header_t;
+
+struct _shoal_event_t {
+    char *stream;                   //  stream name, or NULL when unset
+    char *type;                     //  event type, or NULL when unset
+    char *key;                      //  entity / aggregate key, or NULL
+    char *correlation_id;           //  correlation id, or NULL
+    char *causation_id;             //  causation id, or NULL
+    char *content_type;             //  media type of the payload, or NULL
+    uint8_t origin[SHOAL_ID_SIZE];  //  node id of the origin, valid if has_origin
+    bool has_origin;                //  origin has been set
+    uint8_t id[SHOAL_ID_SIZE];      //  idempotency key, valid if has_id
+    bool has_id;                    //  id has been set
+    uint64_t seq;                   //  position in (origin, stream), 0 = unassigned
+    int64_t time_ns;                //  unix ns when recorded, 0 = unassigned
+    uint32_t schema_version;        //  payload schema version
+    uint8_t *payload;               //  payload bytes, or NULL when empty
+    size_t payload_size;            //  bytes in payload
+    s_header_t *headers;            //  header list, header_count used
+    size_t header_count;            //  headers in use
+    size_t header_alloc;            //  headers allocated
+};
+
+//  --------------------------------------------------------------------------
+//  Name and string rules
+
+static bool
+s_is_lower_alnum (char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool
+s_is_alnum_ (char c)
+{
+    return s_is_lower_alnum (c) || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+bool
+shoal_stream_name_valid (const char *name)
+{
+    if (!name || !s_is_lower_alnum (name[0]))
+        return false;
+    size_t len = 1;
+    for (const char *p = name + 1; *p; p++, len++) {
+        if (len >= SHOAL_STREAM_MAX)
+            return false;
+        if (!(s_is_lower_alnum (*p) || *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool
+shoal_type_name_valid (const char *name)
+{
+    if (!name || !s_is_alnum_ (name[0]))
+        return false;
+    size_t len = 1;
+    for (const char *p = name + 1; *p; p++, len++) {
+        if (len >= SHOAL_TYPE_MAX)
+            return false;
+        if (!(s_is_alnum_ (*p) || *p == '.' || *p == ':' || *p == '-'))
+            return false;
+    }
+    return true;
+}
+
+//  Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+static bool
+s_utf8_valid (const char *string)
+{
+    const unsigned char *s = (const unsigned char *) string;
+    while (*s) {
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        size_t extra;
+        uint32_t cp;
+        if ((*s & 0xE0) == 0xC0) {
+            extra = 1;
+            cp = *s & 0x1F;
+        }
+        else if ((*s & 0xF0) == 0xE0) {
+            extra = 2;
+            cp = *s & 0x0F;
+        }
+        else if ((*s & 0xF8) == 0xF0) {
+            extra = 3;
+            cp = *s & 0x07;
+        }
+        else
+            return false;
+        for (size_t i = 1; i <= extra; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return false; //  also stops at the terminating NUL
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800)
+            || (extra == 3 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        s += extra + 1;
+    }
+    return true;
+}
+
+//  Replaces *field by a copy of value ("" and NULL both clear it).
+static int
+s_set_string (char **field, const char *value)
+{
+    char *copy = NULL;
+    if (value && *value) {
+        copy = strdup (value);
+        if (!copy)
+            return -1;
+    }
+    free (*field);
+    *field = copy;
+    return 0;
+}
+
+static int
+s_set_text (char **field, const char *value)
+{
+    if (value && !s_utf8_valid (value))
+        return -1;
+    return s_set_string (field, value);
+}
+
+//  --------------------------------------------------------------------------
+//  Construction
+
+shoal_event_t *
+shoal_event_new (void)
+{
+    return (shoal_event_t *) calloc (1, sizeof (shoal_event_t));
+}
+
+static void
+s_clear_headers (shoal_event_t *self)
+{
+    for (size_t i = 0; i < self->header_count; i++) {
+        free (self->headers[i].name);
+        free (self->headers[i].value);
+    }
+    free (self->headers);
+    self->headers = NULL;
+    self->header_count = 0;
+    self->header_alloc = 0;
+}
+
+void
+shoal_event_destroy (shoal_event_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    shoal_event_t *self = *self_p;
+    free (self->stream);
+    free (self->type);
+    free (self->key);
+    free (self->correlation_id);
+    free (self->causation_id);
+    free (self->content_type);
+    free (self->payload);
+    s_clear_headers (self);
+    free (self);
+    *self_p = NULL;
+}
+
+shoal_event_t *
+shoal_event_dup (const shoal_event_t *self)
+{
+    if (!self)
+        return NULL;
+    shoal_event_t *copy = shoal_event_new ();
+    if (!copy)
+        return NULL;
+    copy->has_origin = self->has_origin;
+    memcpy (copy->origin, self->origin, SHOAL_ID_SIZE);
+    copy->has_id = self->has_id;
+    memcpy (copy->id, self->id, SHOAL_ID_SIZE);
+    copy->seq = self->seq;
+    copy->time_ns = self->time_ns;
+    copy->schema_version = self->schema_version;
+    int rc = s_set_string (&copy->stream, self->stream)
+           | s_set_string (&copy->type, self->type) | s_set_string (&copy->key, self->key)
+           | s_set_string (&copy->correlation_id, self->correlation_id)
+           | s_set_string (&copy->causation_id, self->causation_id)
+           | s_set_string (&copy->content_type, self->content_type)
+           | shoal_event_set_payload (copy, self->payload, self->payload_size);
+    for (size_t i = 0; rc == 0 && i < self->header_count; i++)
+        rc = shoal_event_set_header (copy, self->headers[i].name, self->headers[i].value);
+    if (rc != 0)
+        shoal_event_destroy (&copy);
+    return copy;
+}
+
+static bool
+s_str_eq (const char *a, const char *b)
+{
+    return strcmp (a ? a : "", b ? b : "") == 0;
+}
+
+bool
+shoal_event_eq (const shoal_event_t *a, const shoal_event_t *b)
+{
+    if (!a || !b)
+        return a == b;
+    if (a->has_origin != b->has_origin
+        || (a->has_origin && memcmp (a->origin, b->origin, SHOAL_ID_SIZE) != 0))
+        return false;
+    if (a->has_id != b->has_id || (a->has_id && memcmp (a->id, b->id, SHOAL_ID_SIZE) != 0))
+        return false;
+    if (a->seq != b->seq || a->time_ns != b->time_ns || a->schema_version != b->schema_version)
+        return false;
+    if (!s_str_eq (a->stream, b->stream) || !s_str_eq (a->type, b->type)
+        || !s_str_eq (a->key, b->key) || !s_str_eq (a->correlation_id, b->correlation_id)
+        || !s_str_eq (a->causation_id, b->causation_id)
+        || !s_str_eq (a->content_type, b->content_type))
+        return false;
+    if (a->payload_size != b->payload_size
+        || (a->payload_size && memcmp (a->payload, b->payload, a->payload_size) != 0))
+        return false;
+    if (a->header_count != b->header_count)
+        return false;
+    for (size_t i = 0; i < a->header_count; i++) {
+        const char *value = shoal_event_header (b, a->headers[i].name);
+        if (!value || strcmp (value, a->headers[i].value) != 0)
+            return false;
+    }
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Setters
+
+int
+shoal_event_set_stream (shoal_event_t *self, const char *stream)
+{
+    if (!shoal_stream_name_valid (stream))
+        return -1;
+    return s_set_string (&self->stream, stream);
+}
+
+int
+shoal_event_set_type (shoal_event_t *self, const char *type)
+{
+    if (!shoal_type_name_valid (type))
+        return -1;
+    return s_set_string (&self->type, type);
+}
+
+int
+shoal_event_set_key (shoal_event_t *self, const char *key)
+{
+    return s_set_text (&self->key, key);
+}
+
+int
+shoal_event_set_correlation_id (shoal_event_t *self, const char *correlation_id)
+{
+    return s_set_text (&self->correlation_id, correlation_id);
+}
+
+int
+shoal_event_set_causation_id (shoal_event_t *self, const char *causation_id)
+{
+    return s_set_text (&self->causation_id, causation_id);
+}
+
+int
+shoal_event_set_content_type (shoal_event_t *self, const char *content_type)
+{
+    return s_set_text (&self->content_type, content_type);
+}
+
+void
+shoal_event_set_origin (shoal_event_t *self, const uint8_t origin[SHOAL_ID_SIZE])
+{
+    self->has_origin = origin != NULL;
+    if (origin)
+        memcpy (self->origin, origin, SHOAL_ID_SIZE);
+}
+
+void
+shoal_event_set_id (shoal_event_t *self, const uint8_t id[SHOAL_ID_SIZE])
+{
+    self->has_id = id != NULL;
+    if (id)
+        memcpy (self->id, id, SHOAL_ID_SIZE);
+}
+
+void
+shoal_event_set_seq (shoal_event_t *self, uint64_t seq)
+{
+    self->seq = seq;
+}
+
+void
+shoal_event_set_time_ns (shoal_event_t *self, int64_t time_ns)
+{
+    self->time_ns = time_ns;
+}
+
+void
+shoal_event_set_schema_version (shoal_event_t *self, uint32_t schema_version)
+{
+    self->schema_version = schema_version;
+}
+
+int
+shoal_event_set_payload (shoal_event_t *self, const void *payload, size_t size)
+{
+    uint8_t *copy = NULL;
+    if (payload && size) {
+        copy = (uint8_t *) malloc (size);
+        if (!copy)
+            return -1;
+        memcpy (copy, payload, size);
+    }
+    else
+        size = 0;
+    free (self->payload);
+    self->payload = copy;
+    self->payload_size = size;
+    return 0;
+}
+
+static s_header_t *
+s_find_header (const shoal_event_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->header_count; i++)
+        if (strcmp (self->headers[i].name, name) == 0)
+            return &self->headers[i];
+    return NULL;
+}
+
+int
+shoal_event_set_header (shoal_event_t *self, const char *name, const char *value)
+{
+    if (!name || !*name || !value || !s_utf8_valid (name) || !s_utf8_valid (value))
+        return -1;
+    char *value_copy = strdup (value);
+    if (!value_copy)
+        return -1;
+    s_header_t *header = s_find_header (self, name);
+    if (header) {
+        free (header->value);
+        header->value = value_copy;
+        return 0;
+    }
+    if (self->header_count == self->header_alloc) {
+        size_t alloc = self->header_alloc ? self->header_alloc * 2 : 4;
+        s_header_t *headers = (s_header_t *) realloc (self->headers, alloc * sizeof (s_header_t));
+        if (!headers) {
+            free (value_copy);
+            return -1;
+        }
+        self->headers = headers;
+        self->header_alloc = alloc;
+    }
+    char *name_copy = strdup (name);
+    if (!name_copy) {
+        free (value_copy);
+        return -1;
+    }
+    self->headers[self->header_count].name = name_copy;
+    self->headers[self->header_count].value = value_copy;
+    self->header_count++;
+    return 0;
+}
+
+int
+shoal_event_unset_header (shoal_event_t *self, const char *name)
+{
+    s_header_t *header = name ? s_find_header (self, name) : NULL;
+    if (!header)
+        return -1;
+    free (header->name);
+    free (header->value);
+    size_t index = (size_t) (header - self->headers);
+    memmove (header, header + 1, (self->header_count - index - 1) * sizeof (s_header_t));
+    self->header_count--;
+    return 0;
+}
+
+static pthread_once_t s_sodium_once = PTHREAD_ONCE_INIT;
+
+static void
+s_sodium_init (void)
+{
+    //  sodium_init fails only when the system has no entropy source at
+    //  all; randombytes then aborts, which is the only safe answer.
+    if (sodium_init () < 0)
+        abort ();
+}
+
+void
+shoal_event_generate_id (shoal_event_t *self)
+{
+    pthread_once (&s_sodium_once, s_sodium_init);
+    randombytes_buf (self->id, SHOAL_ID_SIZE);
+    self->has_id = true;
+}
+
+//  --------------------------------------------------------------------------
+//  Getters
+
+#define S_TEXT(field) ((field) ? (field) : "")
+
+const char *
+shoal_event_stream (const shoal_event_t *self)
+{
+    return S_TEXT (self->stream);
+}
+
+const char *
+shoal_event_type (const shoal_event_t *self)
+{
+    return S_TEXT (self->type);
+}
+
+const char *
+shoal_event_key (const shoal_event_t *self)
+{
+    return S_TEXT (self->key);
+}
+
+const char *
+shoal_event_correlation_id (const shoal_event_t *self)
+{
+    return S_TEXT (self->correlation_id);
+}
+
+const char *
+shoal_event_causation_id (const shoal_event_t *self)
+{
+    return S_TEXT (self->causation_id);
+}
+
+const char *
+shoal_event_content_type (const shoal_event_t *self)
+{
+    return S_TEXT (self->content_type);
+}
+
+const uint8_t *
+shoal_event_origin (const shoal_event_t *self)
+{
+    return self->has_origin ? self->origin : NULL;
+}
+
+const uint8_t *
+shoal_event_id (const shoal_event_t *self)
+{
+    return self->has_id ? self->id : NULL;
+}
+
+uint64_t
+shoal_event_seq (const shoal_event_t *self)
+{
+    return self->seq;
+}
+
+int64_t
+shoal_event_time_ns (const shoal_event_t *self)
+{
+    return self->time_ns;
+}
+
+uint32_t
+shoal_event_schema_version (const shoal_event_t *self)
+{
+    return self->schema_version;
+}
+
+const uint8_t *
+shoal_event_payload (const shoal_event_t *self)
+{
+    return self->payload;
+}
+
+size_t
+shoal_event_payload_size (const shoal_event_t *self)
+{
+    return self->payload_size;
+}
+
+const char *
+shoal_event_header (const shoal_event_t *self, const char *name)
+{
+    s_header_t *header = name ? s_find_header (self, name) : NULL;
+    return header ? header->value : NULL;
+}
+
+size_t
+shoal_event_header_count (const shoal_event_t *self)
+{
+    return self->header_count;
+}
+
+const char *
+shoal_event_header_name (const shoal_event_t *self, size_t index)
+{
+    return index < self->header_count ? self->headers[index].name : NULL;
+}
+
+const char *
+shoal_event_header_value (const shoal_event_t *self, size_t index)
+{
+    return index < self->header_count ? self->headers[index].value : NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Codec
+
+//  Up to this many headers are encoded without a heap allocation.
+#define S_STACK_HEADERS 16
+
+//  The protobuf-c view of an event: pointers into the event, nothing owned.
+typedef struct {
+    Shoal__V1__Event message;                              //  the message proper
+    Shoal__V1__Event__HeadersEntry entries[S_STACK_HEADERS]; //  header entries
+    Shoal__V1__Event__HeadersEntry *pointers[S_STACK_HEADERS]; //  what message.headers holds
+    Shoal__V1__Event__HeadersEntry *heap_entries;          //  used above S_STACK_HEADERS
+    Shoal__V1__Event__HeadersEntry **heap_pointers;        //  used above S_STACK_HEADERS
+} s_view_t;
+
+static int
+s_view_init (s_view_t *view, const shoal_event_t *self)
+{
+    Shoal__V1__Event init = SHOAL__V1__EVENT__INIT;
+    view->message = init;
+    view->heap_entries = NULL;
+    view->heap_pointers = NULL;
+    Shoal__V1__Event *m = &view->message;
+    if (self->has_origin) {
+        m->origin.data = (uint8_t *) self->origin;
+        m->origin.len = SHOAL_ID_SIZE;
+    }
+    if (self->has_id) {
+        m->id.data = (uint8_t *) self->id;
+        m->id.len = SHOAL_ID_SIZE;
+    }
+    m->stream = (char *) S_TEXT (self->stream);
+    m->type = (char *) S_TEXT (self->type);
+    m->key = (char *) S_TEXT (self->key);
+    m->correlation_id = (char *) S_TEXT (self->correlation_id);
+    m->causation_id = (char *) S_TEXT (self->causation_id);
+    m->content_type = (char *) S_TEXT (self->content_type);
+    m->seq = self->seq;
+    m->time_ns = self->time_ns;
+    m->schema_version = self->schema_version;
+    m->payload.data = self->payload;
+    m->payload.len = self->payload_size;
+    if (self->header_count == 0)
+        return 0;
+    Shoal__V1__Event__HeadersEntry *entries = view->entries;
+    Shoal__V1__Event__HeadersEntry **pointers = view->pointers;
+    if (self->header_count > S_STACK_HEADERS) {
+        view->heap_entries = entries = (Shoal__V1__Event__HeadersEntry *) malloc (
+          self->header_count * sizeof (Shoal__V1__Event__HeadersEntry));
+        view->heap_pointers = pointers = (Shoal__V1__Event__HeadersEntry **) malloc (
+          self->header_count * sizeof (Shoal__V1__Event__HeadersEntry *));
+        if (!entries || !pointers) {
+            free (view->heap_entries);
+            free (view->heap_pointers);
+            return -1;
+        }
+    }
+    Shoal__V1__Event__HeadersEntry entry_init = SHOAL__V1__EVENT__HEADERS_ENTRY__INIT;
+    for (size_t i = 0; i < self->header_count; i++) {
+        entries[i] = entry_init;
+        entries[i].key = self->headers[i].name;
+        entries[i].value = self->headers[i].value;
+        pointers[i] = &entries[i];
+    }
+    m->n_headers = self->header_count;
+    m->headers = pointers;
+    return 0;
+}
+
+static void
+s_view_fini (s_view_t *view)
+{
+    free (view->heap_entries);
+    free (view->heap_pointers);
+}
+
+size_t
+shoal_event_encoded_size (const shoal_event_t *self)
+{
+    s_view_t view;
+    if (s_view_init (&view, self))
+        return 0;
+    size_t size = shoal__v1__event__get_packed_size (&view.message);
+    s_view_fini (&view);
+    return size;
+}
+
+size_t
+shoal_event_encode_to (const shoal_event_t *self, uint8_t *buffer)
+{
+    s_view_t view;
+    if (s_view_init (&view, self))
+        return 0;
+    size_t size = shoal__v1__event__pack (&view.message, buffer);
+    s_view_fini (&view);
+    return size;
+}
+
+int
+shoal_event_encode (const shoal_event_t *self, uint8_t **data_p, size_t *size_p)
+{
+    s_view_t view;
+    if (s_view_init (&view, self))
+        return -1;
+    size_t size = shoal__v1__event__get_packed_size (&view.message);
+    //  malloc (0) may return NULL; an empty event still gets a buffer.
+    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
+    if (data)
+        shoal__v1__event__pack (&view.message, data);
+    s_view_fini (&view);
+    if (!data)
+        return -1;
+    *data_p = data;
+    *size_p = size;
+    return 0;
+}
+
+int
+shoal_event_validate (const shoal_event_t *self, size_t max_size)
+{
+    if (!self)
+        return SHOAL_ERR_INVALID;
+    if (!self->stream || !shoal_stream_name_valid (self->stream))
+        return SHOAL_ERR_BAD_STREAM;
+    if (!self->type || !shoal_type_name_valid (self->type))
+        return SHOAL_ERR_BAD_TYPE;
+    if (shoal_event_encoded_size (self) > (max_size ? max_size : SHOAL_EVENT_MAX_SIZE_DEFAULT))
+        return SHOAL_ERR_TOO_LARGE;
+    return SHOAL_OK;
+}
+
+//  Copies one decoded string field, checking UTF-8.
+static int
+s_take_text (char **field, const char *value)
+{
+    if (!s_utf8_valid (value))
+        return SHOAL_ERR_BAD_UTF8;
+    return s_set_string (field, value) ? SHOAL_ERR_INVALID : SHOAL_OK;
+}
+
+//  Moves the fields of a decoded message into a new event, checking each.
+static int
+s_from_message (shoal_event_t *self, const Shoal__V1__Event *m)
+{
+    if (m->origin.len != 0 && m->origin.len != SHOAL_ID_SIZE)
+        return SHOAL_ERR_BAD_ORIGIN;
+    if (m->id.len != 0 && m->id.len != SHOAL_ID_SIZE)
+        return SHOAL_ERR_BAD_ID;
+    if (!shoal_stream_name_valid (m->stream))
+        return SHOAL_ERR_BAD_STREAM;
+    if (!shoal_type_name_valid (m->type))
+        return SHOAL_ERR_BAD_TYPE;
+    if (m->origin.len)
+        shoal_event_set_origin (self, m->origin.data);
+    if (m->id.len)
+        shoal_event_set_id (self, m->id.data);
+    self->seq = m->seq;
+    self->time_ns = m->time_ns;
+    self->schema_version = m->schema_version;
+    int rc;
+    if ((rc = s_take_text (&self->stream, m->stream))
+        || (rc = s_take_text (&self->type, m->type)) || (rc = s_take_text (&self->key, m->key))
+        || (rc = s_take_text (&self->correlation_id, m->correlation_id))
+        || (rc = s_take_text (&self->causation_id, m->causation_id))
+        || (rc = s_take_text (&self->content_type, m->content_type)))
+        return rc;
+    if (shoal_event_set_payload (self, m->payload.data, m->payload.len))
+        return SHOAL_ERR_INVALID;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const char *name = m->headers[i]->key;
+        const char *value = m->headers[i]->value;
+        if (!s_utf8_valid (name) || !s_utf8_valid (value))
+            return SHOAL_ERR_BAD_UTF8;
+        //  An empty header name is not a header; protobuf maps let the
+        //  last entry of a repeated key win, and so does set_header.
+        if (*name && shoal_event_set_header (self, name, value))
+            return SHOAL_ERR_INVALID;
+    }
+    return SHOAL_OK;
+}
+
+shoal_event_t *
+shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *error_p)
+{
+    int error = SHOAL_OK;
+    shoal_event_t *self = NULL;
+    if (!data || size == 0)
+        error = SHOAL_ERR_EMPTY;
+    else if (size > (max_size ? max_size : SHOAL_EVENT_MAX_SIZE_DEFAULT))
+        error = SHOAL_ERR_TOO_LARGE;
+    else {
+        Shoal__V1__Event *message = shoal__v1__event__unpack (NULL, size, data);
+        if (!message)
+            error = SHOAL_ERR_MALFORMED;
+        else {
+            self = shoal_event_new ();
+            error = self ? s_from_message (self, message) : SHOAL_ERR_INVALID;
+            shoal__v1__event__free_unpacked (message, NULL);
+            if (error)
+                shoal_event_destroy (&self);
+        }
+    }
+    if (error_p)
+        *error_p = error;
+    return self;
+}
+
+//  --------------------------------------------------------------------------
+//  Ids and time
+
+void
+shoal_id_to_hex (const uint8_t id[SHOAL_ID_SIZE], char hex[2 * SHOAL_ID_SIZE + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < SHOAL_ID_SIZE; i++) {
+        hex[2 * i] = digits[id[i] >> 4];
+        hex[2 * i + 1] = digits[id[i] & 0x0F];
+    }
+    hex[2 * SHOAL_ID_SIZE] = 0;
+}
+
+static int
+s_hex_digit (char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int
+shoal_id_from_hex (const char *hex, uint8_t id[SHOAL_ID_SIZE])
+{
+    if (!hex || strlen (hex) != 2 * SHOAL_ID_SIZE)
+        return -1;
+    uint8_t out[SHOAL_ID_SIZE];
+    for (size_t i = 0; i < SHOAL_ID_SIZE; i++) {
+        int high = s_hex_digit (hex[2 * i]);
+        int low = s_hex_digit (hex[2 * i + 1]);
+        if (high < 0 || low < 0)
+            return -1;
+        out[i] = (uint8_t) (high << 4 | low);
+    }
+    memcpy (id, out, SHOAL_ID_SIZE);
+    return 0;
+}
+
+int64_t
+shoal_time_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
