@@ -21,7 +21,7 @@
 
 #include "shoal_event.h"
 #include "shoal_error.h"
-#include "shoal.pb-c.h"
+#include "shoal_wire.h"
 
 #include <pthread.h>
 #include <sodium.h>
@@ -35,24 +35,24 @@ typedef struct {
 } s_header_t;
 
 struct _shoal_event_t {
-    char *stream;                   //  stream name, or NULL when unset
-    char *type;                     //  event type, or NULL when unset
-    char *key;                      //  entity / aggregate key, or NULL
-    char *correlation_id;           //  correlation id, or NULL
-    char *causation_id;             //  causation id, or NULL
-    char *content_type;             //  media type of the payload, or NULL
-    uint8_t origin[SHOAL_ID_SIZE];  //  node id of the origin, valid if has_origin
-    bool has_origin;                //  origin has been set
-    uint8_t id[SHOAL_ID_SIZE];      //  idempotency key, valid if has_id
-    bool has_id;                    //  id has been set
-    uint64_t seq;                   //  position in (origin, stream), 0 = unassigned
-    int64_t time_ns;                //  unix ns when recorded, 0 = unassigned
-    uint32_t schema_version;        //  payload schema version
-    uint8_t *payload;               //  payload bytes, or NULL when empty
-    size_t payload_size;            //  bytes in payload
-    s_header_t *headers;            //  header list, header_count used
-    size_t header_count;            //  headers in use
-    size_t header_alloc;            //  headers allocated
+    char *stream;                  //  stream name, or NULL when unset
+    char *type;                    //  event type, or NULL when unset
+    char *key;                     //  entity / aggregate key, or NULL
+    char *correlation_id;          //  correlation id, or NULL
+    char *causation_id;            //  causation id, or NULL
+    char *content_type;            //  media type of the payload, or NULL
+    uint8_t origin[SHOAL_ID_SIZE]; //  node id of the origin, valid if has_origin
+    bool has_origin;               //  origin has been set
+    uint8_t id[SHOAL_ID_SIZE];     //  idempotency key, valid if has_id
+    bool has_id;                   //  id has been set
+    uint64_t seq;                  //  position in (origin, stream), 0 = unassigned
+    int64_t time_ns;               //  unix ns when recorded, 0 = unassigned
+    uint32_t schema_version;       //  payload schema version
+    uint8_t *payload;              //  payload bytes, or NULL when empty
+    size_t payload_size;           //  bytes in payload
+    s_header_t *headers;           //  header list, header_count used
+    size_t header_count;           //  headers in use
+    size_t header_alloc;           //  headers allocated
 };
 
 //  --------------------------------------------------------------------------
@@ -104,7 +104,7 @@ shoal_type_name_valid (const char *name)
 static bool
 s_utf8_valid (const char *string)
 {
-    const unsigned char *s = (const unsigned char *) string;
+    const unsigned char *s = (const unsigned char *)string;
     while (*s) {
         if (*s < 0x80) {
             s++;
@@ -131,8 +131,8 @@ s_utf8_valid (const char *string)
                 return false; //  also stops at the terminating NUL
             cp = (cp << 6) | (s[i] & 0x3F);
         }
-        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800)
-            || (extra == 3 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000)
+            || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
             return false;
         s += extra + 1;
     }
@@ -168,7 +168,7 @@ s_set_text (char **field, const char *value)
 shoal_event_t *
 shoal_event_new (void)
 {
-    return (shoal_event_t *) calloc (1, sizeof (shoal_event_t));
+    return (shoal_event_t *)calloc (1, sizeof (shoal_event_t));
 }
 
 static void
@@ -217,12 +217,12 @@ shoal_event_dup (const shoal_event_t *self)
     copy->seq = self->seq;
     copy->time_ns = self->time_ns;
     copy->schema_version = self->schema_version;
-    int rc = s_set_string (&copy->stream, self->stream)
-           | s_set_string (&copy->type, self->type) | s_set_string (&copy->key, self->key)
-           | s_set_string (&copy->correlation_id, self->correlation_id)
-           | s_set_string (&copy->causation_id, self->causation_id)
-           | s_set_string (&copy->content_type, self->content_type)
-           | shoal_event_set_payload (copy, self->payload, self->payload_size);
+    int rc = s_set_string (&copy->stream, self->stream) | s_set_string (&copy->type, self->type)
+             | s_set_string (&copy->key, self->key)
+             | s_set_string (&copy->correlation_id, self->correlation_id)
+             | s_set_string (&copy->causation_id, self->causation_id)
+             | s_set_string (&copy->content_type, self->content_type)
+             | shoal_event_set_payload (copy, self->payload, self->payload_size);
     for (size_t i = 0; rc == 0 && i < self->header_count; i++)
         rc = shoal_event_set_header (copy, self->headers[i].name, self->headers[i].value);
     if (rc != 0)
@@ -348,7 +348,7 @@ shoal_event_set_payload (shoal_event_t *self, const void *payload, size_t size)
 {
     uint8_t *copy = NULL;
     if (payload && size) {
-        copy = (uint8_t *) malloc (size);
+        copy = (uint8_t *)malloc (size);
         if (!copy)
             return -1;
         memcpy (copy, payload, size);
@@ -386,7 +386,7 @@ shoal_event_set_header (shoal_event_t *self, const char *name, const char *value
     }
     if (self->header_count == self->header_alloc) {
         size_t alloc = self->header_alloc ? self->header_alloc * 2 : 4;
-        s_header_t *headers = (s_header_t *) realloc (self->headers, alloc * sizeof (s_header_t));
+        s_header_t *headers = (s_header_t *)realloc (self->headers, alloc * sizeof (s_header_t));
         if (!headers) {
             free (value_copy);
             return -1;
@@ -413,7 +413,7 @@ shoal_event_unset_header (shoal_event_t *self, const char *name)
         return -1;
     free (header->name);
     free (header->value);
-    size_t index = (size_t) (header - self->headers);
+    size_t index = (size_t)(header - self->headers);
     memmove (header, header + 1, (self->header_count - index - 1) * sizeof (s_header_t));
     self->header_count--;
     return 0;
@@ -547,6 +547,119 @@ shoal_event_header_value (const shoal_event_t *self, size_t index)
 }
 
 //  --------------------------------------------------------------------------
+//  Peek: a minimal protobuf scanner for the fields the engine routes on
+
+
+//  True when a length-delimited field holds text that protobuf-c would
+//  cut short: C strings end at the first NUL.
+static bool
+s_has_nul (const uint8_t *p, uint64_t size)
+{
+    return size && memchr (p, 0, (size_t)size) != NULL;
+}
+
+//  Scans the top-level fields. With strict, string fields (and the
+//  strings inside header entries) must hold no NUL. 0, -1 when the bytes
+//  are not well-formed, -2 when a string holds a NUL.
+static int
+s_scan (const uint8_t *data, size_t size, shoal_event_peek_t *peek, bool strict)
+{
+    memset (peek, 0, sizeof *peek);
+    size_t origin_size = 0, id_size = 0;
+    const uint8_t *p = data;
+    const uint8_t *end = data + size;
+    while (p < end) {
+        uint64_t key, value;
+        if (shoal_wire_varint (&p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
+            return -1;
+        uint32_t field = (uint32_t)(key >> 3);
+        switch (key & 7) {
+            case 0: //  varint
+                if (shoal_wire_varint (&p, end, &value))
+                    return -1;
+                if (field == 3)
+                    peek->seq = value;
+                else if (field == 6)
+                    peek->time_ns = (int64_t)value;
+                break;
+            case 1: //  64-bit
+                if (end - p < 8)
+                    return -1;
+                p += 8;
+                break;
+            case 5: //  32-bit
+                if (end - p < 4)
+                    return -1;
+                p += 4;
+                break;
+            case 2: //  length-delimited
+                if (shoal_wire_varint (&p, end, &value) || value > (uint64_t)(end - p))
+                    return -1;
+                if (field == 1) {
+                    peek->origin = p;
+                    origin_size = (size_t)value;
+                }
+                else if (field == 7) {
+                    peek->id = p;
+                    id_size = (size_t)value;
+                }
+                else if (field == 2) {
+                    peek->stream = (const char *)p;
+                    peek->stream_size = (size_t)value;
+                }
+                else if (field == 4) {
+                    peek->type = (const char *)p;
+                    peek->type_size = (size_t)value;
+                }
+                if (strict
+                    && (field == 2 || field == 4 || field == 5 || field == 8 || field == 9
+                        || field == 11)
+                    && s_has_nul (p, value))
+                    return -2;
+                if (strict && field == 13) {
+                    //  A header entry: key = 1, value = 2, both strings.
+                    const uint8_t *q = p;
+                    const uint8_t *entry_end = p + value;
+                    while (q < entry_end) {
+                        uint64_t entry_key, length;
+                        if (shoal_wire_varint (&q, entry_end, &entry_key))
+                            return -1;
+                        if ((entry_key & 7) != 2)
+                            break; //  not strings: protobuf-c judges the entry
+                        if (shoal_wire_varint (&q, entry_end, &length) || length > (uint64_t)(entry_end - q))
+                            return -1;
+                        if (s_has_nul (q, length))
+                            return -2;
+                        q += length;
+                    }
+                }
+                p += value;
+                break;
+            default: //  groups (3, 4) are long deprecated; 6 and 7 do not exist
+                return -1;
+        }
+    }
+    //  Later occurrences win, as in a full decode; only the final lengths
+    //  count. A strict scan leaves the length checks to the decoder, which
+    //  names them (BAD_ORIGIN, BAD_ID).
+    if (!strict
+        && ((origin_size != 0 && origin_size != SHOAL_ID_SIZE)
+            || (id_size != 0 && id_size != SHOAL_ID_SIZE)))
+        return -1;
+    if (origin_size == 0)
+        peek->origin = NULL;
+    if (id_size == 0)
+        peek->id = NULL;
+    return 0;
+}
+
+int
+shoal_event_peek (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
+{
+    return s_scan (data, size, peek, false) == 0 ? 0 : -1;
+}
+
+//  --------------------------------------------------------------------------
 //  Codec
 
 //  Up to this many headers are encoded without a heap allocation.
@@ -554,11 +667,11 @@ shoal_event_header_value (const shoal_event_t *self, size_t index)
 
 //  The protobuf-c view of an event: pointers into the event, nothing owned.
 typedef struct {
-    Shoal__V1__Event message;                              //  the message proper
-    Shoal__V1__Event__HeadersEntry entries[S_STACK_HEADERS]; //  header entries
+    Shoal__V1__Event message;                                  //  the message proper
+    Shoal__V1__Event__HeadersEntry entries[S_STACK_HEADERS];   //  header entries
     Shoal__V1__Event__HeadersEntry *pointers[S_STACK_HEADERS]; //  what message.headers holds
-    Shoal__V1__Event__HeadersEntry *heap_entries;          //  used above S_STACK_HEADERS
-    Shoal__V1__Event__HeadersEntry **heap_pointers;        //  used above S_STACK_HEADERS
+    Shoal__V1__Event__HeadersEntry *heap_entries;              //  used above S_STACK_HEADERS
+    Shoal__V1__Event__HeadersEntry **heap_pointers;            //  used above S_STACK_HEADERS
 } s_view_t;
 
 static int
@@ -570,19 +683,19 @@ s_view_init (s_view_t *view, const shoal_event_t *self)
     view->heap_pointers = NULL;
     Shoal__V1__Event *m = &view->message;
     if (self->has_origin) {
-        m->origin.data = (uint8_t *) self->origin;
+        m->origin.data = (uint8_t *)self->origin;
         m->origin.len = SHOAL_ID_SIZE;
     }
     if (self->has_id) {
-        m->id.data = (uint8_t *) self->id;
+        m->id.data = (uint8_t *)self->id;
         m->id.len = SHOAL_ID_SIZE;
     }
-    m->stream = (char *) S_TEXT (self->stream);
-    m->type = (char *) S_TEXT (self->type);
-    m->key = (char *) S_TEXT (self->key);
-    m->correlation_id = (char *) S_TEXT (self->correlation_id);
-    m->causation_id = (char *) S_TEXT (self->causation_id);
-    m->content_type = (char *) S_TEXT (self->content_type);
+    m->stream = (char *)S_TEXT (self->stream);
+    m->type = (char *)S_TEXT (self->type);
+    m->key = (char *)S_TEXT (self->key);
+    m->correlation_id = (char *)S_TEXT (self->correlation_id);
+    m->causation_id = (char *)S_TEXT (self->causation_id);
+    m->content_type = (char *)S_TEXT (self->content_type);
     m->seq = self->seq;
     m->time_ns = self->time_ns;
     m->schema_version = self->schema_version;
@@ -593,10 +706,10 @@ s_view_init (s_view_t *view, const shoal_event_t *self)
     Shoal__V1__Event__HeadersEntry *entries = view->entries;
     Shoal__V1__Event__HeadersEntry **pointers = view->pointers;
     if (self->header_count > S_STACK_HEADERS) {
-        view->heap_entries = entries = (Shoal__V1__Event__HeadersEntry *) malloc (
-          self->header_count * sizeof (Shoal__V1__Event__HeadersEntry));
-        view->heap_pointers = pointers = (Shoal__V1__Event__HeadersEntry **) malloc (
-          self->header_count * sizeof (Shoal__V1__Event__HeadersEntry *));
+        view->heap_entries = entries = (Shoal__V1__Event__HeadersEntry *)malloc (
+            self->header_count * sizeof (Shoal__V1__Event__HeadersEntry));
+        view->heap_pointers = pointers = (Shoal__V1__Event__HeadersEntry **)malloc (
+            self->header_count * sizeof (Shoal__V1__Event__HeadersEntry *));
         if (!entries || !pointers) {
             free (view->heap_entries);
             free (view->heap_pointers);
@@ -652,7 +765,7 @@ shoal_event_encode (const shoal_event_t *self, uint8_t **data_p, size_t *size_p)
         return -1;
     size_t size = shoal__v1__event__get_packed_size (&view.message);
     //  malloc (0) may return NULL; an empty event still gets a buffer.
-    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
+    uint8_t *data = (uint8_t *)malloc (size ? size : 1);
     if (data)
         shoal__v1__event__pack (&view.message, data);
     s_view_fini (&view);
@@ -706,8 +819,8 @@ s_from_message (shoal_event_t *self, const Shoal__V1__Event *m)
     self->time_ns = m->time_ns;
     self->schema_version = m->schema_version;
     int rc;
-    if ((rc = s_take_text (&self->stream, m->stream))
-        || (rc = s_take_text (&self->type, m->type)) || (rc = s_take_text (&self->key, m->key))
+    if ((rc = s_take_text (&self->stream, m->stream)) || (rc = s_take_text (&self->type, m->type))
+        || (rc = s_take_text (&self->key, m->key))
         || (rc = s_take_text (&self->correlation_id, m->correlation_id))
         || (rc = s_take_text (&self->causation_id, m->causation_id))
         || (rc = s_take_text (&self->content_type, m->content_type)))
@@ -737,8 +850,15 @@ shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *erro
     else if (size > (max_size ? max_size : SHOAL_EVENT_MAX_SIZE_DEFAULT))
         error = SHOAL_ERR_TOO_LARGE;
     else {
-        Shoal__V1__Event *message = shoal__v1__event__unpack (NULL, size, data);
-        if (!message)
+        //  protobuf-c cuts a string at an embedded NUL without a word, so
+        //  the bytes are scanned first: a decode must never change a field.
+        shoal_event_peek_t peek;
+        int scanned = s_scan (data, size, &peek, true);
+        Shoal__V1__Event *message =
+            scanned == 0 ? shoal__v1__event__unpack (NULL, size, data) : NULL;
+        if (scanned == -2)
+            error = SHOAL_ERR_BAD_UTF8;
+        else if (!message)
             error = SHOAL_ERR_MALFORMED;
         else {
             self = shoal_event_new ();
@@ -790,7 +910,7 @@ shoal_id_from_hex (const char *hex, uint8_t id[SHOAL_ID_SIZE])
         int low = s_hex_digit (hex[2 * i + 1]);
         if (high < 0 || low < 0)
             return -1;
-        out[i] = (uint8_t) (high << 4 | low);
+        out[i] = (uint8_t)(high << 4 | low);
     }
     memcpy (id, out, SHOAL_ID_SIZE);
     return 0;
@@ -801,5 +921,5 @@ shoal_time_ns (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

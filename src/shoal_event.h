@@ -112,6 +112,25 @@ int shoal_event_encode (const shoal_event_t *self, uint8_t **data_p, size_t *siz
 shoal_event_t *
 shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *error_p);
 
+//  What shoal_event_peek finds in encoded event bytes without decoding
+//  them: pointers into the bytes, not copies.
+typedef struct {
+    const uint8_t *origin;   //  16 bytes, or NULL when absent
+    uint64_t seq;            //  0 when absent
+    int64_t time_ns;         //  0 when absent
+    const char *stream;      //  not NUL-terminated; stream_size bytes
+    size_t stream_size;      //  bytes in stream
+    const char *type;        //  not NUL-terminated; type_size bytes
+    size_t type_size;        //  bytes in type
+    const uint8_t *id;       //  16 bytes, or NULL when absent
+} shoal_event_peek_t;
+
+//  Scans the top-level fields of an encoded event (fast: no allocation,
+//  no copy). 0, or -1 when the bytes are not a well-formed protobuf
+//  message or origin/id are not 16 bytes. Later fields of the same number
+//  win, as in a full decode. It does not check names: decode for that.
+int shoal_event_peek (const uint8_t *data, size_t size, shoal_event_peek_t *peek);
+
 //  Writes 32 lowercase hex digits and a NUL of a 16-byte id into hex.
 void shoal_id_to_hex (const uint8_t id[SHOAL_ID_SIZE], char hex[2 * SHOAL_ID_SIZE + 1]);
 

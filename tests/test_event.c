@@ -30,13 +30,13 @@ s_full_event (void)
     if (!event)
         bail ("out of memory");
     int rc = shoal_event_set_stream (event, "orders") | shoal_event_set_type (event, "OrderPlaced")
-           | shoal_event_set_key (event, "order-42")
-           | shoal_event_set_correlation_id (event, "corr-1")
-           | shoal_event_set_causation_id (event, "cause-7")
-           | shoal_event_set_content_type (event, "application/json")
-           | shoal_event_set_payload (event, "{\"total\":12.5}", 14)
-           | shoal_event_set_header (event, "tenant", "acme")
-           | shoal_event_set_header (event, "trace", "00-af-01");
+             | shoal_event_set_key (event, "order-42")
+             | shoal_event_set_correlation_id (event, "corr-1")
+             | shoal_event_set_causation_id (event, "cause-7")
+             | shoal_event_set_content_type (event, "application/json")
+             | shoal_event_set_payload (event, "{\"total\":12.5}", 14)
+             | shoal_event_set_header (event, "tenant", "acme")
+             | shoal_event_set_header (event, "trace", "00-af-01");
     if (rc)
         bail ("cannot build the full event");
     shoal_event_set_origin (event, s_origin);
@@ -126,6 +126,16 @@ test_round_trip (void)
     shoal_event_destroy (&copy);
     ok (true, "destroy is idempotent");
 
+    shoal_event_peek_t peek;
+    ok (shoal_event_peek (data, size, &peek) == 0, "peek scans a valid encoding");
+    ok (peek.seq == 123456789012ULL && peek.time_ns == 1763800000123456789LL,
+        "peek finds seq and time");
+    ok (peek.stream_size == 6 && memcmp (peek.stream, "orders", 6) == 0, "peek finds the stream");
+    ok (peek.type_size == 11 && memcmp (peek.type, "OrderPlaced", 11) == 0, "peek finds the type");
+    ok (peek.origin && memcmp (peek.origin, s_origin, 16) == 0, "peek finds the origin");
+    ok (peek.id && memcmp (peek.id, s_id, 16) == 0, "peek finds the id");
+    ok (shoal_event_peek (data, size - 1, &peek) == -1, "peek refuses a truncated encoding");
+
     //  Protobuf is proto3: the canonical encoding of the same fields is identical.
     uint8_t *again;
     size_t again_size;
@@ -208,11 +218,11 @@ static void
 test_decode_errors (void)
 {
     is_int (s_decode_error (NULL, 0, 0), SHOAL_ERR_EMPTY, "no bytes: EMPTY");
-    is_int (s_decode_error ((const uint8_t *) "\x0a\x10\x01", 3, 0), SHOAL_ERR_MALFORMED,
+    is_int (s_decode_error ((const uint8_t *)"\x0a\x10\x01", 3, 0), SHOAL_ERR_MALFORMED,
             "field longer than the input: MALFORMED");
-    is_int (s_decode_error ((const uint8_t *) "\xff\xff\xff", 3, 0), SHOAL_ERR_MALFORMED,
+    is_int (s_decode_error ((const uint8_t *)"\xff\xff\xff", 3, 0), SHOAL_ERR_MALFORMED,
             "garbage: MALFORMED");
-    is_int (s_decode_error ((const uint8_t *) "\x0f", 1, 0), SHOAL_ERR_MALFORMED,
+    is_int (s_decode_error ((const uint8_t *)"\x0f", 1, 0), SHOAL_ERR_MALFORMED,
             "wire type 7: MALFORMED");
 
     Shoal__V1__Event raw = SHOAL__V1__EVENT__INIT;
@@ -252,6 +262,26 @@ test_decode_errors (void)
     bad.headers = entries;
     is_int (s_raw_error (&bad), SHOAL_ERR_BAD_UTF8, "header value not UTF-8: BAD_UTF8");
 
+    //  protobuf-c would cut a string at a NUL: such input must be refused,
+    //  never decoded to a shorter type or stream.
+    {
+        shoal_event_t *event = s_full_event ();
+        uint8_t *data;
+        size_t size;
+        shoal_event_encode (event, &data, &size);
+        uint8_t *at = memmem (data, size, "OrderPlaced", 11);
+        at[5] = 0;
+        is_int (s_decode_error (data, size, 0), SHOAL_ERR_BAD_UTF8,
+                "type with an embedded NUL: BAD_UTF8, not a shorter type");
+        at[5] = 'P';
+        at = memmem (data, size, "tenant", 6);
+        at[2] = 0;
+        is_int (s_decode_error (data, size, 0), SHOAL_ERR_BAD_UTF8,
+                "header name with an embedded NUL: BAD_UTF8");
+        free (data);
+        shoal_event_destroy (&event);
+    }
+
     //  The maximum size is configurable and checked before parsing.
     shoal_event_t *event = s_full_event ();
     uint8_t *data;
@@ -274,7 +304,7 @@ test_decode_errors (void)
     bool named = true;
     for (int code = 0; code < SHOAL_ERR_COUNT; code++)
         named = named && strncmp (shoal_error_name (code), "SHOAL_", 6) == 0
-             && strcmp (shoal_strerror (code), "unknown error") != 0;
+                && strcmp (shoal_strerror (code), "unknown error") != 0;
     ok (named, "every error code has a name and a message");
     is_int (shoal_error_wire_code (SHOAL_ERR_TOO_LARGE), SHOAL_WIRE_TOO_LARGE,
             "TOO_LARGE maps to wire code 4");
@@ -308,7 +338,7 @@ test_truncated (void)
         free (prefix);
     }
     is_int (accepted_as_whole, 0, "no truncated encoding decodes to the whole event");
-    ok (refused > (int) size / 2, "most truncations are refused (%d of %zu)", refused, size);
+    ok (refused > (int)size / 2, "most truncations are refused (%d of %zu)", refused, size);
     free (data);
     shoal_event_destroy (&event);
 }
@@ -330,10 +360,10 @@ test_fuzz (void)
     const char *env = getenv ("SHOAL_FUZZ_ITERATIONS");
     long iterations = env ? atol (env) : 100000;
     const char *seed_env = getenv ("SHOAL_TEST_SEED");
-    uint64_t seed = seed_env ? strtoull (seed_env, NULL, 0) : (uint64_t) time (NULL);
+    uint64_t seed = seed_env ? strtoull (seed_env, NULL, 0) : (uint64_t)time (NULL);
     s_rng = seed ? seed : 1;
     diag ("fuzz: %ld inputs, seed %llu (SHOAL_TEST_SEED to repeat)", iterations,
-          (unsigned long long) seed);
+          (unsigned long long)seed);
 
     shoal_event_t *event = s_full_event ();
     uint8_t *valid;
@@ -341,7 +371,7 @@ test_fuzz (void)
     shoal_event_encode (event, &valid, &valid_size);
     shoal_event_destroy (&event);
 
-    long decoded_count = 0, refused = 0, inconsistent = 0, run = 0;
+    long decoded_count = 0, refused = 0, inconsistent = 0, run = 0, peek_mismatch = 0;
     double deadline = tap_now () + 20.0;
     uint8_t buffer[512];
     for (run = 0; run < iterations && tap_now () < deadline; run++) {
@@ -350,23 +380,23 @@ test_fuzz (void)
             //  Random bytes of random length.
             size = s_rand () % sizeof buffer;
             for (size_t i = 0; i < size; i++)
-                buffer[i] = (uint8_t) s_rand ();
+                buffer[i] = (uint8_t)s_rand ();
         }
         else {
             //  The valid encoding with a few bytes changed, inserted or cut.
             size = valid_size;
             memcpy (buffer, valid, size);
-            int mutations = 1 + (int) (s_rand () % 4);
+            int mutations = 1 + (int)(s_rand () % 4);
             for (int m = 0; m < mutations; m++) {
                 size_t at = s_rand () % size;
                 switch (s_rand () % 4) {
-                    case 0: buffer[at] = (uint8_t) s_rand (); break;
-                    case 1: buffer[at] ^= (uint8_t) (1u << (s_rand () % 8)); break;
+                    case 0: buffer[at] = (uint8_t)s_rand (); break;
+                    case 1: buffer[at] ^= (uint8_t)(1u << (s_rand () % 8)); break;
                     case 2: size = at + 1; break;
                     default:
                         if (size < sizeof buffer) {
                             memmove (buffer + at + 1, buffer + at, size - at);
-                            buffer[at] = (uint8_t) s_rand ();
+                            buffer[at] = (uint8_t)s_rand ();
                             size++;
                         }
                 }
@@ -376,8 +406,24 @@ test_fuzz (void)
         memcpy (input, buffer, size);
         int error = -1;
         shoal_event_t *decoded = shoal_event_decode (input, size, 0, &error);
+        shoal_event_peek_t peek;
+        int peeked = shoal_event_peek (input, size, &peek);
         if (decoded) {
             decoded_count++;
+            //  Whatever decodes must also peek to the same routing fields.
+            if (peeked != 0 || peek.seq != shoal_event_seq (decoded)
+                || peek.stream_size != strlen (shoal_event_stream (decoded))
+                || memcmp (peek.stream, shoal_event_stream (decoded), peek.stream_size) != 0
+                || peek.type_size != strlen (shoal_event_type (decoded))
+                || (peek.origin == NULL) != (shoal_event_origin (decoded) == NULL)) {
+                if (peek_mismatch++ < 3)
+                    diag ("peek %d seq %llu/%llu stream %zu/%zu type %zu/%zu origin %d/%d", peeked,
+                          (unsigned long long)peek.seq,
+                          (unsigned long long)shoal_event_seq (decoded), peek.stream_size,
+                          strlen (shoal_event_stream (decoded)), peek.type_size,
+                          strlen (shoal_event_type (decoded)), peek.origin != NULL,
+                          shoal_event_origin (decoded) != NULL);
+            }
             //  Whatever decodes must be valid and survive its own round trip.
             uint8_t *again;
             size_t again_size;
@@ -402,6 +448,7 @@ test_fuzz (void)
     diag ("fuzz: %ld decoded, %ld refused", decoded_count, refused);
     is_int (run, iterations, "all %ld fuzz inputs ran within the time bound", iterations);
     is_int (inconsistent, 0, "every input decoded to a valid event or a known error");
+    is_int (peek_mismatch, 0, "peek agrees with decode on every decodable input");
     ok (refused > 0 && decoded_count > 0, "the fuzz inputs reached both outcomes");
 }
 
@@ -502,7 +549,8 @@ test_ids (void)
     ok (now > 1600000000LL * 1000000000LL, "wall clock in unix ns");
     int major = -1, minor = -1, patch = -1;
     shoal_version (&major, &minor, &patch);
-    ok (SHOAL_MAKE_VERSION (major, minor, patch) == SHOAL_VERSION, "run-time version matches headers");
+    ok (SHOAL_MAKE_VERSION (major, minor, patch) == SHOAL_VERSION,
+        "run-time version matches headers");
     shoal_event_destroy (&a);
     shoal_event_destroy (&b);
 }

@@ -1,0 +1,174 @@
+/*  =========================================================================
+    shoal_wire - small codecs for the ROUTER protocol
+
+    Protobuf wire format, as far as this file needs it:
+
+        key     varint (field number << 3 | wire type)
+        type 0  varint value
+        type 1  8 bytes          type 5  4 bytes
+        type 2  varint length, then that many bytes (strings, bytes,
+                embedded messages, each element of a repeated message)
+
+    Response  { 1 request_id varint; 2..7 one body, type 2 }
+    ReplayBatch { 1 events (repeated, type 2); 2 next_seq; 3 done; 4 head_seq }
+
+    The scanners read nothing outside [data, data + size) and refuse
+    groups (types 3, 4) and field number 0. Unknown fields are skipped, so
+    newer peers may add fields.
+    ========================================================================= */
+
+#include "shoal_wire.h"
+
+int
+shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
+{
+    uint64_t result = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        result |= (uint64_t) (byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *value = result;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+size_t
+shoal_wire_put_varint (uint8_t *out, uint64_t value)
+{
+    size_t size = 0;
+    while (value >= 0x80) {
+        out[size++] = (uint8_t) (value | 0x80);
+        value >>= 7;
+    }
+    out[size++] = (uint8_t) value;
+    return size;
+}
+
+zframe_t *
+shoal_wire_pack_request (const Shoal__V1__Request *request)
+{
+    zframe_t *frame = zframe_new (NULL, shoal__v1__request__get_packed_size (request));
+    shoal__v1__request__pack (request, zframe_data (frame));
+    return frame;
+}
+
+zframe_t *
+shoal_wire_pack_response (const Shoal__V1__Response *response)
+{
+    zframe_t *frame = zframe_new (NULL, shoal__v1__response__get_packed_size (response));
+    shoal__v1__response__pack (response, zframe_data (frame));
+    return frame;
+}
+
+zframe_t *
+shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
+{
+    Shoal__V1__Error error = SHOAL__V1__ERROR__INIT;
+    error.code = code;
+    error.message = (char *) message;
+    Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
+    response.request_id = request_id;
+    response.body_case = SHOAL__V1__RESPONSE__BODY_ERROR;
+    response.error = &error;
+    return shoal_wire_pack_response (&response);
+}
+
+//  Reads one field: its number, wire type, and (type 0) value or (type 2)
+//  bytes. 0, or -1 when malformed.
+static int
+s_field (const uint8_t **p, const uint8_t *end, uint32_t *field, uint32_t *type, uint64_t *value,
+         const uint8_t **bytes)
+{
+    uint64_t key;
+    if (shoal_wire_varint (p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
+        return -1;
+    *field = (uint32_t) (key >> 3);
+    *type = (uint32_t) (key & 7);
+    switch (*type) {
+        case 0: return shoal_wire_varint (p, end, value);
+        case 1:
+            if (end - *p < 8)
+                return -1;
+            *p += 8;
+            return 0;
+        case 5:
+            if (end - *p < 4)
+                return -1;
+            *p += 4;
+            return 0;
+        case 2:
+            if (shoal_wire_varint (p, end, value) || *value > (uint64_t) (end - *p))
+                return -1;
+            *bytes = *p;
+            *p += *value;
+            return 0;
+        default: return -1;
+    }
+}
+
+int
+shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response)
+{
+    memset (response, 0, sizeof *response);
+    const uint8_t *p = data, *end = data + size;
+    while (p < end) {
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (s_field (&p, end, &field, &type, &value, &bytes))
+            return -1;
+        if (field == 1 && type == 0)
+            response->request_id = value;
+        else if (field >= 2 && field <= 7 && type == 2) {
+            response->body = field;
+            response->data = bytes;
+            response->size = (size_t) value;
+        }
+    }
+    return 0;
+}
+
+int
+shoal_wire_scan_batch (const uint8_t *data, size_t size, shoal_wire_batch_t *batch)
+{
+    memset (batch, 0, sizeof *batch);
+    batch->data = batch->cursor = data;
+    batch->end = data + size;
+    const uint8_t *p = data, *end = data + size;
+    while (p < end) {
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (s_field (&p, end, &field, &type, &value, &bytes))
+            return -1;
+        if (field == 1 && type == 2)
+            batch->events++;
+        else if (field == 2 && type == 0)
+            batch->next_seq = value;
+        else if (field == 3 && type == 0)
+            batch->done = value != 0;
+        else if (field == 4 && type == 0)
+            batch->head_seq = value;
+    }
+    return 0;
+}
+
+int
+shoal_wire_batch_next (shoal_wire_batch_t *batch, const uint8_t **event_p, size_t *size_p)
+{
+    while (batch->cursor < batch->end) {
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (s_field (&batch->cursor, batch->end, &field, &type, &value, &bytes))
+            return 0; //  scan_batch checked the whole batch already
+        if (field == 1 && type == 2) {
+            *event_p = bytes;
+            *size_p = (size_t) value;
+            return 1;
+        }
+    }
+    return 0;
+}

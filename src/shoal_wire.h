@@ -1,0 +1,64 @@
+/*  =========================================================================
+    shoal_wire - small codecs for the ROUTER protocol (Request/Response)
+
+    Requests and most responses are small and go through the generated
+    protobuf-c code. A ReplayBatch can carry hundreds of events: it is
+    scanned here without unpacking, so each embedded Event reaches
+    shoal_event_decode as the exact bytes the origin stored, and gets the
+    same strict checks as an event read from PUB.
+
+    Private to the library.
+    ========================================================================= */
+
+#ifndef SHOAL_WIRE_H_INCLUDED
+#define SHOAL_WIRE_H_INCLUDED
+
+#include "shoal.pb-c.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+//  Reads one base-128 varint at *p (< end), advancing *p. 0 or -1.
+int shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value);
+
+//  Writes a varint at out (10 bytes at most); returns its size.
+size_t shoal_wire_put_varint (uint8_t *out, uint64_t value);
+
+//  Packs a Request or Response into a new frame.
+zframe_t *shoal_wire_pack_request (const Shoal__V1__Request *request);
+zframe_t *shoal_wire_pack_response (const Shoal__V1__Response *response);
+
+//  A Response with an Error body.
+zframe_t *shoal_wire_error (uint64_t request_id, uint32_t code, const char *message);
+
+//  The outline of a Response: its request_id and which body it has
+//  (the field number: 2 hello .. 7 pong; 0 none) with the body's bytes.
+typedef struct {
+    uint64_t request_id;     //  echoed request id
+    uint32_t body;           //  field number of the body, 0 when absent
+    const uint8_t *data;     //  the body's bytes
+    size_t size;             //  their count
+} shoal_wire_response_t;
+
+//  Scans a Response. 0, or -1 when the bytes are not one.
+int shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response);
+
+//  A ReplayBatch body, scanned: call shoal_wire_batch_next for each event.
+typedef struct {
+    const uint8_t *data;     //  the batch's bytes
+    const uint8_t *end;      //  their end
+    const uint8_t *cursor;   //  scan position
+    uint64_t next_seq;       //  ReplayBatch.next_seq
+    bool done;               //  ReplayBatch.done
+    uint64_t head_seq;       //  ReplayBatch.head_seq
+    size_t events;           //  events in the batch
+} shoal_wire_batch_t;
+
+//  Reads the scalar fields and counts the events. 0, or -1 when malformed.
+int shoal_wire_scan_batch (const uint8_t *data, size_t size, shoal_wire_batch_t *batch);
+
+//  The next event's bytes: 1 and *event_p/*size_p, 0 at the end.
+int shoal_wire_batch_next (shoal_wire_batch_t *batch, const uint8_t **event_p, size_t *size_p);
+
+#endif
