@@ -12,6 +12,10 @@
 #include "shoal_version.h"
 #include "shoal_error.h"
 #include "shoal_event.h"
+#include "shoal_io.h"
+#include "shoal_log.h"
+#include "shoal_store.h"
+#include "shoal_node.h"
 
 #ifdef __cplusplus
 extern "C" {

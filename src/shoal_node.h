@@ -1,0 +1,153 @@
+/*  =========================================================================
+    shoal_node - a node of the mesh: store, peers, live pub/sub and replay
+
+    A node records the events it publishes in its own logs, sends them live
+    on its PUB socket once they are durable, finds peers (beacon or static
+    endpoints), subscribes to their PUB sockets, and serves replays of any
+    log it holds on its ROUTER socket. A subscriber gets every matching
+    event of each (origin, stream) exactly once and in seq order: gaps in
+    the live stream are detected from seqs and heartbeats and repaired by
+    replay from the origin's log.
+
+    The engine is one czmq actor (shoal_engine.c) that owns every socket
+    and file. This class is the thin facade the application uses; its
+    calls may come from one application thread at a time, except
+    shoal_node_publish and shoal_node_wait_durable, which are thread-safe.
+    ========================================================================= */
+
+#ifndef SHOAL_NODE_H_INCLUDED
+#define SHOAL_NODE_H_INCLUDED
+
+#include "shoal_event.h"
+#include "shoal_log.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct _shoal_node_t shoal_node_t;
+
+typedef struct {
+    const char *name;             //  node name; default the host name
+    const char *mesh;             //  mesh name; default "default"
+    const char *data_dir;         //  data directory; required
+    const char *interface;        //  "none" (default), "lo" (loopback beacon) or a LAN interface
+    int beacon_port;              //  UDP port of the beacon; default 5680
+    int beacon_interval_ms;       //  beacon interval; default 1000
+    const char *const *peers;     //  static peers: their ROUTER endpoints
+    size_t peer_count;            //  entries in peers
+    const char *pub_endpoint;     //  PUB bind endpoint; default tcp://ADDR:* (ephemeral port)
+    const char *router_endpoint;  //  ROUTER bind endpoint; default tcp://ADDR:*
+    shoal_fsync_t fsync;          //  fsync policy of the node's logs; default batch
+    int heartbeat_ms;             //  heartbeat interval per stream; default 1000
+    int suspect_ms;               //  peer silent this long is suspect; default 3 beacon intervals
+    int expiry_ms;                //  peer silent this long is gone; default 10 beacon intervals
+    size_t max_event_size;        //  largest encoded event accepted; default 1 MiB
+    int sndhwm;                   //  ZeroMQ send high-water mark; default 100000
+    int rcvhwm;                   //  ZeroMQ receive high-water mark; default 100000
+    size_t dedupe_window;         //  thin-client event ids remembered per stream; default 100000
+    size_t reorder_limit;         //  out-of-order events held per subscription; default 10000
+    uint64_t segment_size;        //  log segment size; default 64 MiB
+    const char *const *replicate; //  streams to replicate ("all" or names)
+    size_t replicate_count;       //  entries in replicate
+} shoal_node_config_t;
+
+//  Where a subscription starts, for each origin.
+typedef enum {
+    SHOAL_FROM_NOW = 0,     //  every event recorded after the subscription started
+    SHOAL_FROM_BEGINNING,   //  the whole history each origin still holds
+    SHOAL_FROM_SEQ,         //  from seq (per origin in origins/seqs, else `seq`)
+    SHOAL_FROM_TIME         //  events recorded at or after time_ns
+} shoal_from_kind_t;
+
+typedef struct {
+    shoal_from_kind_t kind;                 //  see above
+    uint64_t seq;                           //  SHOAL_FROM_SEQ: first seq for unlisted origins
+    int64_t time_ns;                        //  SHOAL_FROM_TIME: unix ns
+    const uint8_t (*origins)[SHOAL_ID_SIZE]; //  SHOAL_FROM_SEQ: origins with their own start
+    const uint64_t *seqs;                   //  SHOAL_FROM_SEQ: first seq for each of origins
+    size_t count;                           //  entries in origins and seqs
+} shoal_from_t;
+
+//  Counters, as reported in Status.counters too.
+typedef struct {
+    uint64_t published;          //  events recorded by this node as origin
+    uint64_t delivered;          //  events handed to local subscriptions
+    uint64_t gaps_detected;      //  missing ranges found from seqs or heartbeats
+    uint64_t events_repaired;    //  events delivered that came by replay, not live
+    uint64_t duplicates_dropped; //  events received again and dropped
+    uint64_t bad_requests;       //  malformed or invalid requests and frames
+    uint64_t replays_served;     //  replay requests answered
+    uint64_t events_served;      //  events sent in replay batches
+    uint64_t peers;              //  peers connected now
+} shoal_node_stats_t;
+
+typedef struct {
+    uint8_t id[SHOAL_ID_SIZE];   //  peer node id
+    char name[64];               //  its name
+    char endpoint[128];          //  its ROUTER endpoint
+    char state[16];              //  "connected", "suspect" or "pending"
+} shoal_peer_info_t;
+
+//  Fills config with the defaults.
+void shoal_node_config_defaults (shoal_node_config_t *config);
+
+//  Starts a node: opens the store, binds sockets, starts discovery.
+//  Returns NULL with *error_p (a shoal_error_t) and the reason in words
+//  in shoal_node_start_error ().
+shoal_node_t *shoal_node_new (const shoal_node_config_t *config, int *error_p);
+
+//  Stops the node: flushes logs, sends a leaving beacon, closes
+//  everything. Idempotent; nulls the pointer.
+void shoal_node_destroy (shoal_node_t **self_p);
+
+//  Why the last shoal_node_new of this thread failed.
+const char *shoal_node_start_error (void);
+
+const uint8_t *shoal_node_id (const shoal_node_t *self);
+const char *shoal_node_name (const shoal_node_t *self);
+//  The endpoints actually bound (ports resolved), e.g. tcp://127.0.0.1:40123.
+const char *shoal_node_pub_endpoint (const shoal_node_t *self);
+const char *shoal_node_router_endpoint (const shoal_node_t *self);
+
+//  Publishes an event (borrowed: the node copies what it needs). stream
+//  and type must be set; the node sets origin, seq and time, and an id
+//  when it has none. Returns 0 and the seq at once, before the event is
+//  durable; the event goes on the wire only once durable. -1 and
+//  *error_p on a bad event (BAD_STREAM, BAD_TYPE, TOO_LARGE) or a failed
+//  log (FAILED).
+int shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p);
+
+//  Waits until seq of this node's stream is durable. 0 when it is, -1 on
+//  timeout or when the log failed. timeout_ms < 0 waits for ever.
+int shoal_node_wait_durable (shoal_node_t *self, const char *stream, uint64_t seq,
+                             int timeout_ms);
+
+//  Subscribes to a stream (type NULL = all types) from a start position.
+//  Returns the subscription id (> 0) or -1 on a bad argument.
+int shoal_node_subscribe (shoal_node_t *self, const char *stream, const char *type,
+                          const shoal_from_t *from);
+
+//  Ends a subscription; events already queued for it are still received.
+int shoal_node_unsubscribe (shoal_node_t *self, int subscription);
+
+//  Next event of any subscription, waiting up to timeout_ms (-1 = for
+//  ever, 0 = poll). Caller owns the event. *subscription_p (may be NULL)
+//  gets its subscription id. NULL on timeout or interrupt.
+shoal_event_t *shoal_node_recv (shoal_node_t *self, int timeout_ms, int *subscription_p);
+
+//  A file descriptor that is readable (level-triggered) while
+//  shoal_node_recv has an event, for the application's poll loop.
+int shoal_node_fd (shoal_node_t *self);
+
+//  Counters now. 0 or -1.
+int shoal_node_stats (shoal_node_t *self, shoal_node_stats_t *stats);
+
+//  Peers known now; fills up to max entries and returns how many there are.
+size_t shoal_node_peers (shoal_node_t *self, shoal_peer_info_t *peers, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

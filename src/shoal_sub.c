@@ -1,0 +1,547 @@
+/*  =========================================================================
+    shoal_sub - one subscription: ordering, gap detection and repair
+
+    State, per origin of the subscribed stream:
+
+        next        the seq to deliver next; 0 while the origin is not yet
+                    placed (its start is being found by a seek replay)
+        known_head  the highest seq known to exist (events, heartbeats,
+                    batch heads)
+        held        events above next, sorted by seq, each held once; an
+                    entry with no event marks a seq the type filter drops
+        repair      at most one replay in flight: its credit, what came
+                    back, whether it made progress
+
+    and for the whole subscription a ready queue of events in delivery
+    order, and a limit on held + ready events.
+
+    Invariants:
+    1. For each origin, the events made ready have strictly increasing,
+       consecutive seqs (counting filtered ones): next only moves by one
+       over a seq that was delivered or filtered, or over a range that a
+       replay batch vouched for (every seq below its next_seq was sent or
+       filtered by the server, and none of them was dropped here).
+    2. An event is made ready at most once: anything below next, or
+       already held, is a duplicate and is dropped.
+    3. Held + ready never exceeds the limit: an event with no room is
+       dropped (deferred) and its seq stays at or above next, so a later
+       repair fetches it again. Nothing is lost for lack of memory. When
+       held events ahead of a gap fill the room, the upper half of them
+       is dropped the same way, so the gap's repair always finds room.
+    4. A gap (known_head >= next, or an unplaced origin) always has a
+       repair in flight, or one waiting only for room, for the retry
+       delay, or for a timeout; so every gap is eventually repaired while
+       a node holding the log is reachable.
+    ========================================================================= */
+
+#include "shoal_sub.h"
+#include "shoal_error.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_RETRY_MS 200      //  delay before a failed repair is tried again
+#define S_MAX_CREDIT 10000  //  credit asked per repair at most
+
+typedef struct {
+    uint64_t seq;           //  seq of the held event
+    shoal_event_t *event;   //  the event, or NULL when the type filter drops it
+} s_held_t;
+
+typedef struct {
+    uint8_t origin[SHOAL_ID_SIZE]; //  origin node id
+    uint64_t next;          //  next seq to deliver, 0 = not placed yet
+    uint64_t known_head;    //  highest seq known to exist
+    int64_t seek_time_ns;   //  where an unplaced origin starts, by time
+    uint64_t seek_first;    //  lowest replayed seq seen while unplaced, 0 = none
+    uint64_t lost_from;     //  next before a re-seek over a trimmed range, 0 = none
+    uint64_t deferred_low;  //  lowest seq dropped for lack of room, UINT64_MAX = none
+    bool gap;               //  a gap is known (counted once)
+    s_held_t *held;         //  reorder buffer, ascending seq
+    size_t held_count;      //  entries used
+    size_t held_alloc;      //  entries allocated
+    bool repairing;         //  a replay is in flight
+    bool progress;          //  a batch arrived since the timer last looked
+    bool failed;            //  the last repair failed: wait S_RETRY_MS
+    int64_t repair_ms;      //  when the repair was sent or last progressed
+    int64_t retry_at_ms;    //  not before this after a failure
+    uint32_t repair_credit; //  credit of the repair in flight
+    uint32_t repair_got;    //  events it brought so far
+} s_origin_t;
+
+struct _shoal_sub_t {
+    int id;                         //  subscription id
+    char stream[SHOAL_STREAM_MAX + 1]; //  stream subscribed
+    char *type;                     //  type filter, NULL = all
+    shoal_from_kind_t from_kind;    //  start position kind
+    uint64_t from_seq;              //  SHOAL_FROM_SEQ default seq
+    uint8_t (*from_origins)[SHOAL_ID_SIZE]; //  SHOAL_FROM_SEQ origins with their own start
+    uint64_t *from_seqs;            //  their starts
+    size_t from_count;              //  entries in both
+    int64_t start_ns;               //  wall time of subscribing, or the FROM_TIME time
+    size_t limit;                   //  most events held + ready
+    s_origin_t *origins;            //  origins seen
+    size_t origin_count;            //  entries used
+    size_t origin_alloc;            //  entries allocated
+    size_t cursor;                  //  round-robin start for next_repair
+    size_t held_total;              //  held entries across origins
+    zlistx_t *ready;                //  events to deliver, in order
+    shoal_sub_stats_t stats;        //  counters
+};
+
+shoal_sub_t *
+shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t *from,
+               int64_t now_ns, size_t limit)
+{
+    if (!shoal_stream_name_valid (stream) || (type && !shoal_type_name_valid (type)))
+        return NULL;
+    shoal_sub_t *self = (shoal_sub_t *) zmalloc (sizeof (shoal_sub_t));
+    self->id = id;
+    snprintf (self->stream, sizeof self->stream, "%s", stream);
+    self->type = type ? strdup (type) : NULL;
+    self->limit = limit ? limit : 10000;
+    self->ready = zlistx_new ();
+    self->from_kind = from ? from->kind : SHOAL_FROM_NOW;
+    self->start_ns = now_ns;
+    if (from && from->kind == SHOAL_FROM_TIME)
+        self->start_ns = from->time_ns;
+    if (from && from->kind == SHOAL_FROM_SEQ) {
+        self->from_seq = from->seq ? from->seq : 1;
+        if (from->count) {
+            self->from_origins = (uint8_t (*)[SHOAL_ID_SIZE]) malloc (from->count * SHOAL_ID_SIZE);
+            self->from_seqs = (uint64_t *) malloc (from->count * sizeof (uint64_t));
+            memcpy (self->from_origins, from->origins, from->count * SHOAL_ID_SIZE);
+            memcpy (self->from_seqs, from->seqs, from->count * sizeof (uint64_t));
+            self->from_count = from->count;
+        }
+    }
+    return self;
+}
+
+void
+shoal_sub_destroy (shoal_sub_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    shoal_sub_t *self = *self_p;
+    for (size_t i = 0; i < self->origin_count; i++) {
+        s_origin_t *o = &self->origins[i];
+        for (size_t h = 0; h < o->held_count; h++)
+            shoal_event_destroy (&o->held[h].event);
+        free (o->held);
+    }
+    free (self->origins);
+    shoal_event_t *event;
+    while ((event = (shoal_event_t *) zlistx_detach (self->ready, NULL)))
+        shoal_event_destroy (&event);
+    zlistx_destroy (&self->ready);
+    free (self->type);
+    free (self->from_origins);
+    free (self->from_seqs);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+shoal_sub_id (const shoal_sub_t *self)
+{
+    return self->id;
+}
+
+const char *
+shoal_sub_stream (const shoal_sub_t *self)
+{
+    return self->stream;
+}
+
+bool
+shoal_sub_wants_type (const shoal_sub_t *self, const char *type)
+{
+    return !self->type || strcmp (self->type, type) == 0;
+}
+
+size_t
+shoal_sub_held (const shoal_sub_t *self)
+{
+    return self->held_total + zlistx_size (self->ready);
+}
+
+size_t
+shoal_sub_room (const shoal_sub_t *self)
+{
+    size_t held = shoal_sub_held (self);
+    return held < self->limit ? self->limit - held : 0;
+}
+
+void
+shoal_sub_stats (const shoal_sub_t *self, shoal_sub_stats_t *stats)
+{
+    *stats = self->stats;
+}
+
+//  --------------------------------------------------------------------------
+//  Origins
+
+static s_origin_t *
+s_find (const shoal_sub_t *self, const uint8_t *origin)
+{
+    for (size_t i = 0; i < self->origin_count; i++)
+        if (memcmp (self->origins[i].origin, origin, SHOAL_ID_SIZE) == 0)
+            return &self->origins[i];
+    return NULL;
+}
+
+//  Adds an origin, placed by the start position when that gives a seq,
+//  else left unplaced for a seek replay at seek_time_ns.
+static s_origin_t *
+s_add (shoal_sub_t *self, const uint8_t *origin)
+{
+    if (self->origin_count == self->origin_alloc) {
+        size_t alloc = self->origin_alloc ? 2 * self->origin_alloc : 8;
+        self->origins = (s_origin_t *) realloc (self->origins, alloc * sizeof (s_origin_t));
+        self->origin_alloc = alloc;
+    }
+    s_origin_t *o = &self->origins[self->origin_count++];
+    memset (o, 0, sizeof *o);
+    memcpy (o->origin, origin, SHOAL_ID_SIZE);
+    o->deferred_low = UINT64_MAX;
+    switch (self->from_kind) {
+        case SHOAL_FROM_SEQ:
+            o->next = self->from_seq;
+            for (size_t i = 0; i < self->from_count; i++)
+                if (memcmp (self->from_origins[i], origin, SHOAL_ID_SIZE) == 0)
+                    o->next = self->from_seqs[i] ? self->from_seqs[i] : 1;
+            break;
+        case SHOAL_FROM_BEGINNING:
+            o->seek_time_ns = 0; //  the first event the log still holds
+            break;
+        default:
+            o->seek_time_ns = self->start_ns;
+    }
+    return o;
+}
+
+static s_origin_t *
+s_origin (shoal_sub_t *self, const uint8_t *origin)
+{
+    s_origin_t *o = s_find (self, origin);
+    return o ? o : s_add (self, origin);
+}
+
+void
+shoal_sub_origin_known (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t head)
+{
+    s_origin_t *o = s_find (self, origin);
+    if (!o) {
+        o = s_add (self, origin);
+        if (self->from_kind == SHOAL_FROM_NOW)
+            o->next = head + 1;
+    }
+    if (head > o->known_head)
+        o->known_head = head;
+}
+
+uint64_t
+shoal_sub_next_seq (const shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE])
+{
+    const s_origin_t *o = s_find (self, origin);
+    return o ? o->next : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Delivery
+
+static void
+s_note_gap (shoal_sub_t *self, s_origin_t *o)
+{
+    if (!o->gap) {
+        o->gap = true;
+        self->stats.gaps_detected++;
+    }
+}
+
+//  Hands the event at next to the ready queue (or drops it when filtered)
+//  and moves next over it.
+static void
+s_accept (shoal_sub_t *self, s_origin_t *o, shoal_event_t *event, bool replayed)
+{
+    if (event) {
+        zlistx_add_end (self->ready, event);
+        self->stats.delivered++;
+        if (replayed)
+            self->stats.events_repaired++;
+    }
+    o->next++;
+}
+
+//  Delivers held events that have become next, drops held ones below it.
+static void
+s_drain (shoal_sub_t *self, s_origin_t *o)
+{
+    size_t taken = 0;
+    while (taken < o->held_count && o->held[taken].seq <= o->next) {
+        s_held_t *held = &o->held[taken++];
+        if (held->seq == o->next)
+            s_accept (self, o, held->event, false);
+        else {
+            shoal_event_destroy (&held->event);
+            self->stats.duplicates_dropped++;
+        }
+    }
+    if (taken) {
+        memmove (o->held, o->held + taken, (o->held_count - taken) * sizeof (s_held_t));
+        o->held_count -= taken;
+        self->held_total -= taken;
+    }
+    if (o->next > o->known_head && o->held_count == 0)
+        o->gap = false;
+    if (o->deferred_low < o->next)
+        o->deferred_low = UINT64_MAX;
+}
+
+//  Position of seq in held (or where it would go); *found when present.
+static size_t
+s_held_find (const s_origin_t *o, uint64_t seq, bool *found)
+{
+    size_t low = 0, high = o->held_count;
+    if (high && o->held[high - 1].seq < seq)
+        low = high; //  the usual case: ahead of everything held
+    while (low < high) {
+        size_t mid = (low + high) / 2;
+        if (o->held[mid].seq < seq)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    *found = low < o->held_count && o->held[low].seq == seq;
+    return low;
+}
+
+static shoal_sub_result_t
+s_defer (shoal_sub_t *self, s_origin_t *o, shoal_event_t **event_p, uint64_t seq)
+{
+    shoal_event_destroy (event_p);
+    self->stats.deferred++;
+    if (seq < o->deferred_low)
+        o->deferred_low = seq;
+    return SHOAL_SUB_DEFERRED;
+}
+
+shoal_sub_result_t
+shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
+{
+    shoal_event_t *event = *event_p;
+    const uint8_t *origin = shoal_event_origin (event);
+    uint64_t seq = shoal_event_seq (event);
+    if (!origin || seq == 0 || strcmp (shoal_event_stream (event), self->stream) != 0) {
+        shoal_event_destroy (event_p);
+        return SHOAL_SUB_OTHER;
+    }
+    s_origin_t *o = s_origin (self, origin);
+    if (seq > o->known_head)
+        o->known_head = seq;
+    if (replayed && o->repairing) {
+        o->repair_got++;
+        o->progress = true;
+    }
+    if (o->next == 0 && replayed && (o->seek_first == 0 || seq < o->seek_first))
+        o->seek_first = seq;
+    if (o->next != 0 && seq < o->next) {
+        shoal_event_destroy (event_p);
+        self->stats.duplicates_dropped++;
+        return SHOAL_SUB_DUPLICATE;
+    }
+    bool wanted = shoal_sub_wants_type (self, shoal_event_type (event));
+    if (o->next != 0 && seq == o->next) {
+        //  In order. It needs room only if it is delivered.
+        if (wanted && shoal_sub_room (self) == 0)
+            return s_defer (self, o, event_p, seq);
+        if (!wanted)
+            shoal_event_destroy (event_p);
+        s_accept (self, o, wanted ? event : NULL, replayed);
+        *event_p = NULL;
+        s_drain (self, o);
+        return SHOAL_SUB_DELIVERED;
+    }
+    //  Ahead of next (or the origin is not placed yet): hold it.
+    bool found;
+    size_t at = s_held_find (o, seq, &found);
+    if (found) {
+        shoal_event_destroy (event_p);
+        self->stats.duplicates_dropped++;
+        return SHOAL_SUB_DUPLICATE;
+    }
+    if (o->next != 0)
+        s_note_gap (self, o);
+    if (shoal_sub_room (self) == 0)
+        return s_defer (self, o, event_p, seq);
+    if (o->held_count == o->held_alloc) {
+        o->held_alloc = o->held_alloc ? 2 * o->held_alloc : 64;
+        o->held = (s_held_t *) realloc (o->held, o->held_alloc * sizeof (s_held_t));
+    }
+    memmove (o->held + at + 1, o->held + at, (o->held_count - at) * sizeof (s_held_t));
+    if (!wanted)
+        shoal_event_destroy (event_p);
+    o->held[at] = (s_held_t) {seq, wanted ? event : NULL};
+    o->held_count++;
+    self->held_total++;
+    *event_p = NULL;
+    return SHOAL_SUB_BUFFERED;
+}
+
+void
+shoal_sub_on_heartbeat (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t head)
+{
+    s_origin_t *o = s_origin (self, origin);
+    if (head > o->known_head)
+        o->known_head = head;
+    if (o->next != 0 && o->known_head >= o->next)
+        s_note_gap (self, o);
+}
+
+//  Places an unplaced origin after its seek replay answered.
+static void
+s_place (shoal_sub_t *self, s_origin_t *o, uint64_t next_seq)
+{
+    //  The seek's first event is where the origin starts (recorded even
+    //  when there was no room to hold it); with none, after the head.
+    uint64_t start = o->seek_first ? o->seek_first : next_seq;
+    o->next = start;
+    o->seek_first = 0;
+    if (o->lost_from && start > o->lost_from)
+        self->stats.lost += start - o->lost_from;
+    o->lost_from = 0;
+    s_drain (self, o);
+}
+
+void
+shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq,
+                    bool done, uint64_t head)
+{
+    s_origin_t *o = s_find (self, origin);
+    if (!o)
+        return;
+    if (head > o->known_head)
+        o->known_head = head;
+    o->progress = true;
+    if (o->next == 0)
+        s_place (self, o, next_seq);
+    //  Every seq below next_seq was sent (and went through on_event) or
+    //  filtered out by the server: move next over the filtered ones, but
+    //  never over one we dropped for lack of room (invariant 1).
+    uint64_t limit = next_seq < o->deferred_low ? next_seq : o->deferred_low;
+    while (o->next < limit) {
+        if (o->held_count && o->held[0].seq == o->next)
+            s_drain (self, o);
+        else
+            o->next = o->held_count && o->held[0].seq < limit ? o->held[0].seq : limit;
+    }
+    s_drain (self, o);
+    if (done || o->repair_got >= o->repair_credit)
+        o->repairing = false;
+}
+
+void
+shoal_sub_on_repair_error (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint32_t code)
+{
+    s_origin_t *o = s_find (self, origin);
+    if (!o)
+        return;
+    o->repairing = false;
+    o->failed = true;
+    if (code == SHOAL_WIRE_UNAVAILABLE && o->next != 0 && o->next <= o->known_head) {
+        //  The range was trimmed by retention: start again from the first
+        //  event still held, and count what is gone.
+        o->lost_from = o->next;
+        o->next = 0;
+        o->seek_time_ns = 0;
+    }
+}
+
+//  Frees room for the repair of a gap at next by dropping the upper half
+//  of what the origin holds: those seqs stay at or above next, so they
+//  are fetched again (invariant 3). Without this, events far ahead could
+//  fill the buffer and leave no room for the ones that let them drain.
+static void
+s_evict (shoal_sub_t *self, s_origin_t *o)
+{
+    size_t keep = o->held_count / 2;
+    for (size_t i = keep; i < o->held_count; i++) {
+        if (o->held[i].seq < o->deferred_low)
+            o->deferred_low = o->held[i].seq;
+        shoal_event_destroy (&o->held[i].event);
+        self->stats.deferred++;
+    }
+    self->held_total -= o->held_count - keep;
+    o->held_count = keep;
+}
+
+int
+shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
+                       shoal_sub_repair_t *repair)
+{
+    size_t room = shoal_sub_room (self);
+    if (room == 0) {
+        //  Blocked: a placed origin with a gap at next and held events
+        //  ahead of it gives up the upper half of them.
+        for (size_t n = 0; n < self->origin_count && room == 0; n++) {
+            s_origin_t *o = &self->origins[n];
+            if (o->next != 0 && o->known_head >= o->next && o->held_count > 0 && !o->repairing) {
+                s_evict (self, o);
+                room = shoal_sub_room (self);
+            }
+        }
+    }
+    for (size_t n = 0; n < self->origin_count; n++) {
+        s_origin_t *o = &self->origins[(self->cursor + n) % self->origin_count];
+        if (o->repairing) {
+            if (o->progress) {
+                o->progress = false;
+                o->repair_ms = now_ms;
+            }
+            if (now_ms - o->repair_ms < timeout_ms)
+                continue;
+            o->repairing = false; //  no progress: ask again
+        }
+        if (o->failed) {
+            o->failed = false;
+            o->retry_at_ms = now_ms + S_RETRY_MS;
+        }
+        //  An unplaced origin seeks even with no room: the answer's first
+        //  seq places it (recorded before any deferral), and placing it is
+        //  what lets its held events drain.
+        if (now_ms < o->retry_at_ms || (room == 0 && o->next != 0))
+            continue;
+        memset (repair, 0, sizeof *repair);
+        memcpy (repair->origin, o->origin, SHOAL_ID_SIZE);
+        if (o->next == 0) {
+            repair->from_seq = 0;
+            repair->from_time_ns = o->seek_time_ns;
+        }
+        else if (o->known_head >= o->next) {
+            repair->from_seq = o->next;
+            repair->to_seq = o->held_count ? o->held[0].seq - 1 : o->known_head;
+        }
+        else
+            continue;
+        uint64_t credit = room < S_MAX_CREDIT ? room : S_MAX_CREDIT;
+        if (credit == 0)
+            credit = 1;
+        repair->credit = (uint32_t) credit;
+        o->repairing = true;
+        o->progress = false;
+        o->repair_ms = now_ms;
+        o->repair_credit = repair->credit;
+        o->repair_got = 0;
+        self->cursor = (self->cursor + n + 1) % self->origin_count;
+        return 1;
+    }
+    return 0;
+}
+
+shoal_event_t *
+shoal_sub_pop (shoal_sub_t *self)
+{
+    return (shoal_event_t *) zlistx_detach (self->ready, NULL);
+}

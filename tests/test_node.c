@@ -1,0 +1,548 @@
+/*  test_node - several nodes in one process: discovery by static peers,
+    peer exchange and the loopback beacon, live pub/sub, replay, gap
+    repair under drops, late joiners, resuming subscribers, and the
+    ROUTER contract under bad input. Loopback only. */
+
+#include "shoal.h"
+#include "shoal.pb-c.h"
+#include "tap.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  A node with its own data directory under the test's temp dir.
+static shoal_node_t *
+s_node (const char *name, const char *const *peers, size_t peer_count,
+        void (*tune) (shoal_node_config_t *))
+{
+    shoal_node_config_t config;
+    shoal_node_config_defaults (&config);
+    char dir[4200];
+    snprintf (dir, sizeof dir, "%s", tap_path (name));
+    config.name = name;
+    config.mesh = "test-node";
+    config.data_dir = dir;
+    config.interface = "none";
+    config.pub_endpoint = "tcp://127.0.0.1:*";
+    config.router_endpoint = "tcp://127.0.0.1:*";
+    config.peers = peers;
+    config.peer_count = peer_count;
+    config.heartbeat_ms = 200;
+    config.beacon_interval_ms = 200;
+    if (tune)
+        tune (&config);
+    int error = 0;
+    shoal_node_t *node = shoal_node_new (&config, &error);
+    if (!node)
+        bail ("cannot start node %s: %s", name, shoal_node_start_error ());
+    return node;
+}
+
+static uint64_t
+s_publish (shoal_node_t *node, const char *stream, const char *type, int index)
+{
+    shoal_event_t *event = shoal_event_new ();
+    shoal_event_set_stream (event, stream);
+    shoal_event_set_type (event, type);
+    char payload[100];
+    memset (payload, 'x', sizeof payload);
+    int length = snprintf (payload, sizeof payload, "event %d", index);
+    payload[length] = ' ';
+    shoal_event_set_payload (event, payload, sizeof payload);
+    uint64_t seq = 0;
+    int error = 0;
+    if (shoal_node_publish (node, event, &seq, &error))
+        diag ("publish failed: %s", shoal_strerror (error));
+    shoal_event_destroy (&event);
+    return seq;
+}
+
+//  Waits until peer counts say every node sees `want` connected peers.
+static bool
+s_wait_peers (shoal_node_t **nodes, size_t count, uint64_t want, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        bool all = true;
+        for (size_t i = 0; i < count && all; i++) {
+            shoal_node_stats_t stats;
+            all = shoal_node_stats (nodes[i], &stats) == 0 && stats.peers >= want;
+        }
+        if (all)
+            return true;
+        zclock_sleep (20);
+    }
+    return false;
+}
+
+//  Receives up to `count` events of one subscription within timeout_ms and
+//  checks they are seqs first..first+count-1 of origin, in order, once.
+typedef struct {
+    int received;       //  events received
+    int out_of_order;   //  events not at the expected seq
+    uint64_t last_seq;  //  last seq received
+} s_tally_t;
+
+static s_tally_t
+s_receive (shoal_node_t *node, int subscription, const uint8_t *origin, uint64_t first, int count,
+           int timeout_ms)
+{
+    s_tally_t tally = {0, 0, 0};
+    uint64_t expect = first;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (tally.received < count && zclock_mono () < deadline) {
+        int sub = 0;
+        shoal_event_t *event = shoal_node_recv (node, 100, &sub);
+        if (!event)
+            continue;
+        if (sub == subscription && memcmp (shoal_event_origin (event), origin, 16) == 0) {
+            if (shoal_event_seq (event) != expect)
+                tally.out_of_order++;
+            expect = shoal_event_seq (event) + 1;
+            tally.last_seq = shoal_event_seq (event);
+            tally.received++;
+        }
+        shoal_event_destroy (&event);
+    }
+    return tally;
+}
+
+static void
+s_tiny_hwm (shoal_node_config_t *config)
+{
+    config->sndhwm = 50;
+    config->rcvhwm = 50;
+    config->reorder_limit = 200;
+}
+
+static void
+test_static_peers_and_pubsub (void)
+{
+    shoal_node_t *a = s_node ("a", NULL, 0, NULL);
+    const char *seed[] = {shoal_node_router_endpoint (a)};
+    shoal_node_t *b = s_node ("b", seed, 1, NULL);
+    shoal_node_t *pair[] = {a, b};
+    ok (s_wait_peers (pair, 2, 1, 5000), "static peer: both nodes see each other");
+
+    shoal_from_t beginning = {SHOAL_FROM_BEGINNING, 0, 0, NULL, NULL, 0};
+    int sub = shoal_node_subscribe (b, "orders", NULL, &beginning);
+    ok (sub > 0, "subscribe returns an id");
+    int local = shoal_node_subscribe (a, "orders", NULL, &beginning);
+    uint64_t last = 0;
+    for (int i = 0; i < 1000; i++)
+        last = s_publish (a, "orders", "OrderPlaced", i);
+    is_int (last, 1000, "publish returns seqs 1..1000 at once");
+    ok (shoal_node_wait_durable (a, "orders", last, 5000) == 0, "wait_durable returns");
+    s_tally_t tally = s_receive (b, sub, shoal_node_id (a), 1, 1000, 10000);
+    is_int (tally.received, 1000, "remote subscriber gets all 1000 events");
+    is_int (tally.out_of_order, 0, "in seq order, no gap, no duplicate");
+    tally = s_receive (a, local, shoal_node_id (a), 1, 1000, 10000);
+    is_int (tally.received, 1000, "local subscriber gets the node's own events");
+    is_int (tally.out_of_order, 0, "local delivery is in order");
+
+    //  A late joiner from the beginning gets the whole history.
+    shoal_node_t *c = s_node ("c", seed, 1, NULL);
+    int late = shoal_node_subscribe (c, "orders", NULL, &beginning);
+    tally = s_receive (c, late, shoal_node_id (a), 1, 1000, 10000);
+    is_int (tally.received, 1000, "late joiner gets the history by replay");
+    is_int (tally.out_of_order, 0, "late joiner: in order");
+    shoal_node_stats_t stats;
+    shoal_node_stats (a, &stats);
+    ok (stats.replays_served > 0 && stats.events_served >= 1000, "origin served the replay");
+    is_int (stats.published, 1000, "origin counted 1000 published");
+
+    //  Peer exchange: c knew only a, and learns b from a's Hello.
+    shoal_node_t *trio[] = {a, b, c};
+    ok (s_wait_peers (trio, 3, 2, 5000), "peer exchange: one seed reaches the whole mesh");
+
+    //  "now": only events after the subscription.
+    int now = shoal_node_subscribe (b, "orders", NULL, NULL);
+    zclock_sleep (300);
+    for (int i = 0; i < 10; i++)
+        s_publish (a, "orders", "OrderShipped", i);
+    tally = s_receive (b, now, shoal_node_id (a), 1001, 10, 5000);
+    is_int (tally.received, 10, "from now: exactly the 10 events after subscribing");
+    is_int (tally.out_of_order, 0, "from now: starts at seq 1001");
+
+    //  Type filter.
+    int filtered = shoal_node_subscribe (c, "orders", "OrderShipped", &beginning);
+    s_tally_t shipped = {0, 0, 0};
+    int64_t deadline = zclock_mono () + 5000;
+    while (shipped.received < 10 && zclock_mono () < deadline) {
+        int id = 0;
+        shoal_event_t *event = shoal_node_recv (c, 100, &id);
+        if (event && id == filtered) {
+            shipped.received++;
+            if (strcmp (shoal_event_type (event), "OrderShipped") != 0)
+                shipped.out_of_order++;
+        }
+        shoal_event_destroy (&event);
+    }
+    is_int (shipped.received, 10, "type filter: the 10 matching events arrive");
+    is_int (shipped.out_of_order, 0, "type filter: nothing else");
+
+    //  A subscriber restarted mid-stream resumes with no gap and no duplicate.
+    shoal_node_unsubscribe (b, sub);
+    uint64_t resume = 501;
+    const uint8_t (*origins)[16] = (const uint8_t (*)[16]) shoal_node_id (a);
+    shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, origins, &resume, 1};
+    int again = shoal_node_subscribe (b, "orders", NULL, &from);
+    tally = s_receive (b, again, shoal_node_id (a), 501, 510, 10000);
+    is_int (tally.received, 510, "resumed subscriber gets 501..1010");
+    is_int (tally.out_of_order, 0, "resumed: no gap, no duplicate");
+
+    shoal_node_destroy (&c);
+    shoal_node_destroy (&b);
+    shoal_node_destroy (&a);
+    ok (a == NULL && b == NULL, "destroy nulls the nodes");
+}
+
+static void
+test_drops_are_repaired (void)
+{
+    shoal_node_t *a = s_node ("drop-a", NULL, 0, s_tiny_hwm);
+    const char *seed[] = {shoal_node_router_endpoint (a)};
+    shoal_node_t *b = s_node ("drop-b", seed, 1, s_tiny_hwm);
+    shoal_node_t *pair[] = {a, b};
+    s_wait_peers (pair, 2, 1, 5000);
+    int sub = shoal_node_subscribe (b, "sensors", NULL, NULL);
+    zclock_sleep (300);
+    int total = 20000;
+    for (int i = 0; i < total; i++)
+        s_publish (a, "sensors", "Reading", i);
+    //  A stalled consumer: nothing is read for a while, queues overflow.
+    zclock_sleep (1000);
+    s_tally_t tally = s_receive (b, sub, shoal_node_id (a), 1, total, 30000);
+    is_int (tally.received, total, "every event arrives although the live stream dropped");
+    is_int (tally.out_of_order, 0, "in order, no gap, no duplicate");
+    shoal_node_stats_t stats;
+    shoal_node_stats (b, &stats);
+    diag ("gaps %" PRIu64 ", repaired %" PRIu64 ", duplicates %" PRIu64, stats.gaps_detected,
+          stats.events_repaired, stats.duplicates_dropped);
+    ok (stats.events_repaired > 0, "some events came by repair (%" PRIu64 ")",
+        stats.events_repaired);
+    ok (stats.gaps_detected > 0, "gaps were detected");
+    shoal_node_destroy (&b);
+    shoal_node_destroy (&a);
+}
+
+//  One request on a DEALER, one response back (or NULL after 2 s).
+static Shoal__V1__Response *
+s_call (zsock_t *dealer, const void *data, size_t size)
+{
+    zmq_send (zsock_resolve (dealer), data, size, 0);
+    zpoller_t *poller = zpoller_new (dealer, NULL);
+    Shoal__V1__Response *response = NULL;
+    if (zpoller_wait (poller, 2000)) {
+        zframe_t *frame = zframe_recv (dealer);
+        if (frame)
+            response = shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame));
+        zframe_destroy (&frame);
+    }
+    zpoller_destroy (&poller);
+    return response;
+}
+
+static Shoal__V1__Response *
+s_call_request (zsock_t *dealer, Shoal__V1__Request *request)
+{
+    size_t size = shoal__v1__request__get_packed_size (request);
+    uint8_t *data = malloc (size + 1);
+    shoal__v1__request__pack (request, data);
+    Shoal__V1__Response *response = s_call (dealer, data, size);
+    free (data);
+    return response;
+}
+
+static uint32_t
+s_error_code (Shoal__V1__Response *response)
+{
+    uint32_t code = response && response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR
+                    ? response->error->code
+                    : 0;
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    return code;
+}
+
+static uint32_t
+s_replay_error (zsock_t *dealer, const uint8_t *origin, size_t origin_size, const char *stream,
+                uint64_t from, uint64_t to)
+{
+    Shoal__V1__ReplayRequest replay = SHOAL__V1__REPLAY_REQUEST__INIT;
+    replay.origin.data = (uint8_t *) origin;
+    replay.origin.len = origin_size;
+    replay.stream = (char *) stream;
+    replay.from_seq = from;
+    replay.to_seq = to;
+    replay.credit = 100;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 77;
+    request.body_case = SHOAL__V1__REQUEST__BODY_REPLAY;
+    request.replay = &replay;
+    return s_error_code (s_call_request (dealer, &request));
+}
+
+static Shoal__V1__Response *
+s_thin_publish (zsock_t *dealer, const char *stream, const char *type, const uint8_t *id,
+                size_t payload_size)
+{
+    Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
+    event.stream = (char *) stream;
+    event.type = (char *) type;
+    if (id) {
+        event.id.data = (uint8_t *) id;
+        event.id.len = 16;
+    }
+    uint8_t *payload = calloc (1, payload_size + 1);
+    event.payload.data = payload;
+    event.payload.len = payload_size;
+    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
+    publish.event = &event;
+    publish.wait_durable = 1;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 5;
+    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+    request.publish = &publish;
+    Shoal__V1__Response *response = s_call_request (dealer, &request);
+    free (payload);
+    return response;
+}
+
+static void
+test_router_contract (void)
+{
+    shoal_node_t *a = s_node ("router-a", NULL, 0, NULL);
+    for (int i = 0; i < 20; i++)
+        s_publish (a, "orders", "OrderPlaced", i);
+    shoal_node_wait_durable (a, "orders", 20, 5000);
+    zsock_t *dealer = zsock_new_dealer (shoal_node_router_endpoint (a));
+    zsock_set_rcvtimeo (dealer, 2000);
+
+    is_int (s_error_code (s_call (dealer, "\xff\xff\xff", 3)), 1, "garbage bytes: Error 1");
+    Shoal__V1__Request empty = SHOAL__V1__REQUEST__INIT;
+    empty.request_id = 9;
+    is_int (s_error_code (s_call_request (dealer, &empty)), 1, "request with no body: Error 1");
+    uint8_t unknown[16] = {1};
+    is_int (s_replay_error (dealer, unknown, 16, "orders", 1, 0), 2, "replay of an unknown origin: Error 2");
+    is_int (s_replay_error (dealer, shoal_node_id (a), 16, "nosuch", 1, 0), 2,
+            "replay of an unknown stream: Error 2");
+    is_int (s_replay_error (dealer, shoal_node_id (a), 16, "orders", 22, 0), 3,
+            "replay from beyond head + 1: Error 3");
+    is_int (s_replay_error (dealer, shoal_node_id (a), 16, "orders", 10, 5), 1,
+            "replay with to < from: Error 1");
+    is_int (s_replay_error (dealer, shoal_node_id (a), 15, "orders", 1, 0), 1,
+            "replay with a 15-byte origin: Error 1");
+    is_int (s_replay_error (dealer, shoal_node_id (a), 16, "Bad Name", 1, 0), 1,
+            "replay of an invalid stream name: Error 1");
+    is_int (s_error_code (s_thin_publish (dealer, "orders", "Big", NULL, (1 << 20) + 100000)), 4,
+            "publish of an event over the maximum size: Error 4");
+    is_int (s_error_code (s_thin_publish (dealer, "Bad/Stream", "T", NULL, 1)), 1,
+            "publish to an invalid stream name: Error 1");
+    is_int (s_error_code (s_thin_publish (dealer, "orders", "", NULL, 1)), 1,
+            "publish with no type: Error 1");
+    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
+    uint8_t node[16] = {9};
+    hello.node.data = node;
+    hello.node.len = 16;
+    hello.mesh = "another-mesh";
+    Shoal__V1__Request greet = SHOAL__V1__REQUEST__INIT;
+    greet.request_id = 3;
+    greet.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
+    greet.hello = &hello;
+    is_int (s_error_code (s_call_request (dealer, &greet)), 5, "Hello from another mesh: Error 5");
+
+    //  Two frames where one is expected.
+    zsock_send (dealer, "ss", "one", "two");
+    zframe_t *frame = zframe_recv (dealer);
+    Shoal__V1__Response *response
+      = frame ? shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame)) : NULL;
+    zframe_destroy (&frame);
+    is_int (s_error_code (response), 1, "a two-frame request: Error 1");
+
+    //  Thin-client publish: ack after durable; a repeated id is a duplicate.
+    uint8_t id[16] = {0xAB, 0xCD};
+    response = s_thin_publish (dealer, "orders", "OrderPlaced", id, 10);
+    ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK
+          && response->publish_ack->seq == 21 && !response->publish_ack->duplicate,
+        "thin-client publish is acknowledged with seq 21");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    response = s_thin_publish (dealer, "orders", "OrderPlaced", id, 10);
+    ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK
+          && response->publish_ack->seq == 21 && response->publish_ack->duplicate,
+        "the same id again: duplicate = true with the first seq");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    //  The facade continues after the thin client's seq.
+    is_int (s_publish (a, "orders", "OrderPlaced", 99), 22, "facade publish continues at 22");
+
+    Shoal__V1__Ping ping = SHOAL__V1__PING__INIT;
+    Shoal__V1__Request pinging = SHOAL__V1__REQUEST__INIT;
+    pinging.request_id = 11;
+    pinging.body_case = SHOAL__V1__REQUEST__BODY_PING;
+    pinging.ping = &ping;
+    response = s_call_request (dealer, &pinging);
+    ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PONG
+          && response->request_id == 11,
+        "Ping: Pong echoing the request id");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+
+    Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
+    Shoal__V1__Request asking = SHOAL__V1__REQUEST__INIT;
+    asking.request_id = 12;
+    asking.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
+    asking.status = &status;
+    shoal_node_wait_durable (a, "orders", 22, 5000);
+    response = s_call_request (dealer, &asking);
+    bool has_log = false;
+    uint64_t bad = 0;
+    if (response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS) {
+        for (size_t i = 0; i < response->status->n_logs; i++)
+            if (strcmp (response->status->logs[i]->stream, "orders") == 0
+                && response->status->logs[i]->head_seq == 22)
+                has_log = true;
+        for (size_t i = 0; i < response->status->n_counters; i++)
+            if (strcmp (response->status->counters[i]->key, "bad_requests") == 0)
+                bad = response->status->counters[i]->value;
+    }
+    ok (has_log, "Status lists the orders log with head 22");
+    ok (bad >= 12, "bad requests are counted (%" PRIu64 ")", bad);
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+
+    //  Random bytes at the raw TCP level, to the ROUTER and PUB ports.
+    srand (11);
+    const char *targets[] = {shoal_node_router_endpoint (a), shoal_node_pub_endpoint (a)};
+    for (int t = 0; t < 2; t++) {
+        for (int round = 0; round < 20; round++) {
+            zsock_t *raw = zsock_new (ZMQ_STREAM);
+            zsock_connect (raw, "%s", targets[t]);
+            uint8_t routing[256];
+            size_t routing_size = 0;
+            zmsg_t *hello_msg = zmsg_recv (raw); //  connect notification
+            if (hello_msg) {
+                zframe_t *first = zmsg_first (hello_msg);
+                routing_size = zframe_size (first);
+                memcpy (routing, zframe_data (first), routing_size);
+                zmsg_destroy (&hello_msg);
+                uint8_t junk[300];
+                size_t size = 1 + (size_t) rand () % sizeof junk;
+                for (size_t i = 0; i < size; i++)
+                    junk[i] = (uint8_t) rand ();
+                if (round % 2)
+                    memcpy (junk, "\xff\0\0\0\0\0\0\0\1\x7f", size > 10 ? 10 : size);
+                zmq_send (zsock_resolve (raw), routing, routing_size, ZMQ_SNDMORE);
+                zmq_send (zsock_resolve (raw), junk, size, 0);
+            }
+            zsock_destroy (&raw);
+        }
+    }
+    response = s_call_request (dealer, &pinging);
+    ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PONG,
+        "after random bytes on ROUTER and PUB the node still answers");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+
+    //  Garbage on a PUB the node subscribes to: a fake peer says Hello
+    //  with the port of a PUB of ours, then sends junk there.
+    zsock_t *fake_pub = zsock_new (ZMQ_PUB);
+    int fake_port = zsock_bind (fake_pub, "tcp://127.0.0.1:*");
+    zsock_t *fake_router = zsock_new (ZMQ_ROUTER);
+    int fake_router_port = zsock_bind (fake_router, "tcp://127.0.0.1:*");
+    Shoal__V1__Hello fake = SHOAL__V1__HELLO__INIT;
+    uint8_t fake_id[16] = {0xFA, 0xCE};
+    fake.node.data = fake_id;
+    fake.node.len = 16;
+    fake.mesh = "test-node";
+    fake.name = "fake";
+    fake.pub_port = (uint32_t) fake_port;
+    fake.router_port = (uint32_t) fake_router_port;
+    greet.hello = &fake;
+    response = s_call_request (dealer, &greet);
+    ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
+        "a peer's Hello is answered with Hello");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    int sub = shoal_node_subscribe (a, "orders", NULL, NULL);
+    zclock_sleep (500);
+    for (int i = 0; i < 50; i++) {
+        uint8_t junk[64];
+        for (size_t j = 0; j < sizeof junk; j++)
+            junk[j] = (uint8_t) rand ();
+        zsock_send (fake_pub, "sb", i % 2 ? "orders/" : "orders/Junk", junk, sizeof junk);
+        zsock_send (fake_pub, "s", "orders/OneFrame");
+    }
+    zclock_sleep (300);
+    shoal_node_stats_t before, after;
+    shoal_node_stats (a, &before);
+    response = s_call_request (dealer, &pinging);
+    ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PONG,
+        "after junk on a subscribed PUB the node still answers");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    s_publish (a, "orders", "OrderPlaced", 1);
+    s_tally_t tally = s_receive (a, sub, shoal_node_id (a), 23, 1, 5000);
+    is_int (tally.received, 1, "and still delivers events");
+    shoal_node_stats (a, &after);
+    ok (after.bad_requests >= bad + 50, "junk frames are counted as bad (%" PRIu64 ")",
+        after.bad_requests);
+    (void) before;
+    zsock_destroy (&fake_pub);
+    zsock_destroy (&fake_router);
+    zsock_destroy (&dealer);
+    shoal_node_destroy (&a);
+}
+
+static void
+s_loopback (shoal_node_config_t *config)
+{
+    config->interface = "lo";
+    config->beacon_port = 20000 + (int) (getpid () % 20000);
+    config->mesh = "test-node-lo";
+}
+
+static void
+test_loopback_beacon (void)
+{
+    shoal_node_t *nodes[3];
+    nodes[0] = s_node ("lo-a", NULL, 0, s_loopback);
+    nodes[1] = s_node ("lo-b", NULL, 0, s_loopback);
+    nodes[2] = s_node ("lo-c", NULL, 0, s_loopback);
+    ok (s_wait_peers (nodes, 3, 2, 5000), "loopback beacon: three nodes find each other");
+    shoal_peer_info_t peers[8];
+    size_t count = shoal_node_peers (nodes[0], peers, 8);
+    is_int (count, 2, "node a lists two peers");
+    int sub = shoal_node_subscribe (nodes[2], "metrics", NULL, NULL);
+    zclock_sleep (300);
+    for (int i = 0; i < 100; i++)
+        s_publish (nodes[1], "metrics", "Cpu", i);
+    s_tally_t tally = s_receive (nodes[2], sub, shoal_node_id (nodes[1]), 1, 100, 10000);
+    is_int (tally.received, 100, "events flow between beacon-discovered nodes");
+    //  A node that leaves is noticed at once (leaving beacon), not after expiry.
+    shoal_node_destroy (&nodes[1]);
+    int64_t start = zclock_mono ();
+    bool gone = false;
+    while (!gone && zclock_mono () - start < 1500) {
+        gone = shoal_node_peers (nodes[0], NULL, 0) == 1;
+        zclock_sleep (20);
+    }
+    ok (gone, "a leaving node is dropped well before expiry");
+    shoal_node_destroy (&nodes[0]);
+    shoal_node_destroy (&nodes[2]);
+}
+
+int
+main (void)
+{
+    plan_lazy ();
+    zsys_init ();
+    zsys_set_logstream (NULL);
+    test_static_peers_and_pubsub ();
+    test_drops_are_repaired ();
+    test_router_contract ();
+    test_loopback_beacon ();
+    return done_testing ();
+}
