@@ -44,97 +44,118 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <unistd.h>
 
-#define S_READ_BATCH 512        //  messages read per socket per turn
-#define S_REPLAY_BUDGET 2048    //  replay events sent per turn
-#define S_PEER_CHECK_MS 100     //  how often peer states are looked at
-#define S_REPAIR_TICK_MS 50     //  how often repairs are looked at
+#define S_READ_BATCH 512         //  messages read per socket per turn
+#define S_REPLAY_BUDGET 2048     //  replay events sent per turn
+#define S_PEER_CHECK_MS 100      //  how often peer states are looked at
+#define S_REPAIR_TICK_MS 50      //  how often repairs are looked at
 #define S_REPAIR_TIMEOUT_MS 2000 //  a repair with no progress this long is asked again
-#define S_DAMP_WINDOW_MS 60000  //  a peer gone twice within this is flapping
-#define S_DAMP_MAX_MS 30000     //  longest hold-off of a flapping peer
-#define S_PENDING_MAX_MS 60000  //  forget replay requests older than this
-
-//  An own event waiting for durability before it goes out.
-typedef struct {
-    uint64_t seq;               //  its seq
-    zframe_t *topic;            //  "<stream>/<type>"
-    zframe_t *event;            //  encoded Event
-} s_outgoing_t;
+#define S_DAMP_WINDOW_MS 60000   //  a peer gone twice within this is flapping
+#define S_DAMP_MAX_MS 30000      //  longest hold-off of a flapping peer
+#define S_PENDING_MAX_MS 60000   //  forget replay requests older than this
 
 //  A thin client's publish waiting for durability before its ack.
 typedef struct {
-    zframe_t *routing_id;       //  ROUTER identity of the client
-    uint64_t request_id;        //  its request id
-    uint64_t seq;               //  seq recorded
-    bool duplicate;             //  the id was seen before
+    zframe_t *routing_id; //  ROUTER identity of the client
+    uint64_t request_id;  //  its request id
+    uint64_t seq;         //  seq recorded
+    bool duplicate;       //  the id was seen before
 } s_ack_t;
 
 //  One of this node's own streams.
 typedef struct {
     char stream[SHOAL_STREAM_MAX + 1]; //  stream name
-    shoal_log_t *log;           //  its log (owned by the store)
-    zlistx_t *outgoing;         //  s_outgoing_t waiting for durability
-    zlistx_t *acks;             //  s_ack_t waiting for durability
-    uint64_t sent;              //  highest seq handed to PUB and local subscriptions
-    zhashx_t *dedupe;           //  event id (hex) -> seq, thin-client publishes
-    zlistx_t *dedupe_order;     //  ids in insertion order, for eviction
-    bool dedupe_loaded;         //  the window was filled from the log tail
+    shoal_log_t *log;                  //  its log (owned by the store)
+    shoal_log_iter_t *iter;            //  reads back what became durable, to send it
+    zlistx_t *acks;                    //  s_ack_t waiting for durability
+    uint64_t sent;                     //  highest seq handed to PUB and local subscriptions
+    zhashx_t *dedupe;                  //  event id (hex) -> seq, thin-client publishes
+    zlistx_t *dedupe_order;            //  ids in insertion order, for eviction
+    bool dedupe_loaded;                //  the window was filled from the log tail
 } s_own_t;
 
 //  A replay this node asked a peer for, on behalf of a subscription.
 typedef struct {
-    int sub_id;                 //  subscription
+    int sub_id;                    //  subscription
     uint8_t origin[SHOAL_ID_SIZE]; //  whose log
-    int64_t sent_ms;            //  when it was asked
+    int64_t sent_ms;               //  when it was asked
 } s_pending_t;
 
 //  What the engine remembers of a peer that went away (damping).
 typedef struct {
-    unsigned count;             //  departures within the damping window
-    int64_t last_gone_ms;       //  when it last went
-    int64_t hold_until_ms;      //  beacons ignored until then
+    unsigned count;        //  departures within the damping window
+    int64_t last_gone_ms;  //  when it last went
+    int64_t hold_until_ms; //  beacons ignored until then
 } s_gone_t;
 
 typedef struct {
-    zsock_t *pipe;              //  actor pipe to the facade
-    shoal_engine_args_t *args;  //  shared with the facade
-    shoal_node_config_t *config; //  = &args->config
-    shoal_store_t *store;       //  data directory
-    uint8_t id[SHOAL_ID_SIZE];  //  node id
+    zsock_t *pipe;                      //  actor pipe to the facade
+    shoal_engine_args_t *args;          //  shared with the facade
+    shoal_node_config_t *config;        //  = &args->config
+    shoal_store_t *store;               //  data directory
+    uint8_t id[SHOAL_ID_SIZE];          //  node id
     char id_hex[2 * SHOAL_ID_SIZE + 1]; //  node id in hex, for logs
-    uint64_t mesh_id;           //  hash of the mesh name
-    zsock_t *pub;               //  live events and heartbeats
-    zsock_t *sub;               //  connected to every peer's PUB
-    zsock_t *router;            //  requests from peers and clients
-    int pub_port;               //  bound ports
-    int router_port;            //  bound ports
-    shoal_beacon_t *beacon;     //  discovery, NULL for interface "none"
-    shoal_replay_t *replay;     //  replay server
-    zlistx_t *peers;            //  shoal_peer_t
-    bool peers_changed;         //  poll set must be rebuilt
-    zhashx_t *gone;             //  id hex -> s_gone_t
-    zhashx_t *own;              //  stream -> s_own_t
-    zhashx_t *heads;            //  "originhex/stream" -> head (uint64 in a pointer-sized box)
-    zlistx_t *subs;             //  shoal_sub_t
-    zhashx_t *sub_streams;      //  stream -> count of subscriptions (boxed)
-    zhashx_t *pending;          //  request id (decimal) -> s_pending_t
-    uint64_t next_request_id;   //  for requests this node sends
-    bool waiting_space;         //  the inbox was full: poll its space signal
-    bool terminated;            //  $TERM received
-    shoal_node_stats_t stats;   //  counters of the engine itself
-    shoal_sub_stats_t sub_totals; //  counters of subscriptions that ended
-    int64_t next_heartbeat_ms;  //  timers, monotonic ms
+    uint64_t mesh_id;                   //  hash of the mesh name
+    zsock_t *pub;                       //  live events and heartbeats
+    zsock_t *sub;                       //  connected to every peer's PUB
+    zsock_t *router;                    //  requests from peers and clients
+    int pub_port;                       //  bound ports
+    int router_port;                    //  bound ports
+    shoal_beacon_t *beacon;             //  discovery, NULL for interface "none"
+    shoal_replay_t *replay;             //  replay server
+    zlistx_t *peers;                    //  shoal_peer_t
+    bool peers_changed;                 //  poll set must be rebuilt
+    zhashx_t *gone;                     //  id hex -> s_gone_t
+    zhashx_t *own;                      //  stream -> s_own_t
+    zhashx_t *heads;                    //  "originhex/stream" -> head (uint64_t, owned)
+    uint64_t *last_head; //  the entry of heads noted last (entries are never freed early)
+    uint8_t last_origin[SHOAL_ID_SIZE];     //  its origin
+    char last_stream[SHOAL_STREAM_MAX + 1]; //  its stream
+    zlistx_t *subs;                         //  shoal_sub_t
+    zhashx_t *sub_streams;                  //  stream -> count of subscriptions (boxed)
+    zhashx_t *pending;                      //  request id (decimal) -> s_pending_t
+    uint64_t next_request_id;               //  for requests this node sends
+    bool waiting_space;                     //  the inbox was full: poll its space signal
+    bool terminated;                        //  $TERM received
+    shoal_node_stats_t stats;               //  counters of the engine itself
+    shoal_sub_stats_t sub_totals;           //  counters of subscriptions that ended
+    int64_t next_heartbeat_ms;              //  timers, monotonic ms
     int64_t next_peer_check_ms;
     int64_t next_repair_ms;
     int64_t next_expire_ms;
-    bool replay_busy;           //  replay pump had more to send
+    bool replay_busy; //  replay pump had more to send
 } s_engine_t;
 
 static int64_t
 s_now (void)
 {
     return zclock_mono ();
+}
+
+#define S_ERROR SHOAL_LOG_ERROR
+#define S_WARNING SHOAL_LOG_WARNING
+#define S_INFO SHOAL_LOG_INFO
+#define S_DEBUG SHOAL_LOG_DEBUG
+
+//  Logs one line to stderr when level is within the node's log level.
+static void
+s_log (s_engine_t *self, int level, const char *format, ...)
+{
+    if (level > self->config->log_level)
+        return;
+    static const char *names[] = {"error", "warning", "info", "debug"};
+    char line[1024];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    time_t now = time (NULL);
+    struct tm tm;
+    char stamp[32];
+    strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r (&now, &tm));
+    fprintf (stderr, "%s shoal[%s] %s: %s\n", stamp, self->config->name, names[level], line);
 }
 
 //  --------------------------------------------------------------------------
@@ -167,26 +188,36 @@ s_heads_key (char *key, size_t size, const uint8_t *origin, const char *stream)
     snprintf (key, size, "%s/%s", hex, stream);
 }
 
-//  Remembers the highest seq known of (origin, stream).
+//  Remembers the highest seq known of (origin, stream). Events come in
+//  runs from one origin and stream, so the last entry is kept at hand.
 static void
 s_heads_note (s_engine_t *self, const uint8_t *origin, const char *stream, uint64_t head)
 {
+    if (self->last_head && memcmp (self->last_origin, origin, SHOAL_ID_SIZE) == 0
+        && strcmp (self->last_stream, stream) == 0) {
+        if (head > *self->last_head)
+            *self->last_head = head;
+        return;
+    }
     char key[2 * SHOAL_ID_SIZE + SHOAL_STREAM_MAX + 2];
     s_heads_key (key, sizeof key, origin, stream);
-    uint64_t *known = (uint64_t *) zhashx_lookup (self->heads, key);
+    uint64_t *known = (uint64_t *)zhashx_lookup (self->heads, key);
     if (!known) {
-        known = (uint64_t *) zmalloc (sizeof (uint64_t));
+        known = (uint64_t *)zmalloc (sizeof (uint64_t));
         zhashx_insert (self->heads, key, known);
     }
     if (head > *known)
         *known = head;
+    self->last_head = known;
+    memcpy (self->last_origin, origin, SHOAL_ID_SIZE);
+    snprintf (self->last_stream, sizeof self->last_stream, "%s", stream);
 }
 
 static shoal_sub_t *
 s_sub_by_id (s_engine_t *self, int id)
 {
-    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *) zlistx_next (self->subs))
+    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *)zlistx_next (self->subs))
         if (shoal_sub_id (sub) == id)
             return sub;
     return NULL;
@@ -200,17 +231,6 @@ s_has_subs (s_engine_t *self, const char *stream)
 
 //  --------------------------------------------------------------------------
 //  Own streams
-
-static void
-s_outgoing_destroy (s_outgoing_t **self_p)
-{
-    if (*self_p) {
-        zframe_destroy (&(*self_p)->topic);
-        zframe_destroy (&(*self_p)->event);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
 
 static void
 s_ack_destroy (s_ack_t **self_p)
@@ -228,7 +248,7 @@ s_own_destroy (s_own_t **self_p)
     if (!*self_p)
         return;
     s_own_t *own = *self_p;
-    zlistx_destroy (&own->outgoing);
+    shoal_log_iter_destroy (&own->iter);
     zlistx_destroy (&own->acks);
     zhashx_destroy (&own->dedupe);
     zlistx_destroy (&own->dedupe_order);
@@ -240,85 +260,108 @@ s_own_destroy (s_own_t **self_p)
 static s_own_t *
 s_own (s_engine_t *self, const char *stream, bool create)
 {
-    s_own_t *own = (s_own_t *) zhashx_lookup (self->own, stream);
+    s_own_t *own = (s_own_t *)zhashx_lookup (self->own, stream);
     if (own || !create)
         return own;
     int error = 0;
     shoal_log_t *log = shoal_store_log (self->store, self->id, stream, true, &error);
     if (!log) {
-        zsys_error ("shoal: cannot open the log of stream %s: %s", stream, shoal_strerror (error));
+        s_log (self, S_ERROR, "cannot open the log of stream %s: %s", stream,
+               shoal_strerror (error));
         return NULL;
     }
-    own = (s_own_t *) zmalloc (sizeof (s_own_t));
+    own = (s_own_t *)zmalloc (sizeof (s_own_t));
     snprintf (own->stream, sizeof own->stream, "%s", stream);
     own->log = log;
-    own->outgoing = zlistx_new ();
-    zlistx_set_destructor (own->outgoing, (zlistx_destructor_fn *) s_outgoing_destroy);
     own->acks = zlistx_new ();
-    zlistx_set_destructor (own->acks, (zlistx_destructor_fn *) s_ack_destroy);
+    zlistx_set_destructor (own->acks, (zlistx_destructor_fn *)s_ack_destroy);
     own->sent = shoal_log_durable (log);
     own->dedupe = zhashx_new ();
-    zhashx_set_destructor (own->dedupe, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (own->dedupe, (zhashx_destructor_fn *)zstr_free);
     own->dedupe_order = zlistx_new ();
-    zlistx_set_destructor (own->dedupe_order, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_destructor (own->dedupe_order, (zlistx_destructor_fn *)zstr_free);
     zhashx_insert (self->own, stream, own);
     return own;
 }
 
-//  Appends an encoded own event; it goes out once durable.
+//  Appends an encoded own event; it goes out once durable (s_commit reads
+//  it back from the log then, so nothing is copied while it waits).
 static int
-s_own_append (s_engine_t *self, s_own_t *own, uint64_t seq, const char *type, const uint8_t *data,
-              size_t size, int64_t time_ns)
+s_own_append (s_engine_t *self, s_own_t *own, uint64_t seq, const uint8_t *data, size_t size,
+              int64_t time_ns)
 {
     if (shoal_log_append (own->log, seq, time_ns, data, size)) {
-        zsys_error ("shoal: append to %s failed: %s", own->stream, shoal_log_error_text (own->log));
+        s_log (self, S_ERROR, "append to %s failed: %s", own->stream,
+               shoal_log_error_text (own->log));
         shoal_heads_update (self->args->heads, own->stream, shoal_log_head (own->log),
                             shoal_log_durable (own->log), shoal_log_failed (own->log));
         return -1;
     }
-    s_outgoing_t *out = (s_outgoing_t *) zmalloc (sizeof (s_outgoing_t));
-    out->seq = seq;
-    out->topic = zframe_new (NULL, strlen (own->stream) + 1 + strlen (type));
-    sprintf ((char *) zframe_data (out->topic), "%s/", own->stream);
-    memcpy (zframe_data (out->topic) + strlen (own->stream) + 1, type, strlen (type));
-    out->event = zframe_new (data, size);
-    zlistx_add_end (own->outgoing, out);
     self->stats.published++;
     return 0;
 }
 
-static void s_feed_local (s_engine_t *self, const char *stream, const uint8_t *data, size_t size);
+static void s_feed_local (s_engine_t *self, const uint8_t *data, size_t size);
+
+//  Sends one own event on PUB: topic "<stream>/<type>", then the event.
+static void
+s_send_live (s_engine_t *self, const char *stream, const uint8_t *data, size_t size)
+{
+    shoal_event_peek_t peek;
+    if (shoal_event_peek (data, size, &peek) || peek.type_size > SHOAL_TYPE_MAX)
+        return;
+    char topic[SHOAL_STREAM_MAX + SHOAL_TYPE_MAX + 2];
+    size_t length = strlen (stream);
+    memcpy (topic, stream, length);
+    topic[length++] = '/';
+    memcpy (topic + length, peek.type, peek.type_size);
+    length += peek.type_size;
+    void *pub = zsock_resolve (self->pub);
+    zmq_send (pub, topic, length, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (pub, data, size, ZMQ_DONTWAIT);
+}
 
 //  Flushes every own log that has appends, then sends what became durable.
 static void
 s_commit (s_engine_t *self)
 {
-    for (s_own_t *own = (s_own_t *) zhashx_first (self->own); own;
-         own = (s_own_t *) zhashx_next (self->own)) {
+    for (s_own_t *own = (s_own_t *)zhashx_first (self->own); own;
+         own = (s_own_t *)zhashx_next (self->own)) {
         shoal_log_t *log = own->log;
         if (shoal_log_head (log) > shoal_log_durable (log) && !shoal_log_failed (log)) {
             if (shoal_log_flush (log))
-                zsys_error ("shoal: flush of %s failed: %s", own->stream,
-                            shoal_log_error_text (log));
+                s_log (self, S_ERROR, "flush of %s failed: %s", own->stream,
+                       shoal_log_error_text (log));
         }
         uint64_t durable = shoal_log_durable (log);
         if (durable == own->sent && zlistx_size (own->acks) == 0)
             continue;
         //  Write, fsync, then publish (invariant of shoal_log): nothing
-        //  above durable leaves this node.
-        s_outgoing_t *out;
-        while ((out = (s_outgoing_t *) zlistx_first (own->outgoing)) && out->seq <= durable) {
-            zmq_send (zsock_resolve (self->pub), zframe_data (out->topic), zframe_size (out->topic),
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (zsock_resolve (self->pub), zframe_data (out->event), zframe_size (out->event),
-                      ZMQ_DONTWAIT);
-            if (s_has_subs (self, own->stream))
-                s_feed_local (self, own->stream, zframe_data (out->event),
-                              zframe_size (out->event));
-            zlistx_delete (own->outgoing, zlistx_cursor (own->outgoing));
+        //  above durable leaves this node. The records are read back from
+        //  the log, which has them in its page cache.
+        if (durable > own->sent && !own->iter)
+            own->iter = shoal_log_iter_new (log, own->sent + 1, 0);
+        uint64_t seq;
+        int64_t time_ns;
+        const uint8_t *data;
+        size_t size;
+        bool local = s_has_subs (self, own->stream);
+        while (own->iter && own->sent < durable
+               && shoal_log_iter_next (own->iter, &seq, &time_ns, &data, &size) == 1) {
+            s_send_live (self, own->stream, data, size);
+            if (local)
+                s_feed_local (self, data, size);
+            own->sent = seq;
+        }
+        if (own->sent < durable) {
+            //  Unreadable own records (I/O error): skip them rather than stall.
+            s_log (self, S_ERROR, "cannot read back %s: %s", own->stream,
+                   shoal_log_error_text (log));
+            shoal_log_iter_destroy (&own->iter);
+            own->sent = durable;
         }
         s_ack_t *ack;
-        while ((ack = (s_ack_t *) zlistx_first (own->acks)) && ack->seq <= durable) {
+        while ((ack = (s_ack_t *)zlistx_first (own->acks)) && ack->seq <= durable) {
             Shoal__V1__PublishAck body = SHOAL__V1__PUBLISH_ACK__INIT;
             body.origin.data = self->id;
             body.origin.len = SHOAL_ID_SIZE;
@@ -333,12 +376,8 @@ s_commit (s_engine_t *self)
             s_send_response (self, ack->routing_id, &frame);
             zlistx_delete (own->acks, zlistx_cursor (own->acks));
         }
-        if (shoal_log_failed (log)) {
-            //  What will never become durable is dropped, unacknowledged.
-            zlistx_purge (own->outgoing);
-            zlistx_purge (own->acks);
-        }
-        own->sent = durable;
+        if (shoal_log_failed (log))
+            zlistx_purge (own->acks); //  never durable: never acknowledged
         shoal_heads_update (self->args->heads, own->stream, shoal_log_head (log), durable,
                             shoal_log_failed (log));
     }
@@ -354,8 +393,8 @@ s_route_event (s_engine_t *self, shoal_event_t **event_p, bool replayed, int onl
     shoal_event_t *event = *event_p;
     const char *stream = shoal_event_stream (event);
     shoal_sub_t *last = NULL;
-    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
         if (strcmp (shoal_sub_stream (sub), stream) != 0)
             continue;
         if (only_sub && shoal_sub_id (sub) != only_sub)
@@ -374,9 +413,8 @@ s_route_event (s_engine_t *self, shoal_event_t **event_p, bool replayed, int onl
 }
 
 static void
-s_feed_local (s_engine_t *self, const char *stream, const uint8_t *data, size_t size)
+s_feed_local (s_engine_t *self, const uint8_t *data, size_t size)
 {
-    (void) stream;
     shoal_event_t *event = shoal_event_decode (data, size, 0, NULL);
     if (event)
         s_route_event (self, &event, false, 0);
@@ -385,7 +423,7 @@ s_feed_local (s_engine_t *self, const char *stream, const uint8_t *data, size_t 
 static void
 s_sub_count (s_engine_t *self, const char *stream, int delta)
 {
-    size_t count = (size_t) zhashx_lookup (self->sub_streams, stream);
+    size_t count = (size_t)zhashx_lookup (self->sub_streams, stream);
     char topic[SHOAL_STREAM_MAX + 2];
     snprintf (topic, sizeof topic, "%s/", stream);
     if (delta > 0 && count == 0)
@@ -394,7 +432,7 @@ s_sub_count (s_engine_t *self, const char *stream, int delta)
         zsock_set_unsubscribe (self->sub, topic);
     count += delta;
     if (count)
-        zhashx_update (self->sub_streams, stream, (void *) count);
+        zhashx_update (self->sub_streams, stream, (void *)count);
     else
         zhashx_delete (self->sub_streams, stream);
 }
@@ -402,9 +440,9 @@ s_sub_count (s_engine_t *self, const char *stream, int delta)
 static void
 s_subscribe (s_engine_t *self, shoal_engine_sub_t *request)
 {
-    shoal_sub_t *sub = shoal_sub_new (request->id, request->stream,
-                                      request->type[0] ? request->type : NULL, &request->from,
-                                      shoal_time_ns (), self->config->reorder_limit);
+    shoal_sub_t *sub =
+        shoal_sub_new (request->id, request->stream, request->type[0] ? request->type : NULL,
+                       &request->from, shoal_time_ns (), self->config->reorder_limit);
     free (request->origins);
     free (request->seqs);
     if (!sub) {
@@ -413,9 +451,9 @@ s_subscribe (s_engine_t *self, shoal_engine_sub_t *request)
     }
     //  Origins known now: "now" starts each after its head.
     size_t length = strlen (request->stream);
-    for (uint64_t *head = (uint64_t *) zhashx_first (self->heads); head;
-         head = (uint64_t *) zhashx_next (self->heads)) {
-        const char *key = (const char *) zhashx_cursor (self->heads);
+    for (uint64_t *head = (uint64_t *)zhashx_first (self->heads); head;
+         head = (uint64_t *)zhashx_next (self->heads)) {
+        const char *key = (const char *)zhashx_cursor (self->heads);
         uint8_t origin[SHOAL_ID_SIZE];
         if (strlen (key) == 2 * SHOAL_ID_SIZE + 1 + length
             && strcmp (key + 2 * SHOAL_ID_SIZE + 1, request->stream) == 0) {
@@ -468,8 +506,8 @@ static void
 s_deliver (s_engine_t *self)
 {
     shoal_inbox_t *inbox = self->args->inbox;
-    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
         while (shoal_sub_held (sub) > 0) {
             if (shoal_inbox_room (inbox) == 0) {
                 self->waiting_space = true;
@@ -488,8 +526,8 @@ static void
 s_repair_local (s_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *repair)
 {
     int error;
-    shoal_log_t *log
-      = shoal_store_log (self->store, self->id, shoal_sub_stream (sub), false, &error);
+    shoal_log_t *log =
+        shoal_store_log (self->store, self->id, shoal_sub_stream (sub), false, &error);
     if (!log) {
         shoal_sub_on_repair_error (sub, repair->origin, SHOAL_WIRE_UNKNOWN);
         return;
@@ -527,8 +565,8 @@ s_repair_local (s_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *re
 static shoal_peer_t *
 s_peer_by_id (s_engine_t *self, const uint8_t *id)
 {
-    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *) zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *)zlistx_next (self->peers))
         if (shoal_peer_has_id (peer) && memcmp (shoal_peer_id (peer), id, SHOAL_ID_SIZE) == 0)
             return peer;
     return NULL;
@@ -540,8 +578,8 @@ s_repairs (s_engine_t *self)
 {
     int64_t now = s_now ();
     int timeout = S_REPAIR_TIMEOUT_MS;
-    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
         shoal_sub_repair_t repair;
         int rounds = 0;
         while (rounds++ < 64 && shoal_sub_next_repair (sub, now, timeout, &repair)) {
@@ -557,7 +595,7 @@ s_repairs (s_engine_t *self)
             Shoal__V1__ReplayRequest body = SHOAL__V1__REPLAY_REQUEST__INIT;
             body.origin.data = repair.origin;
             body.origin.len = SHOAL_ID_SIZE;
-            body.stream = (char *) shoal_sub_stream (sub);
+            body.stream = (char *)shoal_sub_stream (sub);
             body.from_seq = repair.from_seq;
             body.from_time_ns = repair.from_time_ns;
             body.to_seq = repair.to_seq;
@@ -571,7 +609,7 @@ s_repairs (s_engine_t *self)
                 shoal_sub_on_repair_error (sub, repair.origin, 0);
                 continue;
             }
-            s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
+            s_pending_t *pending = (s_pending_t *)zmalloc (sizeof (s_pending_t));
             pending->sub_id = shoal_sub_id (sub);
             memcpy (pending->origin, repair.origin, SHOAL_ID_SIZE);
             pending->sent_ms = now;
@@ -594,17 +632,17 @@ s_peer_remove (s_engine_t *self, shoal_peer_t *peer, bool damp)
     if (damp && shoal_peer_has_id (peer)) {
         char hex[2 * SHOAL_ID_SIZE + 1];
         shoal_id_to_hex (shoal_peer_id (peer), hex);
-        s_gone_t *gone = (s_gone_t *) zhashx_lookup (self->gone, hex);
+        s_gone_t *gone = (s_gone_t *)zhashx_lookup (self->gone, hex);
         if (!gone) {
-            gone = (s_gone_t *) zmalloc (sizeof (s_gone_t));
+            gone = (s_gone_t *)zmalloc (sizeof (s_gone_t));
             zhashx_insert (self->gone, hex, gone);
         }
         int64_t now = s_now ();
         gone->count = now - gone->last_gone_ms < S_DAMP_WINDOW_MS ? gone->count + 1 : 1;
         gone->last_gone_ms = now;
-        int64_t hold = gone->count >= 2 ? (int64_t) 1000 << (gone->count - 2) : 0;
+        int64_t hold = gone->count >= 2 ? (int64_t)1000 << (gone->count - 2) : 0;
         gone->hold_until_ms = now + (hold < S_DAMP_MAX_MS ? hold : S_DAMP_MAX_MS);
-        zsys_info ("shoal: peer %s (%s) is gone", shoal_peer_name (peer), hex);
+        s_log (self, S_INFO, "peer %s (%s) is gone", shoal_peer_name (peer), hex);
     }
     void *handle = zlistx_find (self->peers, peer);
     if (handle)
@@ -617,25 +655,25 @@ s_known_endpoint (s_engine_t *self, const char *endpoint)
 {
     if (strcmp (endpoint, self->args->router_endpoint) == 0)
         return true;
-    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *) zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *)zlistx_next (self->peers))
         if (strcmp (shoal_peer_router_endpoint (peer), endpoint) == 0)
             return true;
     return false;
 }
 
-static void
-s_send_hello (s_engine_t *self, shoal_peer_t *peer);
+static void s_send_hello (s_engine_t *self, shoal_peer_t *peer);
 
 static shoal_peer_t *
 s_peer_add (s_engine_t *self, const char *router_endpoint, bool is_static)
 {
     if (s_known_endpoint (self, router_endpoint))
         return NULL;
-    shoal_peer_t *peer = shoal_peer_new (router_endpoint, is_static, self->config->sndhwm, s_now ());
+    shoal_peer_t *peer =
+        shoal_peer_new (router_endpoint, is_static, self->config->sndhwm, s_now ());
     if (!peer) {
-        zsys_warning ("shoal: ignoring peer endpoint %s (expected tcp://HOST:PORT)",
-                      router_endpoint);
+        s_log (self, S_WARNING, "ignoring peer endpoint %s (expected tcp://HOST:PORT)",
+               router_endpoint);
         return NULL;
     }
     zlistx_add_end (self->peers, peer);
@@ -649,7 +687,7 @@ s_peer_connect_pub (s_engine_t *self, shoal_peer_t *peer)
 {
     const char *pub = shoal_peer_pub_endpoint (peer);
     if (pub && zsock_connect (self->sub, "%s", pub))
-        zsys_warning ("shoal: cannot connect to %s", pub);
+        s_log (self, S_WARNING, "cannot connect to %s", pub);
 }
 
 static void
@@ -658,10 +696,10 @@ s_send_hello (s_engine_t *self, shoal_peer_t *peer)
     Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
     hello.node.data = self->id;
     hello.node.len = SHOAL_ID_SIZE;
-    hello.name = (char *) self->config->name;
-    hello.mesh = (char *) self->config->mesh;
-    hello.pub_port = (uint32_t) self->pub_port;
-    hello.router_port = (uint32_t) self->router_port;
+    hello.name = (char *)self->config->name;
+    hello.mesh = (char *)self->config->mesh;
+    hello.pub_port = (uint32_t)self->pub_port;
+    hello.router_port = (uint32_t)self->router_port;
     Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
     request.request_id = ++self->next_request_id;
     request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
@@ -701,15 +739,15 @@ s_peer_identify (s_engine_t *self, shoal_peer_t *peer, const uint8_t *id, const 
     }
     shoal_peer_set_identity (peer, id, name);
     if (!shoal_peer_pub_endpoint (peer) && pub_port > 0 && pub_port < 65536) {
-        shoal_peer_set_pub_port (peer, (int) pub_port);
+        shoal_peer_set_pub_port (peer, (int)pub_port);
         s_peer_connect_pub (self, peer);
     }
     if (!shoal_peer_greeted (peer)) {
         shoal_peer_set_greeted (peer, true);
         char hex[2 * SHOAL_ID_SIZE + 1];
         shoal_id_to_hex (id, hex);
-        zsys_info ("shoal: %s connected to peer %s (%s) at %s", self->config->name, name, hex,
-                   shoal_peer_router_endpoint (peer));
+        s_log (self, S_INFO, "connected to peer %s (%s) at %s", name, hex,
+               shoal_peer_router_endpoint (peer));
     }
     shoal_peer_touch (peer, s_now ());
     return true;
@@ -738,7 +776,7 @@ s_on_beacon (s_engine_t *self, const char *ip, const shoal_beacon_msg_t *msg)
     }
     char hex[2 * SHOAL_ID_SIZE + 1];
     shoal_id_to_hex (msg->node, hex);
-    s_gone_t *gone = (s_gone_t *) zhashx_lookup (self->gone, hex);
+    s_gone_t *gone = (s_gone_t *)zhashx_lookup (self->gone, hex);
     if (gone && s_now () < gone->hold_until_ms)
         return; //  flapping: held off for now
     peer = s_peer_add (self, endpoint, false);
@@ -753,17 +791,17 @@ static void
 s_check_peers (s_engine_t *self)
 {
     int64_t now = s_now ();
-    shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers);
+    shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers);
     while (peer) {
-        shoal_peer_t *next = (shoal_peer_t *) zlistx_next (self->peers);
-        shoal_peer_state_t state = shoal_peer_state (peer, now, self->config->suspect_ms,
-                                                      self->config->expiry_ms);
+        shoal_peer_t *next = (shoal_peer_t *)zlistx_next (self->peers);
+        shoal_peer_state_t state =
+            shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms);
         if (state == SHOAL_PEER_GONE) {
             if (shoal_peer_is_static (peer)) {
                 //  Static peers stay: ZeroMQ reconnects, Hello goes again.
                 if (shoal_peer_greeted (peer))
-                    zsys_info ("shoal: static peer %s is silent",
-                               shoal_peer_router_endpoint (peer));
+                    s_log (self, S_INFO, "static peer %s is silent",
+                           shoal_peer_router_endpoint (peer));
                 shoal_peer_set_greeted (peer, false);
                 shoal_peer_touch (peer, now);
             }
@@ -796,8 +834,8 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
     }
     //  Learn the caller as a peer, if it is a node and new to us.
     const char *address = zframe_meta (payload, "Peer-Address");
-    if (memcmp (hello->node.data, self->id, SHOAL_ID_SIZE) != 0 && address
-        && hello->router_port > 0 && hello->router_port < 65536) {
+    if (memcmp (hello->node.data, self->id, SHOAL_ID_SIZE) != 0 && address && hello->router_port > 0
+        && hello->router_port < 65536) {
         shoal_peer_t *peer = s_peer_by_id (self, hello->node.data);
         if (peer)
             shoal_peer_touch (peer, s_now ());
@@ -808,26 +846,26 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
             if (peer) {
                 shoal_peer_set_identity (peer, hello->node.data, hello->name);
                 if (hello->pub_port > 0 && hello->pub_port < 65536) {
-                    shoal_peer_set_pub_port (peer, (int) hello->pub_port);
+                    shoal_peer_set_pub_port (peer, (int)hello->pub_port);
                     s_peer_connect_pub (self, peer);
                 }
             }
         }
     }
     size_t count = zlistx_size (self->peers);
-    char **known = (char **) zmalloc ((count ? count : 1) * sizeof (char *));
+    char **known = (char **)zmalloc ((count ? count : 1) * sizeof (char *));
     size_t n = 0;
-    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *) zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *)zlistx_next (self->peers))
         if (shoal_peer_greeted (peer))
-            known[n++] = (char *) shoal_peer_router_endpoint (peer);
+            known[n++] = (char *)shoal_peer_router_endpoint (peer);
     Shoal__V1__Hello reply = SHOAL__V1__HELLO__INIT;
     reply.node.data = self->id;
     reply.node.len = SHOAL_ID_SIZE;
-    reply.name = (char *) self->config->name;
-    reply.mesh = (char *) self->config->mesh;
-    reply.pub_port = (uint32_t) self->pub_port;
-    reply.router_port = (uint32_t) self->router_port;
+    reply.name = (char *)self->config->name;
+    reply.mesh = (char *)self->config->mesh;
+    reply.pub_port = (uint32_t)self->pub_port;
+    reply.router_port = (uint32_t)self->router_port;
     reply.n_known_peers = n;
     reply.known_peers = known;
     Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
@@ -839,43 +877,44 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
     free (known);
 }
 
-static void
-s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats);
+static void s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats);
 
 static void
 s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
 {
     size_t log_count = shoal_store_log_count (self->store);
-    Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *) zmalloc ((log_count + 1) * sizeof *heads);
-    Shoal__V1__LogHead **head_ptrs = (Shoal__V1__LogHead **) zmalloc ((log_count + 1) * sizeof (void *));
+    Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *)zmalloc ((log_count + 1) * sizeof *heads);
+    Shoal__V1__LogHead **head_ptrs =
+        (Shoal__V1__LogHead **)zmalloc ((log_count + 1) * sizeof (void *));
     for (size_t i = 0; i < log_count; i++) {
         shoal_log_t *log = shoal_store_log_at (self->store, i);
         Shoal__V1__LogHead init = SHOAL__V1__LOG_HEAD__INIT;
         heads[i] = init;
-        heads[i].origin.data = (uint8_t *) shoal_log_origin (log);
+        heads[i].origin.data = (uint8_t *)shoal_log_origin (log);
         heads[i].origin.len = SHOAL_ID_SIZE;
-        heads[i].stream = (char *) shoal_log_stream (log);
+        heads[i].stream = (char *)shoal_log_stream (log);
         heads[i].first_seq = shoal_log_first (log);
         heads[i].head_seq = shoal_log_durable (log);
         head_ptrs[i] = &heads[i];
     }
     size_t peer_count = zlistx_size (self->peers);
-    Shoal__V1__PeerInfo *peers = (Shoal__V1__PeerInfo *) zmalloc ((peer_count + 1) * sizeof *peers);
-    Shoal__V1__PeerInfo **peer_ptrs = (Shoal__V1__PeerInfo **) zmalloc ((peer_count + 1) * sizeof (void *));
+    Shoal__V1__PeerInfo *peers = (Shoal__V1__PeerInfo *)zmalloc ((peer_count + 1) * sizeof *peers);
+    Shoal__V1__PeerInfo **peer_ptrs =
+        (Shoal__V1__PeerInfo **)zmalloc ((peer_count + 1) * sizeof (void *));
     size_t n = 0;
     int64_t now = s_now ();
-    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *) zlistx_next (self->peers), n++) {
+    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *)zlistx_next (self->peers), n++) {
         Shoal__V1__PeerInfo init = SHOAL__V1__PEER_INFO__INIT;
         peers[n] = init;
         if (shoal_peer_has_id (peer)) {
-            peers[n].node.data = (uint8_t *) shoal_peer_id (peer);
+            peers[n].node.data = (uint8_t *)shoal_peer_id (peer);
             peers[n].node.len = SHOAL_ID_SIZE;
         }
-        peers[n].name = (char *) shoal_peer_name (peer);
-        peers[n].endpoint = (char *) shoal_peer_router_endpoint (peer);
-        peers[n].state = (char *) shoal_peer_state_name (
-          shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms));
+        peers[n].name = (char *)shoal_peer_name (peer);
+        peers[n].endpoint = (char *)shoal_peer_router_endpoint (peer);
+        peers[n].state = (char *)shoal_peer_state_name (
+            shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms));
         peer_ptrs[n] = &peers[n];
     }
     shoal_node_stats_t stats;
@@ -884,15 +923,15 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
         const char *name;
         uint64_t value;
     } counters[] = {
-      {"published", stats.published},
-      {"delivered", stats.delivered},
-      {"gaps_detected", stats.gaps_detected},
-      {"events_repaired", stats.events_repaired},
-      {"duplicates_dropped", stats.duplicates_dropped},
-      {"bad_requests", stats.bad_requests},
-      {"replays_served", stats.replays_served},
-      {"events_served", stats.events_served},
-      {"peers", stats.peers},
+        {"published", stats.published},
+        {"delivered", stats.delivered},
+        {"gaps_detected", stats.gaps_detected},
+        {"events_repaired", stats.events_repaired},
+        {"duplicates_dropped", stats.duplicates_dropped},
+        {"bad_requests", stats.bad_requests},
+        {"replays_served", stats.replays_served},
+        {"events_served", stats.events_served},
+        {"peers", stats.peers},
     };
     size_t counter_count = sizeof counters / sizeof counters[0];
     Shoal__V1__StatusReply__CountersEntry entries[sizeof counters / sizeof counters[0]];
@@ -900,14 +939,14 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
     for (size_t i = 0; i < counter_count; i++) {
         Shoal__V1__StatusReply__CountersEntry init = SHOAL__V1__STATUS_REPLY__COUNTERS_ENTRY__INIT;
         entries[i] = init;
-        entries[i].key = (char *) counters[i].name;
+        entries[i].key = (char *)counters[i].name;
         entries[i].value = counters[i].value;
         entry_ptrs[i] = &entries[i];
     }
     Shoal__V1__StatusReply reply = SHOAL__V1__STATUS_REPLY__INIT;
     reply.node.data = self->id;
     reply.node.len = SHOAL_ID_SIZE;
-    reply.name = (char *) self->config->name;
+    reply.name = (char *)self->config->name;
     reply.n_logs = log_count;
     reply.logs = head_ptrs;
     reply.n_peers = n;
@@ -969,13 +1008,13 @@ s_dedupe_remember (s_engine_t *self, s_own_t *own, const uint8_t *id, uint64_t s
     }
     zlistx_add_end (own->dedupe_order, strdup (hex));
     while (zlistx_size (own->dedupe_order) > self->config->dedupe_window) {
-        char *oldest = (char *) zlistx_first (own->dedupe_order);
+        char *oldest = (char *)zlistx_first (own->dedupe_order);
         zhashx_delete (own->dedupe, oldest);
         zlistx_delete (own->dedupe_order, zlistx_cursor (own->dedupe_order));
     }
 }
 
-static int s_handle_pipe_message (s_engine_t *self, zmsg_t *msg);
+static int s_pipe_read (s_engine_t *self);
 
 //  A thin client publishes through this node: the node is the origin.
 //  Returns 0, or 1 when the heads lock was busy and the request must be
@@ -997,7 +1036,7 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
                        "event larger than this node's maximum event size");
         return 0;
     }
-    uint8_t *raw = (uint8_t *) malloc (raw_size ? raw_size : 1);
+    uint8_t *raw = (uint8_t *)malloc (raw_size ? raw_size : 1);
     shoal__v1__event__pack (publish->event, raw);
     int error = 0;
     shoal_event_t *event = shoal_event_decode (raw, raw_size, self->config->max_event_size, &error);
@@ -1022,9 +1061,9 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         s_dedupe_load (self, own);
     char hex[2 * SHOAL_ID_SIZE + 1];
     shoal_id_to_hex (shoal_event_id (event), hex);
-    const char *first = (const char *) zhashx_lookup (own->dedupe, hex);
+    const char *first = (const char *)zhashx_lookup (own->dedupe, hex);
     if (first) {
-        s_ack_t *ack = (s_ack_t *) zmalloc (sizeof (s_ack_t));
+        s_ack_t *ack = (s_ack_t *)zmalloc (sizeof (s_ack_t));
         ack->routing_id = zframe_dup (routing_id);
         ack->request_id = request_id;
         ack->seq = strtoull (first, NULL, 10);
@@ -1040,9 +1079,8 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         shoal_event_destroy (&event);
         return 1;
     }
-    zmsg_t *msg;
-    while ((msg = zmsg_recv_nowait (self->pipe)))
-        s_handle_pipe_message (self, msg);
+    while (s_pipe_read (self) > 0)
+        ;
     uint64_t seq = shoal_heads_take (self->args->heads, stream);
     shoal_event_set_origin (event, self->id);
     shoal_event_set_seq (event, seq);
@@ -1051,8 +1089,7 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
     size_t size;
     int rc = seq == 0 ? -1 : shoal_event_encode (event, &data, &size);
     if (rc == 0) {
-        rc = s_own_append (self, own, seq, shoal_event_type (event), data, size,
-                           shoal_event_time_ns (event));
+        rc = s_own_append (self, own, seq, data, size, shoal_event_time_ns (event));
         free (data);
     }
     shoal_heads_unlock (self->args->heads);
@@ -1063,7 +1100,7 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         return 0;
     }
     s_dedupe_remember (self, own, shoal_event_id (event), seq);
-    s_ack_t *ack = (s_ack_t *) zmalloc (sizeof (s_ack_t));
+    s_ack_t *ack = (s_ack_t *)zmalloc (sizeof (s_ack_t));
     ack->routing_id = zframe_dup (routing_id);
     ack->request_id = request_id;
     ack->seq = seq;
@@ -1089,8 +1126,8 @@ s_handle_request (s_engine_t *self, zmsg_t *msg)
         s_reply_error (self, routing_id, 0, SHOAL_WIRE_TOO_LARGE, "request too large");
         return 0;
     }
-    Shoal__V1__Request *request
-      = shoal__v1__request__unpack (NULL, zframe_size (payload), zframe_data (payload));
+    Shoal__V1__Request *request =
+        shoal__v1__request__unpack (NULL, zframe_size (payload), zframe_data (payload));
     if (!request) {
         s_reply_error (self, routing_id, 0, SHOAL_WIRE_BAD_REQUEST,
                        "undecodable request (not a shoal.v1.Request)");
@@ -1190,7 +1227,7 @@ s_handle_response (s_engine_t *self, shoal_peer_t *peer, zframe_t *frame)
     }
     char key[24];
     snprintf (key, sizeof key, "%" PRIu64, outline.request_id);
-    s_pending_t *pending = (s_pending_t *) zhashx_lookup (self->pending, key);
+    s_pending_t *pending = (s_pending_t *)zhashx_lookup (self->pending, key);
     if (outline.body == SHOAL__V1__RESPONSE__BODY_BATCH && pending) {
         bool finished = false;
         s_handle_batch (self, pending, &outline, &finished);
@@ -1200,8 +1237,8 @@ s_handle_response (s_engine_t *self, shoal_peer_t *peer, zframe_t *frame)
     }
     if (outline.body == SHOAL__V1__RESPONSE__BODY_BATCH)
         return; //  a late batch of a replay we gave up on
-    Shoal__V1__Response *response
-      = shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame));
+    Shoal__V1__Response *response =
+        shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame));
     if (!response) {
         self->stats.bad_requests++;
         return;
@@ -1230,24 +1267,23 @@ s_handle_response (s_engine_t *self, shoal_peer_t *peer, zframe_t *frame)
 //  --------------------------------------------------------------------------
 //  SUB: live events and heartbeats
 
+//  Handles one message from SUB: a topic and a body, or junk.
 static void
-s_handle_live (s_engine_t *self, zmsg_t *msg)
+s_handle_live (s_engine_t *self, const uint8_t *topic, size_t topic_size, const uint8_t *body,
+               size_t body_size, bool well_formed)
 {
-    zframe_t *topic = zmsg_first (msg);
-    zframe_t *body = zmsg_next (msg);
-    if (!topic || !body || zmsg_size (msg) != 2 || zframe_size (topic) < 2) {
+    if (!well_formed || topic_size < 2) {
         self->stats.bad_requests++;
         return;
     }
-    const char *slash = memchr (zframe_data (topic), '/', zframe_size (topic));
+    const uint8_t *slash = (const uint8_t *)memchr (topic, '/', topic_size);
     if (!slash) {
         self->stats.bad_requests++;
         return;
     }
-    if ((const uint8_t *) slash + 1 == zframe_data (topic) + zframe_size (topic)) {
+    if (slash + 1 == topic + topic_size) {
         //  "<stream>/": a heartbeat.
-        Shoal__V1__Heartbeat *heartbeat
-          = shoal__v1__heartbeat__unpack (NULL, zframe_size (body), zframe_data (body));
+        Shoal__V1__Heartbeat *heartbeat = shoal__v1__heartbeat__unpack (NULL, body_size, body);
         if (!heartbeat || heartbeat->origin.len != SHOAL_ID_SIZE
             || !shoal_stream_name_valid (heartbeat->stream)) {
             self->stats.bad_requests++;
@@ -1260,16 +1296,16 @@ s_handle_live (s_engine_t *self, zmsg_t *msg)
         shoal_peer_t *peer = s_peer_by_id (self, origin);
         if (peer)
             shoal_peer_touch (peer, s_now ());
-        for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
-             sub = (shoal_sub_t *) zlistx_next (self->subs))
+        for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
+             sub = (shoal_sub_t *)zlistx_next (self->subs))
             if (strcmp (shoal_sub_stream (sub), heartbeat->stream) == 0)
                 shoal_sub_on_heartbeat (sub, origin, heartbeat->head_seq);
         shoal__v1__heartbeat__free_unpacked (heartbeat, NULL);
         return;
     }
     int error = 0;
-    shoal_event_t *event = shoal_event_decode (zframe_data (body), zframe_size (body),
-                                               self->config->max_event_size, &error);
+    shoal_event_t *event =
+        shoal_event_decode (body, body_size, self->config->max_event_size, &error);
     if (!event || !shoal_event_origin (event) || shoal_event_seq (event) == 0) {
         self->stats.bad_requests++;
         shoal_event_destroy (&event);
@@ -1280,11 +1316,40 @@ s_handle_live (s_engine_t *self, zmsg_t *msg)
     s_route_event (self, &event, false, 0);
 }
 
+//  Reads one message from SUB without waiting; 1 when it read one.
+static int
+s_sub_read (s_engine_t *self)
+{
+    void *sub = zsock_resolve (self->sub);
+    zmq_msg_t topic, body;
+    zmq_msg_init (&topic);
+    if (zmq_msg_recv (&topic, sub, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&topic);
+        return 0;
+    }
+    zmq_msg_init (&body);
+    bool well_formed = zmq_msg_more (&topic) && zmq_msg_recv (&body, sub, 0) >= 0;
+    if (well_formed && zmq_msg_more (&body)) {
+        //  More than two frames: drop the rest of the message.
+        well_formed = false;
+        zmq_msg_t rest;
+        zmq_msg_init (&rest);
+        while (zmq_msg_more (&body) && zmq_msg_recv (&rest, sub, 0) >= 0 && zmq_msg_more (&rest))
+            ;
+        zmq_msg_close (&rest);
+    }
+    s_handle_live (self, (const uint8_t *)zmq_msg_data (&topic), zmq_msg_size (&topic),
+                   (const uint8_t *)zmq_msg_data (&body), zmq_msg_size (&body), well_formed);
+    zmq_msg_close (&body);
+    zmq_msg_close (&topic);
+    return 1;
+}
+
 static void
 s_send_heartbeats (s_engine_t *self)
 {
-    for (s_own_t *own = (s_own_t *) zhashx_first (self->own); own;
-         own = (s_own_t *) zhashx_next (self->own)) {
+    for (s_own_t *own = (s_own_t *)zhashx_first (self->own); own;
+         own = (s_own_t *)zhashx_next (self->own)) {
         Shoal__V1__Heartbeat heartbeat = SHOAL__V1__HEARTBEAT__INIT;
         heartbeat.origin.data = self->id;
         heartbeat.origin.len = SHOAL_ID_SIZE;
@@ -1295,7 +1360,7 @@ s_send_heartbeats (s_engine_t *self)
         size_t size = shoal__v1__heartbeat__pack (&heartbeat, buffer);
         char topic[SHOAL_STREAM_MAX + 2];
         int length = snprintf (topic, sizeof topic, "%s/", own->stream);
-        zmq_send (zsock_resolve (self->pub), topic, (size_t) length, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (zsock_resolve (self->pub), topic, (size_t)length, ZMQ_SNDMORE | ZMQ_DONTWAIT);
         zmq_send (zsock_resolve (self->pub), buffer, size, ZMQ_DONTWAIT);
     }
 }
@@ -1308,8 +1373,8 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
 {
     *stats = self->stats;
     shoal_sub_stats_t totals = self->sub_totals;
-    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
         shoal_sub_stats_t one;
         shoal_sub_stats (sub, &one);
         totals.delivered += one.delivered;
@@ -1325,8 +1390,8 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
     stats->events_served = shoal_replay_events_sent (self->replay);
     stats->peers = 0;
     int64_t now = s_now ();
-    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *) zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *)zlistx_next (self->peers))
         if (shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms)
             == SHOAL_PEER_CONNECTED)
             stats->peers++;
@@ -1336,22 +1401,52 @@ static void
 s_reply_peers (s_engine_t *self)
 {
     size_t count = zlistx_size (self->peers);
-    shoal_peer_info_t *infos = (shoal_peer_info_t *) zmalloc ((count + 1) * sizeof *infos);
+    shoal_peer_info_t *infos = (shoal_peer_info_t *)zmalloc ((count + 1) * sizeof *infos);
     size_t n = 0;
     int64_t now = s_now ();
-    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *) zlistx_next (self->peers), n++) {
+    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *)zlistx_next (self->peers), n++) {
         if (shoal_peer_has_id (peer))
             memcpy (infos[n].id, shoal_peer_id (peer), SHOAL_ID_SIZE);
         snprintf (infos[n].name, sizeof infos[n].name, "%s", shoal_peer_name (peer));
         snprintf (infos[n].endpoint, sizeof infos[n].endpoint, "%s",
                   shoal_peer_router_endpoint (peer));
         snprintf (infos[n].state, sizeof infos[n].state, "%s",
-                  shoal_peer_state_name (shoal_peer_state (
-                    peer, now, self->config->suspect_ms, self->config->expiry_ms)));
+                  shoal_peer_state_name (shoal_peer_state (peer, now, self->config->suspect_ms,
+                                                           self->config->expiry_ms)));
     }
     zsock_send (self->pipe, "b", infos, n * sizeof *infos);
     free (infos);
+}
+
+//  An event the facade sequenced: a zero byte, then the encoded event.
+static void
+s_handle_publish_frame (s_engine_t *self, const uint8_t *data, size_t size)
+{
+    shoal_event_peek_t peek;
+    char stream[SHOAL_STREAM_MAX + 1];
+    if (size < 2 || shoal_event_peek (data + 1, size - 1, &peek) || peek.stream_size == 0
+        || peek.stream_size > SHOAL_STREAM_MAX) {
+        s_log (self, S_ERROR, "engine got a malformed publish frame");
+        return;
+    }
+    memcpy (stream, peek.stream, peek.stream_size);
+    stream[peek.stream_size] = 0;
+    s_own_t *own = s_own (self, stream, true);
+    if (!own)
+        shoal_heads_update (self->args->heads, stream, 0, 0, true);
+    else if (peek.seq != shoal_log_head (own->log) + 1) {
+        //  A seq lost between the facade and here (a failed send): number
+        //  again after the real head, so the stream does not stall.
+        s_log (self, S_ERROR, "%s: event seq %" PRIu64 " dropped, log head is %" PRIu64, stream,
+               peek.seq, shoal_log_head (own->log));
+        shoal_heads_update (self->args->heads, stream, shoal_log_head (own->log),
+                            shoal_log_durable (own->log), true);
+        shoal_heads_update (self->args->heads, stream, shoal_log_head (own->log),
+                            shoal_log_durable (own->log), false);
+    }
+    else
+        s_own_append (self, own, peek.seq, data + 1, size - 1, peek.time_ns);
 }
 
 //  Handles one pipe message (destroys it). Returns -1 on $TERM.
@@ -1362,34 +1457,6 @@ s_handle_pipe_message (s_engine_t *self, zmsg_t *msg)
     int rc = 0;
     if (!command)
         ;
-    else if (streq (command, "PUBLISH")) {
-        char *stream = zmsg_popstr (msg);
-        char *type = zmsg_popstr (msg);
-        zframe_t *seq_frame = zmsg_pop (msg);
-        zframe_t *time_frame = zmsg_pop (msg);
-        zframe_t *data = zmsg_pop (msg);
-        if (stream && type && seq_frame && time_frame && data && zframe_size (seq_frame) == 8
-            && zframe_size (time_frame) == 8) {
-            uint64_t seq;
-            int64_t time_ns;
-            memcpy (&seq, zframe_data (seq_frame), 8);
-            memcpy (&time_ns, zframe_data (time_frame), 8);
-            s_own_t *own = s_own (self, stream, true);
-            if (!own)
-                shoal_heads_update (self->args->heads, stream, 0, 0, true);
-            else if (seq != shoal_log_head (own->log) + 1)
-                zsys_error ("shoal: %s: event seq %" PRIu64 " dropped, log head is %" PRIu64,
-                            stream, seq, shoal_log_head (own->log));
-            else
-                s_own_append (self, own, seq, type, zframe_data (data), zframe_size (data),
-                              time_ns);
-        }
-        zstr_free (&stream);
-        zstr_free (&type);
-        zframe_destroy (&seq_frame);
-        zframe_destroy (&time_frame);
-        zframe_destroy (&data);
-    }
     else if (streq (command, "SUBSCRIBE")) {
         zframe_t *pointer = zmsg_pop (msg);
         if (pointer && zframe_size (pointer) == sizeof (void *)) {
@@ -1417,10 +1484,43 @@ s_handle_pipe_message (s_engine_t *self, zmsg_t *msg)
         rc = -1;
     }
     else
-        zsys_error ("shoal: engine got an unknown command %s", command);
+        s_log (self, S_ERROR, "engine got an unknown command %s", command);
     zstr_free (&command);
     zmsg_destroy (&msg);
     return rc;
+}
+
+//  Reads one pipe message without waiting: publish frames are handled
+//  straight from the ZeroMQ message, commands go through zmsg. Returns 1
+//  when it read one, 0 when the pipe was empty, -1 on $TERM.
+static int
+s_pipe_read (s_engine_t *self)
+{
+    void *pipe = zsock_resolve (self->pipe);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, pipe, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
+        return 0;
+    }
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (&frame);
+    size_t size = zmq_msg_size (&frame);
+    if (!zmq_msg_more (&frame) && size > 0 && data[0] == 0) {
+        s_handle_publish_frame (self, data, size);
+        zmq_msg_close (&frame);
+        return 1;
+    }
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addmem (msg, data, size);
+    while (zmq_msg_more (&frame)) {
+        zmq_msg_close (&frame);
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, pipe, 0) < 0)
+            break;
+        zmsg_addmem (msg, zmq_msg_data (&frame), zmq_msg_size (&frame));
+    }
+    zmq_msg_close (&frame);
+    return s_handle_pipe_message (self, msg) < 0 ? -1 : 1;
 }
 
 //  --------------------------------------------------------------------------
@@ -1429,7 +1529,7 @@ s_handle_pipe_message (s_engine_t *self, zmsg_t *msg)
 static shoal_log_t *
 s_lookup (void *arg, const uint8_t origin[SHOAL_ID_SIZE], const char *stream)
 {
-    s_engine_t *self = (s_engine_t *) arg;
+    s_engine_t *self = (s_engine_t *)arg;
     int error;
     return shoal_store_log (self->store, origin, stream, false, &error);
 }
@@ -1445,8 +1545,8 @@ s_interface_address (const char *name, char *address, size_t size)
     for (struct ifaddrs *entry = list; entry; entry = entry->ifa_next)
         if (entry->ifa_addr && entry->ifa_addr->sa_family == AF_INET
             && strcmp (entry->ifa_name, name) == 0) {
-            inet_ntop (AF_INET, &((struct sockaddr_in *) entry->ifa_addr)->sin_addr, address,
-                       (socklen_t) size);
+            inet_ntop (AF_INET, &((struct sockaddr_in *)entry->ifa_addr)->sin_addr, address,
+                       (socklen_t)size);
             rc = 0;
             break;
         }
@@ -1525,10 +1625,10 @@ s_start (s_engine_t *self)
     //  Requests up to four times the event limit are read and refused
     //  with Error 4; a bigger one ends the connection (it is not a client
     //  that can be helped, and reading it would cost the memory).
-    zsock_set_maxmsgsize (self->router, 4 * (int64_t) config->max_event_size + 65536);
+    zsock_set_maxmsgsize (self->router, 4 * (int64_t)config->max_event_size + 65536);
     self->sub = zsock_new (ZMQ_SUB);
     zsock_set_rcvhwm (self->sub, config->rcvhwm);
-    zsock_set_maxmsgsize (self->sub, (int64_t) config->max_event_size + 65536);
+    zsock_set_maxmsgsize (self->sub, (int64_t)config->max_event_size + 65536);
     zsock_set_linger (self->sub, 0);
     if (s_bind (self, self->pub, config->pub_endpoint ? config->pub_endpoint : pub_default, "pub",
                 self->args->pub_endpoint, sizeof self->args->pub_endpoint, &self->pub_port)
@@ -1560,8 +1660,8 @@ s_start (s_engine_t *self)
         shoal_beacon_msg_t msg = {0};
         msg.mesh_id = self->mesh_id;
         memcpy (msg.node, self->id, SHOAL_ID_SIZE);
-        msg.pub_port = (uint16_t) self->pub_port;
-        msg.router_port = (uint16_t) self->router_port;
+        msg.pub_port = (uint16_t)self->pub_port;
+        msg.router_port = (uint16_t)self->router_port;
         shoal_beacon_publish (self->beacon, &msg, config->beacon_interval_ms);
     }
     for (size_t i = 0; i < config->peer_count; i++)
@@ -1582,8 +1682,8 @@ s_stop (s_engine_t *self)
         shoal_beacon_msg_t msg = {0};
         msg.mesh_id = self->mesh_id;
         memcpy (msg.node, self->id, SHOAL_ID_SIZE);
-        msg.pub_port = (uint16_t) self->pub_port;
-        msg.router_port = (uint16_t) self->router_port;
+        msg.pub_port = (uint16_t)self->pub_port;
+        msg.router_port = (uint16_t)self->router_port;
         msg.leaving = true;
         shoal_beacon_publish (self->beacon, &msg, self->config->beacon_interval_ms);
         shoal_beacon_tick (self->beacon);
@@ -1630,29 +1730,30 @@ s_poll_timeout (s_engine_t *self)
     int64_t deadline = shoal_store_deadline (self->store);
     if (deadline >= 0)
         next = s_min (next, deadline / 1000000 + 1);
-    return next > now ? (long) (next - now) : 0;
+    return next > now ? (long)(next - now) : 0;
 }
 
 void
 shoal_engine_actor (zsock_t *pipe, void *arg)
 {
-    s_engine_t *self = (s_engine_t *) zmalloc (sizeof (s_engine_t));
+    pthread_setname_np (pthread_self (), "shoal-engine");
+    s_engine_t *self = (s_engine_t *)zmalloc (sizeof (s_engine_t));
     self->pipe = pipe;
-    self->args = (shoal_engine_args_t *) arg;
+    self->args = (shoal_engine_args_t *)arg;
     self->config = &self->args->config;
     self->peers = zlistx_new ();
-    zlistx_set_destructor (self->peers, (zlistx_destructor_fn *) shoal_peer_destroy);
+    zlistx_set_destructor (self->peers, (zlistx_destructor_fn *)shoal_peer_destroy);
     self->gone = zhashx_new ();
     self->own = zhashx_new ();
-    zhashx_set_destructor (self->own, (zhashx_destructor_fn *) s_own_destroy);
+    zhashx_set_destructor (self->own, (zhashx_destructor_fn *)s_own_destroy);
     self->heads = zhashx_new ();
     self->subs = zlistx_new ();
-    zlistx_set_destructor (self->subs, (zlistx_destructor_fn *) shoal_sub_destroy);
+    zlistx_set_destructor (self->subs, (zlistx_destructor_fn *)shoal_sub_destroy);
     self->sub_streams = zhashx_new ();
     self->pending = zhashx_new ();
-    zhashx_set_destructor (self->pending, (zhashx_destructor_fn *) zstr_free);
-    zhashx_set_destructor (self->gone, (zhashx_destructor_fn *) zstr_free);
-    zhashx_set_destructor (self->heads, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->pending, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (self->gone, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (self->heads, (zhashx_destructor_fn *)zstr_free);
 
     if (s_start (self)) {
         s_stop (self);
@@ -1663,14 +1764,14 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
         zmq_pollitem_t *items = NULL;
         size_t item_count = 0;
         zlistx_t *retry = zlistx_new (); //  ROUTER messages waiting for the heads lock
-        zlistx_set_destructor (retry, (zlistx_destructor_fn *) zmsg_destroy);
+        zlistx_set_destructor (retry, (zlistx_destructor_fn *)zmsg_destroy);
         self->peers_changed = true;
         while (!self->terminated) {
             if (self->peers_changed) {
                 self->peers_changed = false;
                 item_count = 5 + zlistx_size (self->peers);
                 free (items);
-                items = (zmq_pollitem_t *) zmalloc (item_count * sizeof *items);
+                items = (zmq_pollitem_t *)zmalloc (item_count * sizeof *items);
                 items[0].socket = zsock_resolve (pipe);
                 items[1].socket = zsock_resolve (self->router);
                 items[2].socket = zsock_resolve (self->sub);
@@ -1681,8 +1782,8 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                     items[4].fd = shoal_beacon_fd (self->beacon);
                 }
                 size_t i = 5;
-                for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-                     peer = (shoal_peer_t *) zlistx_next (self->peers))
+                for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+                     peer = (shoal_peer_t *)zlistx_next (self->peers))
                     items[i++].socket = zsock_resolve (shoal_peer_dealer (peer));
                 for (i = 0; i < item_count; i++)
                     items[i].events = ZMQ_POLLIN;
@@ -1691,22 +1792,19 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
             }
             items[3].events = self->waiting_space ? ZMQ_POLLIN : 0;
             long timeout = zlistx_size (retry) ? 1 : s_poll_timeout (self);
-            if (zmq_poll (items, (int) item_count, timeout) < 0) {
+            if (zmq_poll (items, (int)item_count, timeout) < 0) {
                 if (zmq_errno () == EINTR)
                     continue;
                 break;
             }
             //  Read what is ready, a bounded amount from each source.
-            for (int n = 0; n < S_READ_BATCH && !self->terminated; n++) {
-                zmsg_t *msg = zmsg_recv_nowait (pipe);
-                if (!msg)
+            for (int n = 0; n < S_READ_BATCH && !self->terminated; n++)
+                if (s_pipe_read (self) <= 0)
                     break;
-                s_handle_pipe_message (self, msg);
-            }
             if (self->terminated)
                 break;
             zmsg_t *msg;
-            while ((msg = (zmsg_t *) zlistx_first (retry))) {
+            while ((msg = (zmsg_t *)zlistx_first (retry))) {
                 zlistx_detach_cur (retry);
                 if (s_handle_request (self, msg) == 1) {
                     zlistx_add_start (retry, msg);
@@ -1722,14 +1820,11 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                 else
                     zmsg_destroy (&msg);
             }
-            for (int n = 0; n < S_READ_BATCH; n++) {
-                if (!(msg = zmsg_recv_nowait (self->sub)))
+            for (int n = 0; n < S_READ_BATCH; n++)
+                if (!s_sub_read (self))
                     break;
-                s_handle_live (self, msg);
-                zmsg_destroy (&msg);
-            }
-            for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;) {
-                shoal_peer_t *next = (shoal_peer_t *) zlistx_next (self->peers);
+            for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;) {
+                shoal_peer_t *next = (shoal_peer_t *)zlistx_next (self->peers);
                 size_t before = zlistx_size (self->peers);
                 for (int n = 0; n < S_READ_BATCH; n++) {
                     zframe_t *frame = NULL;
@@ -1768,17 +1863,18 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
 
             //  Then act on it: commit, repair, deliver, replay, timers.
             s_commit (self);
+            //  Repairs are looked at every turn (a new gap is asked for at
+            //  once); the tick only bounds how long a timeout goes unseen.
             int64_t now = s_now ();
-            if (now >= self->next_repair_ms) {
-                s_repairs (self);
-                self->next_repair_ms = now + S_REPAIR_TICK_MS;
-            }
+            s_repairs (self);
+            self->next_repair_ms = now + S_REPAIR_TICK_MS;
             s_deliver (self);
-            self->replay_busy = shoal_replay_pump (self->replay, self->router, S_REPLAY_BUDGET) == 1;
+            self->replay_busy =
+                shoal_replay_pump (self->replay, self->router, S_REPLAY_BUDGET) == 1;
             if (now >= self->next_heartbeat_ms) {
                 s_send_heartbeats (self);
-                for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
-                     peer = (shoal_peer_t *) zlistx_next (self->peers)) {
+                for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
+                     peer = (shoal_peer_t *)zlistx_next (self->peers)) {
                     if (shoal_peer_greeted (peer))
                         s_send_ping (self, peer);
                     else
@@ -1792,8 +1888,8 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
             }
             if (now >= self->next_expire_ms) {
                 shoal_replay_expire (self->replay, NULL);
-                for (s_pending_t *pending = (s_pending_t *) zhashx_first (self->pending); pending;
-                     pending = (s_pending_t *) zhashx_next (self->pending))
+                for (s_pending_t *pending = (s_pending_t *)zhashx_first (self->pending); pending;
+                     pending = (s_pending_t *)zhashx_next (self->pending))
                     if (now - pending->sent_ms > S_PENDING_MAX_MS) {
                         zhashx_delete (self->pending, zhashx_cursor (self->pending));
                         break; //  one per second is plenty; the cursor is gone

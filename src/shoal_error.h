@@ -30,25 +30,25 @@ typedef enum {
     SHOAL_ERR_BAD_UTF8,   //  a string field is not valid UTF-8 (or holds a NUL)
     SHOAL_ERR_INVALID,    //  an argument the function cannot accept
     //  Storage
-    SHOAL_ERR_IO,         //  the operating system reported an I/O error
-    SHOAL_ERR_NOSPC,      //  no space left on the device
-    SHOAL_ERR_CORRUPT,    //  stored bytes fail their checksum or framing
-    SHOAL_ERR_TRIMMED,    //  the range was removed by retention
-    SHOAL_ERR_NOT_FOUND,  //  no such seq, log, consumer or file
-    SHOAL_ERR_FAILED,     //  the log refuses appends after an I/O error until reopened
-    SHOAL_ERR_LOCKED,     //  the data directory is in use by another process
-    SHOAL_ERR_MISMATCH,   //  a file belongs to another origin, stream or format version
-    SHOAL_ERR_COUNT       //  number of codes; not an error
+    SHOAL_ERR_IO,        //  the operating system reported an I/O error
+    SHOAL_ERR_NOSPC,     //  no space left on the device
+    SHOAL_ERR_CORRUPT,   //  stored bytes fail their checksum or framing
+    SHOAL_ERR_TRIMMED,   //  the range was removed by retention
+    SHOAL_ERR_NOT_FOUND, //  no such seq, log, consumer or file
+    SHOAL_ERR_FAILED,    //  the log refuses appends after an I/O error until reopened
+    SHOAL_ERR_LOCKED,    //  the data directory is in use by another process
+    SHOAL_ERR_MISMATCH,  //  a file belongs to another origin, stream or format version
+    SHOAL_ERR_COUNT      //  number of codes; not an error
 } shoal_error_t;
 
 //  Wire error codes (Error.code in proto/shoal.proto).
-#define SHOAL_WIRE_BAD_REQUEST   1
-#define SHOAL_WIRE_UNKNOWN       2
-#define SHOAL_WIRE_UNAVAILABLE   3
-#define SHOAL_WIRE_TOO_LARGE     4
-#define SHOAL_WIRE_NOT_ALLOWED   5
-#define SHOAL_WIRE_STORAGE       6
-#define SHOAL_WIRE_BUSY          7
+#define SHOAL_WIRE_BAD_REQUEST 1
+#define SHOAL_WIRE_UNKNOWN 2
+#define SHOAL_WIRE_UNAVAILABLE 3
+#define SHOAL_WIRE_TOO_LARGE 4
+#define SHOAL_WIRE_NOT_ALLOWED 5
+#define SHOAL_WIRE_STORAGE 6
+#define SHOAL_WIRE_BUSY 7
 
 //  A short English sentence for the code; never NULL.
 const char *shoal_strerror (int code);

@@ -39,49 +39,49 @@
 static int
 s_posix_open (shoal_io_t *io, const char *path, int flags, mode_t mode)
 {
-    (void) io;
+    (void)io;
     return open (path, flags | O_CLOEXEC, mode);
 }
 
 static int
 s_posix_close (shoal_io_t *io, int fd)
 {
-    (void) io;
+    (void)io;
     return close (fd);
 }
 
 static ssize_t
 s_posix_pread (shoal_io_t *io, int fd, void *buffer, size_t size, off_t offset)
 {
-    (void) io;
+    (void)io;
     return pread (fd, buffer, size, offset);
 }
 
 static ssize_t
 s_posix_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t offset)
 {
-    (void) io;
+    (void)io;
     return pwrite (fd, buffer, size, offset);
 }
 
 static int
 s_posix_fsync (shoal_io_t *io, int fd)
 {
-    (void) io;
+    (void)io;
     return fdatasync (fd);
 }
 
 static int
 s_posix_ftruncate (shoal_io_t *io, int fd, off_t size)
 {
-    (void) io;
+    (void)io;
     return ftruncate (fd, size);
 }
 
 static off_t
 s_posix_size (shoal_io_t *io, int fd)
 {
-    (void) io;
+    (void)io;
     struct stat st;
     return fstat (fd, &st) == 0 ? st.st_size : -1;
 }
@@ -89,28 +89,28 @@ s_posix_size (shoal_io_t *io, int fd)
 static int
 s_posix_rename (shoal_io_t *io, const char *from, const char *to)
 {
-    (void) io;
+    (void)io;
     return rename (from, to);
 }
 
 static int
 s_posix_unlink (shoal_io_t *io, const char *path)
 {
-    (void) io;
+    (void)io;
     return unlink (path);
 }
 
 static int
 s_posix_mkdir (shoal_io_t *io, const char *path, mode_t mode)
 {
-    (void) io;
+    (void)io;
     return mkdir (path, mode);
 }
 
 static int
 s_posix_sync_dir (shoal_io_t *io, const char *path)
 {
-    (void) io;
+    (void)io;
     int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -122,8 +122,9 @@ s_posix_sync_dir (shoal_io_t *io, const char *path)
 }
 
 static shoal_io_t s_posix = {
-    s_posix_open,  s_posix_close,  s_posix_pread,  s_posix_pwrite,  s_posix_fsync,    s_posix_ftruncate,
-    s_posix_size,  s_posix_rename, s_posix_unlink, s_posix_mkdir,   s_posix_sync_dir, NULL,
+    s_posix_open,   s_posix_close,     s_posix_pread,    s_posix_pwrite,
+    s_posix_fsync,  s_posix_ftruncate, s_posix_size,     s_posix_rename,
+    s_posix_unlink, s_posix_mkdir,     s_posix_sync_dir, NULL,
 };
 
 shoal_io_t *
@@ -145,7 +146,7 @@ s_dirname (const char *path, char *dir, size_t size)
     else if (slash == path)
         snprintf (dir, size, "/");
     else
-        snprintf (dir, size, "%.*s", (int) (slash - path), path);
+        snprintf (dir, size, "%.*s", (int)(slash - path), path);
 }
 
 int
@@ -156,7 +157,7 @@ shoal_io_mkdirs (shoal_io_t *io, const char *path)
         errno = ENOENT;
         return -1;
     }
-    if (snprintf (buffer, sizeof buffer, "%s", path) >= (int) sizeof buffer) {
+    if (snprintf (buffer, sizeof buffer, "%s", path) >= (int)sizeof buffer) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -188,7 +189,7 @@ shoal_io_mkdirs (shoal_io_t *io, const char *path)
 int
 shoal_io_write_all (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t offset)
 {
-    const uint8_t *bytes = (const uint8_t *) buffer;
+    const uint8_t *bytes = (const uint8_t *)buffer;
     while (size > 0) {
         ssize_t written = io->pwrite (io, fd, bytes, size, offset);
         if (written < 0) {
@@ -201,7 +202,7 @@ shoal_io_write_all (shoal_io_t *io, int fd, const void *buffer, size_t size, off
             return -1;
         }
         bytes += written;
-        size -= (size_t) written;
+        size -= (size_t)written;
         offset += written;
     }
     return 0;
@@ -210,10 +211,10 @@ shoal_io_write_all (shoal_io_t *io, int fd, const void *buffer, size_t size, off
 ssize_t
 shoal_io_read_all (shoal_io_t *io, int fd, void *buffer, size_t size, off_t offset)
 {
-    uint8_t *bytes = (uint8_t *) buffer;
+    uint8_t *bytes = (uint8_t *)buffer;
     size_t done = 0;
     while (done < size) {
-        ssize_t got = io->pread (io, fd, bytes + done, size - done, offset + (off_t) done);
+        ssize_t got = io->pread (io, fd, bytes + done, size - done, offset + (off_t)done);
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -221,9 +222,9 @@ shoal_io_read_all (shoal_io_t *io, int fd, void *buffer, size_t size, off_t offs
         }
         if (got == 0)
             break;
-        done += (size_t) got;
+        done += (size_t)got;
     }
-    return (ssize_t) done;
+    return (ssize_t)done;
 }
 
 int
@@ -259,8 +260,8 @@ shoal_io_read_file (shoal_io_t *io, const char *path, uint8_t **data_p, size_t *
     if (fd < 0)
         return -1;
     off_t size = io->size (io, fd);
-    uint8_t *data = size >= 0 ? (uint8_t *) malloc ((size_t) size + 1) : NULL;
-    ssize_t got = data ? shoal_io_read_all (io, fd, data, (size_t) size, 0) : -1;
+    uint8_t *data = size >= 0 ? (uint8_t *)malloc ((size_t)size + 1) : NULL;
+    ssize_t got = data ? shoal_io_read_all (io, fd, data, (size_t)size, 0) : -1;
     int saved = errno;
     io->close (io, fd);
     if (got != size) {
@@ -270,7 +271,7 @@ shoal_io_read_file (shoal_io_t *io, const char *path, uint8_t **data_p, size_t *
     }
     data[size] = 0; //  a NUL after the bytes makes text files easy to parse
     *data_p = data;
-    *size_p = (size_t) size;
+    *size_p = (size_t)size;
     return 0;
 }
 
@@ -278,33 +279,33 @@ shoal_io_read_file (shoal_io_t *io, const char *path, uint8_t **data_p, size_t *
 //  faulty
 
 typedef struct {
-    char *path;          //  file path as opened
-    off_t synced_size;   //  bytes that survive a power loss
-    bool durable;        //  its directory entry survives a power loss
+    char *path;        //  file path as opened
+    off_t synced_size; //  bytes that survive a power loss
+    bool durable;      //  its directory entry survives a power loss
 } s_file_t;
 
 typedef struct {
-    s_file_t *files;            //  every file written or created through the io
-    size_t file_count;          //  files in use
-    size_t file_alloc;          //  files allocated
-    char **fd_paths;            //  path of each open fd, indexed by fd
-    size_t fd_alloc;            //  entries in fd_paths
-    bool dead;                  //  crash_after ran out: every call fails EIO
-    bool crash_armed;           //  crash_budget is counting
-    uint64_t crash_budget;      //  bytes left before the crash
-    int write_errno;            //  error for writes past write_budget, 0 = none
-    uint64_t write_budget;      //  bytes left before writes fail
-    int fsync_errno;            //  error for the armed fsync, 0 = none
-    unsigned fsync_countdown;   //  fsyncs that succeed before it fails
-    bool lose_fsyncs;           //  fsync succeeds without syncing
-    uint64_t bytes_written;     //  total written, for tests
-    uint64_t fsyncs;            //  total successful fsyncs, for tests
+    s_file_t *files;          //  every file written or created through the io
+    size_t file_count;        //  files in use
+    size_t file_alloc;        //  files allocated
+    char **fd_paths;          //  path of each open fd, indexed by fd
+    size_t fd_alloc;          //  entries in fd_paths
+    bool dead;                //  crash_after ran out: every call fails EIO
+    bool crash_armed;         //  crash_budget is counting
+    uint64_t crash_budget;    //  bytes left before the crash
+    int write_errno;          //  error for writes past write_budget, 0 = none
+    uint64_t write_budget;    //  bytes left before writes fail
+    int fsync_errno;          //  error for the armed fsync, 0 = none
+    unsigned fsync_countdown; //  fsyncs that succeed before it fails
+    bool lose_fsyncs;         //  fsync succeeds without syncing
+    uint64_t bytes_written;   //  total written, for tests
+    uint64_t fsyncs;          //  total successful fsyncs, for tests
 } s_faulty_t;
 
 static s_faulty_t *
 s_state (shoal_io_t *io)
 {
-    return (s_faulty_t *) io->state;
+    return (s_faulty_t *)io->state;
 }
 
 static s_file_t *
@@ -317,7 +318,7 @@ s_file (s_faulty_t *self, const char *path, bool add)
         return NULL;
     if (self->file_count == self->file_alloc) {
         size_t alloc = self->file_alloc ? 2 * self->file_alloc : 16;
-        s_file_t *files = (s_file_t *) realloc (self->files, alloc * sizeof (s_file_t));
+        s_file_t *files = (s_file_t *)realloc (self->files, alloc * sizeof (s_file_t));
         if (!files)
             return NULL;
         self->files = files;
@@ -336,17 +337,17 @@ s_file (s_faulty_t *self, const char *path, bool add)
 static s_file_t *
 s_fd_file (s_faulty_t *self, int fd)
 {
-    if (fd < 0 || (size_t) fd >= self->fd_alloc || !self->fd_paths[fd])
+    if (fd < 0 || (size_t)fd >= self->fd_alloc || !self->fd_paths[fd])
         return NULL;
     return s_file (self, self->fd_paths[fd], false);
 }
 
-#define S_IF_DEAD(self)                                                                        \
-    do {                                                                                       \
-        if ((self)->dead) {                                                                    \
-            errno = EIO;                                                                       \
-            return -1;                                                                         \
-        }                                                                                      \
+#define S_IF_DEAD(self)                                                                            \
+    do {                                                                                           \
+        if ((self)->dead) {                                                                        \
+            errno = EIO;                                                                           \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
 
 static int
@@ -358,9 +359,9 @@ s_faulty_open (shoal_io_t *io, const char *path, int flags, mode_t mode)
     int fd = open (path, flags | O_CLOEXEC, mode);
     if (fd < 0)
         return -1;
-    if ((size_t) fd >= self->fd_alloc) {
-        size_t alloc = (size_t) fd + 64;
-        char **paths = (char **) realloc (self->fd_paths, alloc * sizeof (char *));
+    if ((size_t)fd >= self->fd_alloc) {
+        size_t alloc = (size_t)fd + 64;
+        char **paths = (char **)realloc (self->fd_paths, alloc * sizeof (char *));
         if (!paths) {
             close (fd);
             errno = ENOMEM;
@@ -397,7 +398,7 @@ static int
 s_faulty_close (shoal_io_t *io, int fd)
 {
     s_faulty_t *self = s_state (io);
-    if (fd >= 0 && (size_t) fd < self->fd_alloc) {
+    if (fd >= 0 && (size_t)fd < self->fd_alloc) {
         free (self->fd_paths[fd]);
         self->fd_paths[fd] = NULL;
     }
@@ -420,18 +421,18 @@ s_faulty_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t 
     size_t allowed = size;
     int error = 0;
     if (self->crash_armed && self->crash_budget < allowed) {
-        allowed = (size_t) self->crash_budget;
+        allowed = (size_t)self->crash_budget;
         error = EIO;
     }
     if (self->write_errno && self->write_budget < allowed) {
-        allowed = (size_t) self->write_budget;
+        allowed = (size_t)self->write_budget;
         error = self->write_errno;
     }
     if (allowed > 0) {
         ssize_t written = pwrite (fd, buffer, allowed, offset);
         if (written < 0)
             return -1;
-        allowed = (size_t) written;
+        allowed = (size_t)written;
         self->bytes_written += allowed;
         if (self->crash_armed)
             self->crash_budget -= allowed;
@@ -444,7 +445,7 @@ s_faulty_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t 
         errno = error;
         return -1; //  the torn part is on disk, as after a real failure
     }
-    return (ssize_t) allowed;
+    return (ssize_t)allowed;
 }
 
 static int
@@ -586,8 +587,8 @@ s_faulty_sync_dir (shoal_io_t *io, const char *path)
 shoal_io_t *
 shoal_io_faulty_new (void)
 {
-    shoal_io_t *self = (shoal_io_t *) calloc (1, sizeof (shoal_io_t));
-    s_faulty_t *state = (s_faulty_t *) calloc (1, sizeof (s_faulty_t));
+    shoal_io_t *self = (shoal_io_t *)calloc (1, sizeof (shoal_io_t));
+    s_faulty_t *state = (s_faulty_t *)calloc (1, sizeof (s_faulty_t));
     if (!self || !state) {
         free (self);
         free (state);

@@ -23,13 +23,13 @@
 #include <unistd.h>
 
 struct _shoal_node_t {
-    shoal_engine_args_t *args;   //  shared with the engine
-    zactor_t *actor;             //  the engine
-    pthread_mutex_t pipe_lock;   //  one thread at a time on the pipe (publish is thread-safe)
-    int next_sub_id;             //  last subscription id handed out
-    char *strings[8];            //  owned copies of the config strings
-    char **peers;                //  owned copy of config.peers
-    char **replicate;            //  owned copy of config.replicate
+    shoal_engine_args_t *args; //  shared with the engine
+    zactor_t *actor;           //  the engine
+    pthread_mutex_t pipe_lock; //  one thread at a time on the pipe (publish is thread-safe)
+    int next_sub_id;           //  last subscription id handed out
+    char *strings[8];          //  owned copies of the config strings
+    char **peers;              //  owned copy of config.peers
+    char **replicate;          //  owned copy of config.replicate
 };
 
 static __thread char s_start_error[600];
@@ -49,12 +49,13 @@ shoal_node_config_defaults (shoal_node_config_t *config)
     config->rcvhwm = 100000;
     config->dedupe_window = 100000;
     config->reorder_limit = 10000;
+    config->log_level = SHOAL_LOG_WARNING;
 }
 
 static char **
 s_copy_list (const char *const *list, size_t count)
 {
-    char **copy = (char **) zmalloc ((count + 1) * sizeof (char *));
+    char **copy = (char **)zmalloc ((count + 1) * sizeof (char *));
     for (size_t i = 0; i < count; i++)
         copy[i] = strdup (list[i]);
     return copy;
@@ -95,9 +96,9 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
             *error_p = SHOAL_ERR_INVALID;
         return NULL;
     }
-    shoal_node_t *self = (shoal_node_t *) zmalloc (sizeof (shoal_node_t));
+    shoal_node_t *self = (shoal_node_t *)zmalloc (sizeof (shoal_node_t));
     pthread_mutex_init (&self->pipe_lock, NULL);
-    self->args = (shoal_engine_args_t *) zmalloc (sizeof (shoal_engine_args_t));
+    self->args = (shoal_engine_args_t *)zmalloc (sizeof (shoal_engine_args_t));
     shoal_node_config_t *copy = &self->args->config;
     *copy = *config;
 
@@ -107,13 +108,13 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
     char host[256] = "shoal";
     gethostname (host, sizeof host - 1);
     const char *name = config->name && *config->name ? config->name : host;
-    const char *strings[] = {name,
-                             config->mesh && *config->mesh ? config->mesh : defaults.mesh,
-                             config->data_dir,
-                             config->interface && *config->interface ? config->interface
-                                                                     : defaults.interface,
-                             config->pub_endpoint,
-                             config->router_endpoint};
+    const char *strings[] = {
+        name,
+        config->mesh && *config->mesh ? config->mesh : defaults.mesh,
+        config->data_dir,
+        config->interface && *config->interface ? config->interface : defaults.interface,
+        config->pub_endpoint,
+        config->router_endpoint};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         self->strings[i] = strings[i] ? strdup (strings[i]) : NULL;
     copy->name = self->strings[0];
@@ -123,9 +124,9 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
     copy->pub_endpoint = self->strings[4];
     copy->router_endpoint = self->strings[5];
     self->peers = s_copy_list (config->peers, config->peer_count);
-    copy->peers = (const char *const *) self->peers;
+    copy->peers = (const char *const *)self->peers;
     self->replicate = s_copy_list (config->replicate, config->replicate_count);
-    copy->replicate = (const char *const *) self->replicate;
+    copy->replicate = (const char *const *)self->replicate;
     if (copy->beacon_port <= 0)
         copy->beacon_port = defaults.beacon_port;
     if (copy->beacon_interval_ms <= 0)
@@ -222,20 +223,31 @@ shoal_node_router_endpoint (const shoal_node_t *self)
     return self->args->router_endpoint;
 }
 
+static void
+s_free_frame (void *data, void *hint)
+{
+    (void)hint;
+    free (data);
+}
+
 int
 shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p)
 {
-    int error = shoal_event_validate (event, 0);
     const char *stream = shoal_event_stream (event);
+    int error = !shoal_stream_name_valid (stream)                   ? SHOAL_ERR_BAD_STREAM
+                : !shoal_type_name_valid (shoal_event_type (event)) ? SHOAL_ERR_BAD_TYPE
+                                                                    : SHOAL_OK;
+    size_t worst = 0;
     if (!error) {
-        //  The size check uses the largest seq encoding, so no seq is taken
-        //  for an event the engine would have to refuse.
+        //  The size check uses the largest seq encoding (10 bytes), so no
+        //  seq is taken for an event the engine would have to refuse.
         shoal_event_set_origin (event, self->args->node_id);
         shoal_event_set_seq (event, UINT64_MAX);
         shoal_event_set_time_ns (event, shoal_time_ns ());
         if (!shoal_event_id (event))
             shoal_event_generate_id (event);
-        if (shoal_event_encoded_size (event) > self->args->config.max_event_size)
+        worst = shoal_event_encoded_size (event);
+        if (worst > self->args->config.max_event_size)
             error = SHOAL_ERR_TOO_LARGE;
     }
     uint64_t seq = 0;
@@ -246,22 +258,26 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
             error = SHOAL_ERR_FAILED;
         else {
             shoal_event_set_seq (event, seq);
-            uint8_t *data;
-            size_t size;
-            if (shoal_event_encode (event, &data, &size))
+            //  One frame: a zero byte, then the encoded event; the engine
+            //  reads seq, time, stream and type from the bytes themselves.
+            //  The frame owns the buffer (no copy on the inproc pipe).
+            size_t varint = 1;
+            for (uint64_t v = seq; v >= 0x80; v >>= 7)
+                varint++;
+            size_t size = worst - 10 + varint;
+            uint8_t *frame = (uint8_t *)malloc (size + 1);
+            zmq_msg_t msg;
+            if (!frame || (frame[0] = 0, shoal_event_encode_to (event, frame + 1) != size)
+                || zmq_msg_init_data (&msg, frame, size + 1, s_free_frame, NULL)) {
+                free (frame);
                 error = SHOAL_ERR_INVALID;
+            }
             else {
-                int64_t time_ns = shoal_event_time_ns (event);
-                zmsg_t *msg = zmsg_new ();
-                zmsg_addstr (msg, "PUBLISH");
-                zmsg_addstr (msg, stream);
-                zmsg_addstr (msg, shoal_event_type (event));
-                zmsg_addmem (msg, &seq, 8);
-                zmsg_addmem (msg, &time_ns, 8);
-                zmsg_addmem (msg, data, size);
-                free (data);
                 pthread_mutex_lock (&self->pipe_lock);
-                zmsg_send (&msg, zactor_sock (self->actor));
+                if (zmq_msg_send (&msg, zsock_resolve (zactor_sock (self->actor)), 0) < 0) {
+                    zmq_msg_close (&msg);
+                    error = SHOAL_ERR_FAILED;
+                }
                 pthread_mutex_unlock (&self->pipe_lock);
             }
         }
@@ -290,18 +306,18 @@ shoal_node_subscribe (shoal_node_t *self, const char *stream, const char *type,
         return -1;
     if (from && from->kind == SHOAL_FROM_SEQ && from->count && (!from->origins || !from->seqs))
         return -1;
-    shoal_engine_sub_t *request = (shoal_engine_sub_t *) zmalloc (sizeof (shoal_engine_sub_t));
+    shoal_engine_sub_t *request = (shoal_engine_sub_t *)zmalloc (sizeof (shoal_engine_sub_t));
     request->id = ++self->next_sub_id;
     snprintf (request->stream, sizeof request->stream, "%s", stream);
     snprintf (request->type, sizeof request->type, "%s", type ? type : "");
     if (from)
         request->from = *from;
     if (from && from->count) {
-        request->origins = (uint8_t (*)[SHOAL_ID_SIZE]) malloc (from->count * SHOAL_ID_SIZE);
-        request->seqs = (uint64_t *) malloc (from->count * sizeof (uint64_t));
+        request->origins = (uint8_t (*)[SHOAL_ID_SIZE])malloc (from->count * SHOAL_ID_SIZE);
+        request->seqs = (uint64_t *)malloc (from->count * sizeof (uint64_t));
         memcpy (request->origins, from->origins, from->count * SHOAL_ID_SIZE);
         memcpy (request->seqs, from->seqs, from->count * sizeof (uint64_t));
-        request->from.origins = (const uint8_t (*)[SHOAL_ID_SIZE]) request->origins;
+        request->from.origins = (const uint8_t (*)[SHOAL_ID_SIZE])request->origins;
         request->from.seqs = request->seqs;
     }
     else {

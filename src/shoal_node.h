@@ -50,7 +50,14 @@ typedef struct {
     uint64_t segment_size;        //  log segment size; default 64 MiB
     const char *const *replicate; //  streams to replicate ("all" or names)
     size_t replicate_count;       //  entries in replicate
+    int log_level;                //  what the node logs to stderr: SHOAL_LOG_*; default warning
 } shoal_node_config_t;
+
+//  Log levels: a node logs messages at or below its level to stderr.
+#define SHOAL_LOG_ERROR 0
+#define SHOAL_LOG_WARNING 1
+#define SHOAL_LOG_INFO 2
+#define SHOAL_LOG_DEBUG 3
 
 //  Where a subscription starts, for each origin.
 typedef enum {

@@ -8,24 +8,23 @@
        shoal_peer (the engine replaces the old one).
     2. has_id is set once, from a Hello reply or a beacon, and the id
        never changes after that.
-    3. Sends never block: a DEALER with no connected pipe or a full one
-       refuses the frame, and the caller treats it as lost (replays time
-       out and are asked again).
+    3. Sends never block: a full DEALER queue refuses the frame, and the
+       caller treats it as lost (replays time out and are asked again).
     ========================================================================= */
 
 #include "shoal_peer.h"
 
 struct _shoal_peer_t {
-    uint8_t id[SHOAL_ID_SIZE];  //  node id, valid when has_id
-    bool has_id;                //  id is known
-    char name[64];              //  node name, "" until known
-    char router[128];           //  ROUTER endpoint
-    char pub[128];              //  PUB endpoint, "" until known
-    char host[96];              //  host part of router
-    bool is_static;             //  from configuration: never dropped
-    bool greeted;               //  a Hello reply has come
-    zsock_t *dealer;            //  connected to router
-    int64_t last_seen_ms;       //  monotonic ms of the last sign of life
+    uint8_t id[SHOAL_ID_SIZE]; //  node id, valid when has_id
+    bool has_id;               //  id is known
+    char name[64];             //  node name, "" until known
+    char router[128];          //  ROUTER endpoint
+    char pub[128];             //  PUB endpoint, "" until known
+    char host[96];             //  host part of router
+    bool is_static;            //  from configuration: never dropped
+    bool greeted;              //  a Hello reply has come
+    zsock_t *dealer;           //  connected to router
+    int64_t last_seen_ms;      //  monotonic ms of the last sign of life
 };
 
 //  Splits "tcp://HOST:PORT" into host; -1 when it is not of that form.
@@ -36,16 +35,17 @@ s_host (const char *endpoint, char *host, size_t size)
         return -1;
     const char *start = endpoint + 6;
     const char *colon = strrchr (start, ':');
-    if (!colon || colon == start || !colon[1] || strspn (colon + 1, "0123456789") != strlen (colon + 1))
+    if (!colon || colon == start || !colon[1]
+        || strspn (colon + 1, "0123456789") != strlen (colon + 1))
         return -1;
-    snprintf (host, size, "%.*s", (int) (colon - start), start);
+    snprintf (host, size, "%.*s", (int)(colon - start), start);
     return 0;
 }
 
 shoal_peer_t *
 shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm, int64_t now_ms)
 {
-    shoal_peer_t *self = (shoal_peer_t *) zmalloc (sizeof (shoal_peer_t));
+    shoal_peer_t *self = (shoal_peer_t *)zmalloc (sizeof (shoal_peer_t));
     if (strlen (router_endpoint) >= sizeof self->router
         || s_host (router_endpoint, self->host, sizeof self->host)) {
         free (self);
@@ -54,11 +54,13 @@ shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm, int64_t
     snprintf (self->router, sizeof self->router, "%s", router_endpoint);
     self->is_static = is_static;
     self->last_seen_ms = now_ms;
+    //  Requests queue until the connection is up (a Hello sent right
+    //  after connecting is not lost), bounded by a small high-water mark:
+    //  a peer that never answers costs little.
     self->dealer = zsock_new (ZMQ_DEALER);
-    zsock_set_sndhwm (self->dealer, sndhwm);
+    zsock_set_sndhwm (self->dealer, sndhwm < 1000 ? sndhwm : 1000);
     zsock_set_rcvhwm (self->dealer, sndhwm);
     zsock_set_linger (self->dealer, 0);
-    zsock_set_immediate (self->dealer, 1);
     if (zsock_connect (self->dealer, "%s", router_endpoint)) {
         zsock_destroy (&self->dealer);
         free (self);

@@ -41,53 +41,53 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_RETRY_MS 200      //  delay before a failed repair is tried again
-#define S_MAX_CREDIT 10000  //  credit asked per repair at most
+#define S_RETRY_MS 200     //  delay before a failed repair is tried again
+#define S_MAX_CREDIT 10000 //  credit asked per repair at most
 
 typedef struct {
-    uint64_t seq;           //  seq of the held event
-    shoal_event_t *event;   //  the event, or NULL when the type filter drops it
+    uint64_t seq;         //  seq of the held event
+    shoal_event_t *event; //  the event, or NULL when the type filter drops it
 } s_held_t;
 
 typedef struct {
     uint8_t origin[SHOAL_ID_SIZE]; //  origin node id
-    uint64_t next;          //  next seq to deliver, 0 = not placed yet
-    uint64_t known_head;    //  highest seq known to exist
-    int64_t seek_time_ns;   //  where an unplaced origin starts, by time
-    uint64_t seek_first;    //  lowest replayed seq seen while unplaced, 0 = none
-    uint64_t lost_from;     //  next before a re-seek over a trimmed range, 0 = none
-    uint64_t deferred_low;  //  lowest seq dropped for lack of room, UINT64_MAX = none
-    bool gap;               //  a gap is known (counted once)
-    s_held_t *held;         //  reorder buffer, ascending seq
-    size_t held_count;      //  entries used
-    size_t held_alloc;      //  entries allocated
-    bool repairing;         //  a replay is in flight
-    bool progress;          //  a batch arrived since the timer last looked
-    bool failed;            //  the last repair failed: wait S_RETRY_MS
-    int64_t repair_ms;      //  when the repair was sent or last progressed
-    int64_t retry_at_ms;    //  not before this after a failure
-    uint32_t repair_credit; //  credit of the repair in flight
-    uint32_t repair_got;    //  events it brought so far
+    uint64_t next;                 //  next seq to deliver, 0 = not placed yet
+    uint64_t known_head;           //  highest seq known to exist
+    int64_t seek_time_ns;          //  where an unplaced origin starts, by time
+    uint64_t seek_first;           //  lowest replayed seq seen while unplaced, 0 = none
+    uint64_t lost_from;            //  next before a re-seek over a trimmed range, 0 = none
+    uint64_t deferred_low;         //  lowest seq dropped for lack of room, UINT64_MAX = none
+    bool gap;                      //  a gap is known (counted once)
+    s_held_t *held;                //  reorder buffer, ascending seq
+    size_t held_count;             //  entries used
+    size_t held_alloc;             //  entries allocated
+    bool repairing;                //  a replay is in flight
+    bool progress;                 //  a batch arrived since the timer last looked
+    bool failed;                   //  the last repair failed: wait S_RETRY_MS
+    int64_t repair_ms;             //  when the repair was sent or last progressed
+    int64_t retry_at_ms;           //  not before this after a failure
+    uint32_t repair_credit;        //  credit of the repair in flight
+    uint32_t repair_got;           //  events it brought so far
 } s_origin_t;
 
 struct _shoal_sub_t {
-    int id;                         //  subscription id
-    char stream[SHOAL_STREAM_MAX + 1]; //  stream subscribed
-    char *type;                     //  type filter, NULL = all
-    shoal_from_kind_t from_kind;    //  start position kind
-    uint64_t from_seq;              //  SHOAL_FROM_SEQ default seq
+    int id;                                 //  subscription id
+    char stream[SHOAL_STREAM_MAX + 1];      //  stream subscribed
+    char *type;                             //  type filter, NULL = all
+    shoal_from_kind_t from_kind;            //  start position kind
+    uint64_t from_seq;                      //  SHOAL_FROM_SEQ default seq
     uint8_t (*from_origins)[SHOAL_ID_SIZE]; //  SHOAL_FROM_SEQ origins with their own start
-    uint64_t *from_seqs;            //  their starts
-    size_t from_count;              //  entries in both
-    int64_t start_ns;               //  wall time of subscribing, or the FROM_TIME time
-    size_t limit;                   //  most events held + ready
-    s_origin_t *origins;            //  origins seen
-    size_t origin_count;            //  entries used
-    size_t origin_alloc;            //  entries allocated
-    size_t cursor;                  //  round-robin start for next_repair
-    size_t held_total;              //  held entries across origins
-    zlistx_t *ready;                //  events to deliver, in order
-    shoal_sub_stats_t stats;        //  counters
+    uint64_t *from_seqs;                    //  their starts
+    size_t from_count;                      //  entries in both
+    int64_t start_ns;                       //  wall time of subscribing, or the FROM_TIME time
+    size_t limit;                           //  most events held + ready
+    s_origin_t *origins;                    //  origins seen
+    size_t origin_count;                    //  entries used
+    size_t origin_alloc;                    //  entries allocated
+    size_t cursor;                          //  round-robin start for next_repair
+    size_t held_total;                      //  held entries across origins
+    zlistx_t *ready;                        //  events to deliver, in order
+    shoal_sub_stats_t stats;                //  counters
 };
 
 shoal_sub_t *
@@ -96,7 +96,7 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
 {
     if (!shoal_stream_name_valid (stream) || (type && !shoal_type_name_valid (type)))
         return NULL;
-    shoal_sub_t *self = (shoal_sub_t *) zmalloc (sizeof (shoal_sub_t));
+    shoal_sub_t *self = (shoal_sub_t *)zmalloc (sizeof (shoal_sub_t));
     self->id = id;
     snprintf (self->stream, sizeof self->stream, "%s", stream);
     self->type = type ? strdup (type) : NULL;
@@ -109,8 +109,8 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
     if (from && from->kind == SHOAL_FROM_SEQ) {
         self->from_seq = from->seq ? from->seq : 1;
         if (from->count) {
-            self->from_origins = (uint8_t (*)[SHOAL_ID_SIZE]) malloc (from->count * SHOAL_ID_SIZE);
-            self->from_seqs = (uint64_t *) malloc (from->count * sizeof (uint64_t));
+            self->from_origins = (uint8_t (*)[SHOAL_ID_SIZE])malloc (from->count * SHOAL_ID_SIZE);
+            self->from_seqs = (uint64_t *)malloc (from->count * sizeof (uint64_t));
             memcpy (self->from_origins, from->origins, from->count * SHOAL_ID_SIZE);
             memcpy (self->from_seqs, from->seqs, from->count * sizeof (uint64_t));
             self->from_count = from->count;
@@ -133,7 +133,7 @@ shoal_sub_destroy (shoal_sub_t **self_p)
     }
     free (self->origins);
     shoal_event_t *event;
-    while ((event = (shoal_event_t *) zlistx_detach (self->ready, NULL)))
+    while ((event = (shoal_event_t *)zlistx_detach (self->ready, NULL)))
         shoal_event_destroy (&event);
     zlistx_destroy (&self->ready);
     free (self->type);
@@ -199,7 +199,7 @@ s_add (shoal_sub_t *self, const uint8_t *origin)
 {
     if (self->origin_count == self->origin_alloc) {
         size_t alloc = self->origin_alloc ? 2 * self->origin_alloc : 8;
-        self->origins = (s_origin_t *) realloc (self->origins, alloc * sizeof (s_origin_t));
+        self->origins = (s_origin_t *)realloc (self->origins, alloc * sizeof (s_origin_t));
         self->origin_alloc = alloc;
     }
     s_origin_t *o = &self->origins[self->origin_count++];
@@ -216,8 +216,7 @@ s_add (shoal_sub_t *self, const uint8_t *origin)
         case SHOAL_FROM_BEGINNING:
             o->seek_time_ns = 0; //  the first event the log still holds
             break;
-        default:
-            o->seek_time_ns = self->start_ns;
+        default: o->seek_time_ns = self->start_ns;
     }
     return o;
 }
@@ -378,12 +377,12 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
         return s_defer (self, o, event_p, seq);
     if (o->held_count == o->held_alloc) {
         o->held_alloc = o->held_alloc ? 2 * o->held_alloc : 64;
-        o->held = (s_held_t *) realloc (o->held, o->held_alloc * sizeof (s_held_t));
+        o->held = (s_held_t *)realloc (o->held, o->held_alloc * sizeof (s_held_t));
     }
     memmove (o->held + at + 1, o->held + at, (o->held_count - at) * sizeof (s_held_t));
     if (!wanted)
         shoal_event_destroy (event_p);
-    o->held[at] = (s_held_t) {seq, wanted ? event : NULL};
+    o->held[at] = (s_held_t){seq, wanted ? event : NULL};
     o->held_count++;
     self->held_total++;
     *event_p = NULL;
@@ -528,7 +527,7 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
         uint64_t credit = room < S_MAX_CREDIT ? room : S_MAX_CREDIT;
         if (credit == 0)
             credit = 1;
-        repair->credit = (uint32_t) credit;
+        repair->credit = (uint32_t)credit;
         o->repairing = true;
         o->progress = false;
         o->repair_ms = now_ms;
@@ -543,5 +542,5 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
 shoal_event_t *
 shoal_sub_pop (shoal_sub_t *self)
 {
-    return (shoal_event_t *) zlistx_detach (self->ready, NULL);
+    return (shoal_event_t *)zlistx_detach (self->ready, NULL);
 }

@@ -372,6 +372,7 @@ test_fuzz (void)
     shoal_event_destroy (&event);
 
     long decoded_count = 0, refused = 0, inconsistent = 0, run = 0, peek_mismatch = 0;
+    long pb_mismatch = 0;
     double deadline = tap_now () + 20.0;
     uint8_t buffer[512];
     for (run = 0; run < iterations && tap_now () < deadline; run++) {
@@ -408,6 +409,29 @@ test_fuzz (void)
         shoal_event_t *decoded = shoal_event_decode (input, size, 0, &error);
         shoal_event_peek_t peek;
         int peeked = shoal_event_peek (input, size, &peek);
+        //  Our decoder against protobuf-c's: whatever we accept protobuf-c
+        //  accepts, with the same fields. (We refuse a few encodings that
+        //  protobuf-c lets through, such as field numbers above 2^29 - 1,
+        //  which the protobuf spec forbids.)
+        Shoal__V1__Event *reference = shoal__v1__event__unpack (NULL, size, input);
+        shoal_event_t *probe = shoal_event_decode (input, size, 0, NULL);
+        if (probe && !reference)
+            pb_mismatch++;
+        else if (probe
+                 && (strcmp (shoal_event_stream (probe), reference->stream) != 0
+                     || strcmp (shoal_event_type (probe), reference->type) != 0
+                     || strcmp (shoal_event_key (probe), reference->key) != 0
+                     || shoal_event_seq (probe) != reference->seq
+                     || shoal_event_time_ns (probe) != reference->time_ns
+                     || shoal_event_schema_version (probe) != reference->schema_version
+                     || shoal_event_payload_size (probe) != reference->payload.len
+                     || (reference->payload.len
+                         && memcmp (shoal_event_payload (probe), reference->payload.data,
+                                    reference->payload.len))))
+            pb_mismatch++;
+        shoal_event_destroy (&probe);
+        if (reference)
+            shoal__v1__event__free_unpacked (reference, NULL);
         if (decoded) {
             decoded_count++;
             //  Whatever decodes must also peek to the same routing fields.
@@ -449,6 +473,7 @@ test_fuzz (void)
     is_int (run, iterations, "all %ld fuzz inputs ran within the time bound", iterations);
     is_int (inconsistent, 0, "every input decoded to a valid event or a known error");
     is_int (peek_mismatch, 0, "peek agrees with decode on every decodable input");
+    is_int (pb_mismatch, 0, "decode agrees with protobuf-c's unpack on every input");
     ok (refused > 0 && decoded_count > 0, "the fuzz inputs reached both outcomes");
 }
 

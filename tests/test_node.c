@@ -79,9 +79,9 @@ s_wait_peers (shoal_node_t **nodes, size_t count, uint64_t want, int timeout_ms)
 //  Receives up to `count` events of one subscription within timeout_ms and
 //  checks they are seqs first..first+count-1 of origin, in order, once.
 typedef struct {
-    int received;       //  events received
-    int out_of_order;   //  events not at the expected seq
-    uint64_t last_seq;  //  last seq received
+    int received;      //  events received
+    int out_of_order;  //  events not at the expected seq
+    uint64_t last_seq; //  last seq received
 } s_tally_t;
 
 static s_tally_t
@@ -185,7 +185,7 @@ test_static_peers_and_pubsub (void)
     //  A subscriber restarted mid-stream resumes with no gap and no duplicate.
     shoal_node_unsubscribe (b, sub);
     uint64_t resume = 501;
-    const uint8_t (*origins)[16] = (const uint8_t (*)[16]) shoal_node_id (a);
+    const uint8_t (*origins)[16] = (const uint8_t (*)[16])shoal_node_id (a);
     shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, origins, &resume, 1};
     int again = shoal_node_subscribe (b, "orders", NULL, &from);
     tally = s_receive (b, again, shoal_node_id (a), 501, 510, 10000);
@@ -259,8 +259,8 @@ static uint32_t
 s_error_code (Shoal__V1__Response *response)
 {
     uint32_t code = response && response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR
-                    ? response->error->code
-                    : 0;
+                        ? response->error->code
+                        : 0;
     if (response)
         shoal__v1__response__free_unpacked (response, NULL);
     return code;
@@ -271,9 +271,9 @@ s_replay_error (zsock_t *dealer, const uint8_t *origin, size_t origin_size, cons
                 uint64_t from, uint64_t to)
 {
     Shoal__V1__ReplayRequest replay = SHOAL__V1__REPLAY_REQUEST__INIT;
-    replay.origin.data = (uint8_t *) origin;
+    replay.origin.data = (uint8_t *)origin;
     replay.origin.len = origin_size;
-    replay.stream = (char *) stream;
+    replay.stream = (char *)stream;
     replay.from_seq = from;
     replay.to_seq = to;
     replay.credit = 100;
@@ -289,10 +289,10 @@ s_thin_publish (zsock_t *dealer, const char *stream, const char *type, const uin
                 size_t payload_size)
 {
     Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
-    event.stream = (char *) stream;
-    event.type = (char *) type;
+    event.stream = (char *)stream;
+    event.type = (char *)type;
     if (id) {
-        event.id.data = (uint8_t *) id;
+        event.id.data = (uint8_t *)id;
         event.id.len = 16;
     }
     uint8_t *payload = calloc (1, payload_size + 1);
@@ -325,7 +325,8 @@ test_router_contract (void)
     empty.request_id = 9;
     is_int (s_error_code (s_call_request (dealer, &empty)), 1, "request with no body: Error 1");
     uint8_t unknown[16] = {1};
-    is_int (s_replay_error (dealer, unknown, 16, "orders", 1, 0), 2, "replay of an unknown origin: Error 2");
+    is_int (s_replay_error (dealer, unknown, 16, "orders", 1, 0), 2,
+            "replay of an unknown origin: Error 2");
     is_int (s_replay_error (dealer, shoal_node_id (a), 16, "nosuch", 1, 0), 2,
             "replay of an unknown stream: Error 2");
     is_int (s_replay_error (dealer, shoal_node_id (a), 16, "orders", 22, 0), 3,
@@ -356,8 +357,8 @@ test_router_contract (void)
     //  Two frames where one is expected.
     zsock_send (dealer, "ss", "one", "two");
     zframe_t *frame = zframe_recv (dealer);
-    Shoal__V1__Response *response
-      = frame ? shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame)) : NULL;
+    Shoal__V1__Response *response =
+        frame ? shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame)) : NULL;
     zframe_destroy (&frame);
     is_int (s_error_code (response), 1, "a two-frame request: Error 1");
 
@@ -365,13 +366,13 @@ test_router_contract (void)
     uint8_t id[16] = {0xAB, 0xCD};
     response = s_thin_publish (dealer, "orders", "OrderPlaced", id, 10);
     ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK
-          && response->publish_ack->seq == 21 && !response->publish_ack->duplicate,
+            && response->publish_ack->seq == 21 && !response->publish_ack->duplicate,
         "thin-client publish is acknowledged with seq 21");
     if (response)
         shoal__v1__response__free_unpacked (response, NULL);
     response = s_thin_publish (dealer, "orders", "OrderPlaced", id, 10);
     ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK
-          && response->publish_ack->seq == 21 && response->publish_ack->duplicate,
+            && response->publish_ack->seq == 21 && response->publish_ack->duplicate,
         "the same id again: duplicate = true with the first seq");
     if (response)
         shoal__v1__response__free_unpacked (response, NULL);
@@ -385,7 +386,7 @@ test_router_contract (void)
     pinging.ping = &ping;
     response = s_call_request (dealer, &pinging);
     ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PONG
-          && response->request_id == 11,
+            && response->request_id == 11,
         "Ping: Pong echoing the request id");
     if (response)
         shoal__v1__response__free_unpacked (response, NULL);
@@ -429,9 +430,9 @@ test_router_contract (void)
                 memcpy (routing, zframe_data (first), routing_size);
                 zmsg_destroy (&hello_msg);
                 uint8_t junk[300];
-                size_t size = 1 + (size_t) rand () % sizeof junk;
+                size_t size = 1 + (size_t)rand () % sizeof junk;
                 for (size_t i = 0; i < size; i++)
-                    junk[i] = (uint8_t) rand ();
+                    junk[i] = (uint8_t)rand ();
                 if (round % 2)
                     memcpy (junk, "\xff\0\0\0\0\0\0\0\1\x7f", size > 10 ? 10 : size);
                 zmq_send (zsock_resolve (raw), routing, routing_size, ZMQ_SNDMORE);
@@ -458,8 +459,8 @@ test_router_contract (void)
     fake.node.len = 16;
     fake.mesh = "test-node";
     fake.name = "fake";
-    fake.pub_port = (uint32_t) fake_port;
-    fake.router_port = (uint32_t) fake_router_port;
+    fake.pub_port = (uint32_t)fake_port;
+    fake.router_port = (uint32_t)fake_router_port;
     greet.hello = &fake;
     response = s_call_request (dealer, &greet);
     ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
@@ -471,7 +472,7 @@ test_router_contract (void)
     for (int i = 0; i < 50; i++) {
         uint8_t junk[64];
         for (size_t j = 0; j < sizeof junk; j++)
-            junk[j] = (uint8_t) rand ();
+            junk[j] = (uint8_t)rand ();
         zsock_send (fake_pub, "sb", i % 2 ? "orders/" : "orders/Junk", junk, sizeof junk);
         zsock_send (fake_pub, "s", "orders/OneFrame");
     }
@@ -489,7 +490,7 @@ test_router_contract (void)
     shoal_node_stats (a, &after);
     ok (after.bad_requests >= bad + 50, "junk frames are counted as bad (%" PRIu64 ")",
         after.bad_requests);
-    (void) before;
+    (void)before;
     zsock_destroy (&fake_pub);
     zsock_destroy (&fake_router);
     zsock_destroy (&dealer);
@@ -500,7 +501,7 @@ static void
 s_loopback (shoal_node_config_t *config)
 {
     config->interface = "lo";
-    config->beacon_port = 20000 + (int) (getpid () % 20000);
+    config->beacon_port = 20000 + (int)(getpid () % 20000);
     config->mesh = "test-node-lo";
 }
 
