@@ -83,6 +83,26 @@ typedef struct {
     int64_t sent_ms;               //  when it was asked
 } s_pending_t;
 
+//  The events a durable subscription delivered from one origin and not yet
+//  acknowledged, in delivery order: the cursor moves over the acknowledged
+//  front of this list, never past an event still unacknowledged.
+typedef struct {
+    uint8_t origin[SHOAL_ID_SIZE]; //  whose events
+    uint64_t *seqs;             //  delivered seqs, ascending, a ring
+    bool *acked;                //  acknowledged flags, same ring
+    size_t head;                //  first entry
+    size_t count;               //  entries used
+    size_t alloc;               //  entries allocated
+} s_acker_t;
+
+//  A durable subscription: its consumer and what waits for acknowledgement.
+typedef struct {
+    int sub_id;                 //  the subscription
+    char consumer[65];          //  consumer name (cursors in the store)
+    char stream[SHOAL_STREAM_MAX + 1]; //  its stream
+    zlistx_t *ackers;           //  s_acker_t, one per origin
+} s_durable_t;
+
 //  What the engine remembers of a peer that went away (damping).
 typedef struct {
     unsigned count;        //  departures within the damping window
@@ -113,7 +133,12 @@ typedef struct {
     uint64_t *last_head; //  the entry of heads noted last (entries are never freed early)
     uint8_t last_origin[SHOAL_ID_SIZE];     //  its origin
     char last_stream[SHOAL_STREAM_MAX + 1]; //  its stream
-    zlistx_t *subs;                         //  shoal_sub_t
+    zlistx_t *subs;             //  shoal_sub_t (replication subscriptions have ids < 0)
+    zlistx_t *durables;         //  s_durable_t
+    int64_t cursors_dirty_ms;   //  when acknowledgements began waiting to be written, -1
+    int next_replica_id;        //  last id given to a replication subscription (negative)
+    bool replicate_all;         //  config says "all"
+    int64_t next_retention_ms;  //  when retention runs next
     zhashx_t *sub_streams;                  //  stream -> count of subscriptions (boxed)
     zhashx_t *pending;                      //  request id (decimal) -> s_pending_t
     uint64_t next_request_id;               //  for requests this node sends
@@ -325,14 +350,17 @@ s_send_live (s_engine_t *self, const char *stream, const uint8_t *data, size_t s
 static void
 s_commit (s_engine_t *self)
 {
+    //  One group commit for every log that took appends: own and replicas.
+    for (size_t i = 0; i < shoal_store_log_count (self->store); i++) {
+        shoal_log_t *log = shoal_store_log_at (self->store, i);
+        if (shoal_log_head (log) > shoal_log_durable (log) && !shoal_log_failed (log)
+            && shoal_log_flush (log))
+            s_log (self, S_ERROR, "flush of %s failed: %s", shoal_log_stream (log),
+                   shoal_log_error_text (log));
+    }
     for (s_own_t *own = (s_own_t *)zhashx_first (self->own); own;
          own = (s_own_t *)zhashx_next (self->own)) {
         shoal_log_t *log = own->log;
-        if (shoal_log_head (log) > shoal_log_durable (log) && !shoal_log_failed (log)) {
-            if (shoal_log_flush (log))
-                s_log (self, S_ERROR, "flush of %s failed: %s", own->stream,
-                       shoal_log_error_text (log));
-        }
         uint64_t durable = shoal_log_durable (log);
         if (durable == own->sent && zlistx_size (own->acks) == 0)
             continue;
@@ -399,6 +427,10 @@ s_route_event (s_engine_t *self, shoal_event_t **event_p, bool replayed, int onl
             continue;
         if (only_sub && shoal_sub_id (sub) != only_sub)
             continue;
+        //  A node does not replicate itself.
+        if (shoal_sub_id (sub) < 0 && shoal_event_origin (event)
+            && memcmp (shoal_event_origin (event), self->id, SHOAL_ID_SIZE) == 0)
+            continue;
         if (last) {
             shoal_event_t *copy = shoal_event_dup (event);
             if (copy)
@@ -437,9 +469,220 @@ s_sub_count (s_engine_t *self, const char *stream, int delta)
         zhashx_delete (self->sub_streams, stream);
 }
 
+//  --------------------------------------------------------------------------
+//  Durable consumers
+
+static void
+s_durable_destroy (s_durable_t **self_p)
+{
+    if (!*self_p)
+        return;
+    s_durable_t *durable = *self_p;
+    for (s_acker_t *acker = (s_acker_t *) zlistx_first (durable->ackers); acker;
+         acker = (s_acker_t *) zlistx_next (durable->ackers)) {
+        free (acker->seqs);
+        free (acker->acked);
+        free (acker);
+    }
+    zlistx_destroy (&durable->ackers);
+    free (durable);
+    *self_p = NULL;
+}
+
+static s_durable_t *
+s_durable_by_sub (s_engine_t *self, int sub_id)
+{
+    for (s_durable_t *durable = (s_durable_t *) zlistx_first (self->durables); durable;
+         durable = (s_durable_t *) zlistx_next (self->durables))
+        if (durable->sub_id == sub_id)
+            return durable;
+    return NULL;
+}
+
+static s_acker_t *
+s_acker (s_durable_t *durable, const uint8_t *origin, bool create)
+{
+    for (s_acker_t *acker = (s_acker_t *) zlistx_first (durable->ackers); acker;
+         acker = (s_acker_t *) zlistx_next (durable->ackers))
+        if (memcmp (acker->origin, origin, SHOAL_ID_SIZE) == 0)
+            return acker;
+    if (!create)
+        return NULL;
+    s_acker_t *acker = (s_acker_t *) zmalloc (sizeof (s_acker_t));
+    memcpy (acker->origin, origin, SHOAL_ID_SIZE);
+    zlistx_add_end (durable->ackers, acker);
+    return acker;
+}
+
+//  Records a delivery that will need an acknowledgement.
+static void
+s_acker_push (s_acker_t *acker, uint64_t seq)
+{
+    if (acker->count == acker->alloc) {
+        size_t alloc = acker->alloc ? 2 * acker->alloc : 64;
+        uint64_t *seqs = (uint64_t *) malloc (alloc * sizeof (uint64_t));
+        bool *acked = (bool *) malloc (alloc * sizeof (bool));
+        for (size_t i = 0; i < acker->count; i++) {
+            seqs[i] = acker->seqs[(acker->head + i) % acker->alloc];
+            acked[i] = acker->acked[(acker->head + i) % acker->alloc];
+        }
+        free (acker->seqs);
+        free (acker->acked);
+        acker->seqs = seqs;
+        acker->acked = acked;
+        acker->head = 0;
+        acker->alloc = alloc;
+    }
+    size_t at = (acker->head + acker->count++) % acker->alloc;
+    acker->seqs[at] = seq;
+    acker->acked[at] = false;
+}
+
+//  Marks seq (or, cumulative, everything up to it) acknowledged and returns
+//  the new cursor: the last seq of the acknowledged front, 0 if unchanged.
+static uint64_t
+s_acker_ack (s_acker_t *acker, uint64_t seq, bool cumulative)
+{
+    for (size_t i = 0; i < acker->count; i++) {
+        size_t at = (acker->head + i) % acker->alloc;
+        if (acker->seqs[at] > seq)
+            break;
+        if (cumulative || acker->seqs[at] == seq)
+            acker->acked[at] = true;
+    }
+    uint64_t cursor = 0;
+    while (acker->count && acker->acked[acker->head]) {
+        cursor = acker->seqs[acker->head];
+        acker->head = (acker->head + 1) % acker->alloc;
+        acker->count--;
+    }
+    return cursor;
+}
+
+static void
+s_ack (s_engine_t *self, int sub_id, const uint8_t *origin, uint64_t seq, bool cumulative)
+{
+    s_durable_t *durable = s_durable_by_sub (self, sub_id);
+    s_acker_t *acker = durable ? s_acker (durable, origin, false) : NULL;
+    uint64_t cursor = acker ? s_acker_ack (acker, seq, cumulative) : 0;
+    if (cursor) {
+        shoal_store_cursor_set (self->store, durable->consumer, origin, durable->stream, cursor);
+        if (self->cursors_dirty_ms < 0)
+            self->cursors_dirty_ms = s_now ();
+    }
+}
+
+//  Writes cursors that changed (atomically, one file per consumer).
+static int
+s_cursors_flush (s_engine_t *self)
+{
+    self->cursors_dirty_ms = -1;
+    if (!shoal_store_cursors_dirty (self->store))
+        return 0;
+    if (shoal_store_cursors_flush (self->store)) {
+        s_log (self, S_ERROR, "cannot write consumer cursors in %s", self->config->data_dir);
+        self->cursors_dirty_ms = s_now ();
+        return -1;
+    }
+    return 0;
+}
+
+//  The start of a durable consumer: after its cursor for each origin it
+//  has one for, from the beginning for the others.
+static void
+s_durable_start (s_engine_t *self, shoal_engine_sub_t *request)
+{
+    const char *consumer = request->consumer;
+    size_t count = shoal_store_consumer_cursor_count (self->store, consumer);
+    request->origins = (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
+    request->seqs = (uint64_t *) zmalloc ((count + 1) * sizeof (uint64_t));
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *stream;
+        uint64_t seq;
+        if (shoal_store_consumer_cursor_at (self->store, consumer, i, request->origins[n], &stream,
+                                            &seq)
+                == 0
+            && streq (stream, request->stream))
+            request->seqs[n++] = seq + 1;
+    }
+    request->from = (shoal_from_t) {SHOAL_FROM_SEQ, 1, 0,
+                                    (const uint8_t (*)[SHOAL_ID_SIZE]) request->origins,
+                                    request->seqs, n};
+    //  A consumer exists from its first subscription on, cursor or not.
+    shoal_store_cursor_set (self->store, consumer, self->id, request->stream, 0);
+}
+
+//  --------------------------------------------------------------------------
+//  Replication
+
+static void s_sub_count (s_engine_t *self, const char *stream, int delta);
+
+//  Starts replicating a stream: an internal subscription from where each
+//  replica log ends (from the beginning for origins with none), whose
+//  deliveries go into replica logs instead of the inbox.
+static void
+s_replicate_stream (s_engine_t *self, const char *stream)
+{
+    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *) zlistx_next (self->subs))
+        if (shoal_sub_id (sub) < 0 && streq (shoal_sub_stream (sub), stream))
+            return; //  already
+    size_t count = shoal_store_log_count (self->store);
+    uint8_t (*origins)[SHOAL_ID_SIZE] = (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
+    uint64_t *seqs = (uint64_t *) zmalloc ((count + 1) * sizeof (uint64_t));
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        shoal_log_t *log = shoal_store_log_at (self->store, i);
+        if (streq (shoal_log_stream (log), stream)
+            && memcmp (shoal_log_origin (log), self->id, SHOAL_ID_SIZE) != 0
+            && shoal_log_head (log) > 0) {
+            memcpy (origins[n], shoal_log_origin (log), SHOAL_ID_SIZE);
+            seqs[n++] = shoal_log_head (log) + 1;
+        }
+    }
+    shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, (const uint8_t (*)[SHOAL_ID_SIZE]) origins, seqs, n};
+    shoal_sub_t *sub = shoal_sub_new (--self->next_replica_id, stream, NULL, &from, shoal_time_ns (),
+                                      self->config->reorder_limit);
+    free (origins);
+    free (seqs);
+    if (!sub)
+        return;
+    zlistx_add_end (self->subs, sub);
+    s_sub_count (self, stream, +1);
+    s_log (self, S_INFO, "replicating stream %s", stream);
+}
+
+//  Appends what a replication subscription delivers to the replica logs:
+//  the same bytes as the origin's (canonical encoding), the same seqs.
+static void
+s_replica_append (s_engine_t *self, shoal_sub_t *sub)
+{
+    shoal_event_t *event;
+    while ((event = shoal_sub_pop (sub))) {
+        const uint8_t *origin = shoal_event_origin (event);
+        if (memcmp (origin, self->id, SHOAL_ID_SIZE) != 0) {
+            int error;
+            shoal_log_t *log = shoal_store_log (self->store, origin, shoal_event_stream (event), true, &error);
+            uint64_t seq = shoal_event_seq (event);
+            uint8_t *data;
+            size_t size;
+            if (log && seq > shoal_log_head (log) && shoal_event_encode (event, &data, &size) == 0) {
+                if (shoal_log_append (log, seq, shoal_event_time_ns (event), data, size))
+                    s_log (self, S_ERROR, "replica of %s: %s", shoal_event_stream (event),
+                           shoal_log_error_text (log));
+                free (data);
+            }
+        }
+        shoal_event_destroy (&event);
+    }
+}
+
 static void
 s_subscribe (s_engine_t *self, shoal_engine_sub_t *request)
 {
+    if (request->consumer[0])
+        s_durable_start (self, request);
     shoal_sub_t *sub =
         shoal_sub_new (request->id, request->stream, request->type[0] ? request->type : NULL,
                        &request->from, shoal_time_ns (), self->config->reorder_limit);
@@ -476,6 +719,14 @@ s_subscribe (s_engine_t *self, shoal_engine_sub_t *request)
     }
     zlistx_add_end (self->subs, sub);
     s_sub_count (self, request->stream, +1);
+    if (request->consumer[0]) {
+        s_durable_t *durable = (s_durable_t *) zmalloc (sizeof (s_durable_t));
+        durable->sub_id = request->id;
+        snprintf (durable->consumer, sizeof durable->consumer, "%s", request->consumer);
+        snprintf (durable->stream, sizeof durable->stream, "%s", request->stream);
+        durable->ackers = zlistx_new ();
+        zlistx_add_end (self->durables, durable);
+    }
     free (request);
 }
 
@@ -499,6 +750,11 @@ s_unsubscribe (s_engine_t *self, int id)
     s_sub_count (self, shoal_sub_stream (sub), -1);
     s_sub_totals (self, sub);
     zlistx_delete (self->subs, zlistx_cursor (self->subs));
+    s_durable_t *durable = s_durable_by_sub (self, id);
+    if (durable) {
+        zlistx_detach_cur (self->durables);
+        s_durable_destroy (&durable);
+    }
 }
 
 //  Moves ready events of every subscription into the inbox.
@@ -508,6 +764,11 @@ s_deliver (s_engine_t *self)
     shoal_inbox_t *inbox = self->args->inbox;
     for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
          sub = (shoal_sub_t *)zlistx_next (self->subs)) {
+        if (shoal_sub_id (sub) < 0) {
+            s_replica_append (self, sub);
+            continue;
+        }
+        s_durable_t *durable = s_durable_by_sub (self, shoal_sub_id (sub));
         while (shoal_sub_held (sub) > 0) {
             if (shoal_inbox_room (inbox) == 0) {
                 self->waiting_space = true;
@@ -516,18 +777,22 @@ s_deliver (s_engine_t *self)
             shoal_event_t *event = shoal_sub_pop (sub);
             if (!event)
                 break;
+            if (durable)
+                s_acker_push (s_acker (durable, shoal_event_origin (event), true),
+                              shoal_event_seq (event));
             shoal_inbox_push (inbox, shoal_sub_id (sub), event);
         }
     }
 }
 
-//  Serves a repair of this node's own log directly, without the network.
+//  Serves a repair from a log this node holds (its own, or a replica),
+//  directly, without the network.
 static void
 s_repair_local (s_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *repair)
 {
     int error;
     shoal_log_t *log =
-        shoal_store_log (self->store, self->id, shoal_sub_stream (sub), false, &error);
+        shoal_store_log (self->store, repair->origin, shoal_sub_stream (sub), false, &error);
     if (!log) {
         shoal_sub_on_repair_error (sub, repair->origin, SHOAL_WIRE_UNKNOWN);
         return;
@@ -572,6 +837,21 @@ s_peer_by_id (s_engine_t *self, const uint8_t *id)
     return NULL;
 }
 
+//  A connected peer that replicates stream (and is not origin itself).
+static shoal_peer_t *
+s_replica_peer (s_engine_t *self, const char *stream, const uint8_t *origin)
+{
+    int64_t now = s_now ();
+    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *) zlistx_next (self->peers))
+        if (shoal_peer_replicates (peer, stream) && shoal_peer_has_id (peer)
+            && memcmp (shoal_peer_id (peer), origin, SHOAL_ID_SIZE) != 0
+            && shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms)
+                 == SHOAL_PEER_CONNECTED)
+            return peer;
+    return NULL;
+}
+
 //  Sends the repairs the subscriptions want.
 static void
 s_repairs (s_engine_t *self)
@@ -583,11 +863,26 @@ s_repairs (s_engine_t *self)
         shoal_sub_repair_t repair;
         int rounds = 0;
         while (rounds++ < 64 && shoal_sub_next_repair (sub, now, timeout, &repair)) {
-            if (memcmp (repair.origin, self->id, SHOAL_ID_SIZE) == 0) {
+            //  From the origin while it answers; else from a replica: this
+            //  node's own, or a peer's that replicates the stream.
+            shoal_peer_t *peer = NULL;
+            if (memcmp (repair.origin, self->id, SHOAL_ID_SIZE) != 0) {
+                peer = s_peer_by_id (self, repair.origin);
+                if (peer
+                    && shoal_peer_state (peer, now, self->config->suspect_ms,
+                                         self->config->expiry_ms)
+                         != SHOAL_PEER_CONNECTED)
+                    peer = NULL;
+            }
+            int error;
+            if (!peer && shoal_sub_id (sub) > 0
+                && shoal_store_log (self->store, repair.origin, shoal_sub_stream (sub), false,
+                                    &error)) {
                 s_repair_local (self, sub, &repair);
                 continue;
             }
-            shoal_peer_t *peer = s_peer_by_id (self, repair.origin);
+            if (!peer)
+                peer = s_replica_peer (self, shoal_sub_stream (sub), repair.origin);
             if (!peer) {
                 shoal_sub_on_repair_error (sub, repair.origin, 0);
                 continue;
@@ -701,6 +996,8 @@ s_send_hello (s_engine_t *self, shoal_peer_t *peer)
     hello.pub_port = (uint32_t)self->pub_port;
     hello.router_port = (uint32_t)self->router_port;
     Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    hello.n_replicates = self->config->replicate_count;
+    hello.replicates = (char **) self->config->replicate;
     request.request_id = ++self->next_request_id;
     request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
     request.hello = &hello;
@@ -837,14 +1134,17 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
     if (memcmp (hello->node.data, self->id, SHOAL_ID_SIZE) != 0 && address && hello->router_port > 0
         && hello->router_port < 65536) {
         shoal_peer_t *peer = s_peer_by_id (self, hello->node.data);
-        if (peer)
+        if (peer) {
             shoal_peer_touch (peer, s_now ());
+            shoal_peer_set_replicates (peer, hello->replicates, hello->n_replicates);
+        }
         else {
             char endpoint[96];
             snprintf (endpoint, sizeof endpoint, "tcp://%s:%u", address, hello->router_port);
             peer = s_peer_add (self, endpoint, false);
             if (peer) {
                 shoal_peer_set_identity (peer, hello->node.data, hello->name);
+                shoal_peer_set_replicates (peer, hello->replicates, hello->n_replicates);
                 if (hello->pub_port > 0 && hello->pub_port < 65536) {
                     shoal_peer_set_pub_port (peer, (int)hello->pub_port);
                     s_peer_connect_pub (self, peer);
@@ -868,6 +1168,8 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
     reply.router_port = (uint32_t)self->router_port;
     reply.n_known_peers = n;
     reply.known_peers = known;
+    reply.n_replicates = self->config->replicate_count;
+    reply.replicates = (char **) self->config->replicate;
     Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
     response.request_id = request_id;
     response.body_case = SHOAL__V1__RESPONSE__BODY_HELLO;
@@ -1109,6 +1411,93 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
     return 0;
 }
 
+//  Durable consumer cursors for thin clients (ConsumerRequest).
+static void
+s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
+                   const Shoal__V1__ConsumerRequest *request)
+{
+    const char *op = request->op;
+    bool list = streq (op, "list");
+    if (!list && !shoal_consumer_name_valid (request->name)) {
+        s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
+                       "invalid consumer name (must match [A-Za-z0-9_][A-Za-z0-9._-]{0,63})");
+        return;
+    }
+    if (streq (op, "ack")) {
+        for (size_t i = 0; i < request->n_cursors; i++) {
+            const Shoal__V1__LogHead *cursor = request->cursors[i];
+            if (cursor->origin.len != SHOAL_ID_SIZE || !shoal_stream_name_valid (cursor->stream)) {
+                s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
+                               "each cursor needs a 16-byte origin and a valid stream");
+                return;
+            }
+        }
+        for (size_t i = 0; i < request->n_cursors; i++)
+            shoal_store_cursor_set (self->store, request->name, request->cursors[i]->origin.data,
+                                    request->cursors[i]->stream, request->cursors[i]->head_seq);
+        if (s_cursors_flush (self)) {
+            s_reply_error (self, routing_id, request_id, SHOAL_WIRE_STORAGE,
+                           "storage failure: the cursors could not be written");
+            return;
+        }
+    }
+    else if (streq (op, "delete")) {
+        if (shoal_store_consumer_delete (self->store, request->name)) {
+            s_reply_error (self, routing_id, request_id, SHOAL_WIRE_UNKNOWN, "no such consumer");
+            return;
+        }
+    }
+    else if (!list && !streq (op, "get")) {
+        s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
+                       "ConsumerRequest.op must be get, ack, list or delete");
+        return;
+    }
+    Shoal__V1__ConsumerReply reply = SHOAL__V1__CONSUMER_REPLY__INIT;
+    size_t count = list ? shoal_store_consumer_count (self->store)
+                        : shoal_store_consumer_cursor_count (self->store, request->name);
+    char **names = (char **) zmalloc ((count + 1) * sizeof (char *));
+    Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *) zmalloc ((count + 1) * sizeof *heads);
+    Shoal__V1__LogHead **head_ptrs = (Shoal__V1__LogHead **) zmalloc ((count + 1) * sizeof (void *));
+    uint8_t (*origins)[SHOAL_ID_SIZE] = (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (list) {
+            names[n++] = (char *) shoal_store_consumer_name (self->store, i);
+            continue;
+        }
+        const char *stream;
+        uint64_t seq;
+        if (shoal_store_consumer_cursor_at (self->store, request->name, i, origins[n], &stream, &seq))
+            continue;
+        Shoal__V1__LogHead init = SHOAL__V1__LOG_HEAD__INIT;
+        heads[n] = init;
+        heads[n].origin.data = origins[n];
+        heads[n].origin.len = SHOAL_ID_SIZE;
+        heads[n].stream = (char *) stream;
+        heads[n].head_seq = seq;
+        head_ptrs[n] = &heads[n];
+        n++;
+    }
+    if (list) {
+        reply.n_names = n;
+        reply.names = names;
+    }
+    else {
+        reply.n_cursors = n;
+        reply.cursors = head_ptrs;
+    }
+    Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
+    response.request_id = request_id;
+    response.body_case = SHOAL__V1__RESPONSE__BODY_CONSUMER;
+    response.consumer = &reply;
+    zframe_t *frame = shoal_wire_pack_response (&response);
+    s_send_response (self, routing_id, &frame);
+    free (names);
+    free (heads);
+    free (head_ptrs);
+    free (origins);
+}
+
 //  Handles one ROUTER message. Returns 1 when it must be retried later.
 static int
 s_handle_request (s_engine_t *self, zmsg_t *msg)
@@ -1154,6 +1543,9 @@ s_handle_request (s_engine_t *self, zmsg_t *msg)
                                      request->credit->credit)
                 == 0)
                 self->replay_busy = true;
+            break;
+        case SHOAL__V1__REQUEST__BODY_CONSUMER:
+            s_handle_consumer (self, routing_id, id, request->consumer);
             break;
         case SHOAL__V1__REQUEST__BODY_PING: {
             Shoal__V1__Pong pong = SHOAL__V1__PONG__INIT;
@@ -1247,6 +1639,7 @@ s_handle_response (s_engine_t *self, shoal_peer_t *peer, zframe_t *frame)
         Shoal__V1__Hello *hello = response->hello;
         if (hello->node.len == SHOAL_ID_SIZE && strcmp (hello->mesh, self->config->mesh) == 0) {
             if (s_peer_identify (self, peer, hello->node.data, hello->name, hello->pub_port)) {
+                shoal_peer_set_replicates (peer, hello->replicates, hello->n_replicates);
                 //  Peer exchange: one seed endpoint reaches the whole mesh.
                 for (size_t i = 0; i < hello->n_known_peers; i++)
                     s_peer_add (self, hello->known_peers[i], false);
@@ -1293,6 +1686,8 @@ s_handle_live (s_engine_t *self, const uint8_t *topic, size_t topic_size, const 
         }
         const uint8_t *origin = heartbeat->origin.data;
         s_heads_note (self, origin, heartbeat->stream, heartbeat->head_seq);
+        if (self->replicate_all && memcmp (origin, self->id, SHOAL_ID_SIZE) != 0)
+            s_replicate_stream (self, heartbeat->stream);
         shoal_peer_t *peer = s_peer_by_id (self, origin);
         if (peer)
             shoal_peer_touch (peer, s_now ());
@@ -1346,24 +1741,39 @@ s_sub_read (s_engine_t *self)
 }
 
 static void
+s_send_heartbeat (s_engine_t *self, const uint8_t *origin, const char *stream, uint64_t head)
+{
+    Shoal__V1__Heartbeat heartbeat = SHOAL__V1__HEARTBEAT__INIT;
+    heartbeat.origin.data = (uint8_t *) origin;
+    heartbeat.origin.len = SHOAL_ID_SIZE;
+    heartbeat.stream = (char *) stream;
+    heartbeat.head_seq = head;
+    heartbeat.time_ns = shoal_time_ns ();
+    uint8_t buffer[256];
+    size_t size = shoal__v1__heartbeat__pack (&heartbeat, buffer);
+    char topic[SHOAL_STREAM_MAX + 2];
+    int length = snprintf (topic, sizeof topic, "%s/", stream);
+    zmq_send (zsock_resolve (self->pub), topic, (size_t) length, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (zsock_resolve (self->pub), buffer, size, ZMQ_DONTWAIT);
+}
+
+//  A heartbeat per own stream, and one per replica on its origin's behalf:
+//  a subscriber learns of an origin that is down from its replicas.
+static void
 s_send_heartbeats (s_engine_t *self)
 {
-    for (s_own_t *own = (s_own_t *)zhashx_first (self->own); own;
-         own = (s_own_t *)zhashx_next (self->own)) {
-        Shoal__V1__Heartbeat heartbeat = SHOAL__V1__HEARTBEAT__INIT;
-        heartbeat.origin.data = self->id;
-        heartbeat.origin.len = SHOAL_ID_SIZE;
-        heartbeat.stream = own->stream;
-        heartbeat.head_seq = own->sent;
-        heartbeat.time_ns = shoal_time_ns ();
-        uint8_t buffer[256];
-        size_t size = shoal__v1__heartbeat__pack (&heartbeat, buffer);
-        char topic[SHOAL_STREAM_MAX + 2];
-        int length = snprintf (topic, sizeof topic, "%s/", own->stream);
-        zmq_send (zsock_resolve (self->pub), topic, (size_t)length, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (zsock_resolve (self->pub), buffer, size, ZMQ_DONTWAIT);
+    for (s_own_t *own = (s_own_t *) zhashx_first (self->own); own;
+         own = (s_own_t *) zhashx_next (self->own))
+        s_send_heartbeat (self, self->id, own->stream, own->sent);
+    for (size_t i = 0; i < shoal_store_log_count (self->store); i++) {
+        shoal_log_t *log = shoal_store_log_at (self->store, i);
+        if (memcmp (shoal_log_origin (log), self->id, SHOAL_ID_SIZE) != 0
+            && shoal_log_durable (log) > 0)
+            s_send_heartbeat (self, shoal_log_origin (log), shoal_log_stream (log),
+                              shoal_log_durable (log));
     }
 }
+
 
 //  --------------------------------------------------------------------------
 //  The actor pipe
@@ -1471,6 +1881,38 @@ s_handle_pipe_message (s_engine_t *self, zmsg_t *msg)
         if (id)
             s_unsubscribe (self, atoi (id));
         zstr_free (&id);
+    }
+    else if (streq (command, "ACK")) {
+        char *id = zmsg_popstr (msg);
+        zframe_t *origin = zmsg_pop (msg);
+        char *seq = zmsg_popstr (msg);
+        char *cumulative = zmsg_popstr (msg);
+        if (id && origin && seq && cumulative && zframe_size (origin) == SHOAL_ID_SIZE)
+            s_ack (self, atoi (id), zframe_data (origin), strtoull (seq, NULL, 10),
+                   streq (cumulative, "1"));
+        zstr_free (&id);
+        zframe_destroy (&origin);
+        zstr_free (&seq);
+        zstr_free (&cumulative);
+    }
+    else if (streq (command, "ACKFLUSH"))
+        zstr_send (self->pipe, s_cursors_flush (self) == 0 ? "0" : "-1");
+    else if (streq (command, "CONSUMERS")) {
+        //  One frame: the names, each followed by a newline.
+        zchunk_t *names = zchunk_new (NULL, 0);
+        for (size_t i = 0; i < shoal_store_consumer_count (self->store); i++) {
+            const char *name = shoal_store_consumer_name (self->store, i);
+            zchunk_extend (names, name, strlen (name));
+            zchunk_extend (names, "\n", 1);
+        }
+        zsock_send (self->pipe, "b", zchunk_data (names), zchunk_size (names));
+        zchunk_destroy (&names);
+    }
+    else if (streq (command, "CONSUMERDELETE")) {
+        char *name = zmsg_popstr (msg);
+        int deleted = name ? shoal_store_consumer_delete (self->store, name) : -1;
+        zstr_send (self->pipe, deleted == 0 ? "0" : "-1");
+        zstr_free (&name);
     }
     else if (streq (command, "STATS")) {
         shoal_node_stats_t stats;
@@ -1666,11 +2108,31 @@ s_start (s_engine_t *self)
     }
     for (size_t i = 0; i < config->peer_count; i++)
         s_peer_add (self, config->peers[i], true);
+    //  Replication: named streams start now; "all" starts each stream when
+    //  its first heartbeat arrives (and now, for replicas already held).
+    for (size_t i = 0; i < config->replicate_count; i++) {
+        if (streq (config->replicate[i], "all"))
+            self->replicate_all = true;
+        else if (shoal_stream_name_valid (config->replicate[i]))
+            s_replicate_stream (self, config->replicate[i]);
+        else
+            return s_fail_start (self, SHOAL_ERR_BAD_STREAM,
+                                 "cannot replicate \"%s\": not a stream name (or \"all\")",
+                                 config->replicate[i]);
+    }
+    if (self->replicate_all)
+        for (size_t i = 0; i < shoal_store_log_count (self->store); i++) {
+            shoal_log_t *log = shoal_store_log_at (self->store, i);
+            if (memcmp (shoal_log_origin (log), self->id, SHOAL_ID_SIZE) != 0)
+                s_replicate_stream (self, shoal_log_stream (log));
+        }
+    shoal_store_set_retention (self->store, "*", config->retain_bytes, config->retain_age_ns);
     int64_t now = s_now ();
     self->next_heartbeat_ms = now + config->heartbeat_ms;
     self->next_peer_check_ms = now + S_PEER_CHECK_MS;
     self->next_repair_ms = now + S_REPAIR_TICK_MS;
     self->next_expire_ms = now + 1000;
+    self->next_retention_ms = now + 1000;
     return 0;
 }
 
@@ -1689,11 +2151,14 @@ s_stop (s_engine_t *self)
         shoal_beacon_tick (self->beacon);
         shoal_beacon_silence (self->beacon);
     }
-    if (self->store)
+    if (self->store) {
         s_commit (self);
+        s_cursors_flush (self);
+    }
     shoal_beacon_destroy (&self->beacon);
     shoal_replay_destroy (&self->replay);
     zlistx_destroy (&self->subs);
+    zlistx_destroy (&self->durables);
     zlistx_destroy (&self->peers);
     zhashx_destroy (&self->own);
     shoal_store_close (&self->store);
@@ -1727,6 +2192,8 @@ s_poll_timeout (s_engine_t *self)
         if (beacon >= 0)
             next = s_min (next, now + beacon);
     }
+    if (self->cursors_dirty_ms >= 0)
+        next = s_min (next, self->cursors_dirty_ms + 50);
     int64_t deadline = shoal_store_deadline (self->store);
     if (deadline >= 0)
         next = s_min (next, deadline / 1000000 + 1);
@@ -1749,6 +2216,9 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     self->heads = zhashx_new ();
     self->subs = zlistx_new ();
     zlistx_set_destructor (self->subs, (zlistx_destructor_fn *)shoal_sub_destroy);
+    self->durables = zlistx_new ();
+    zlistx_set_destructor (self->durables, (zlistx_destructor_fn *)s_durable_destroy);
+    self->cursors_dirty_ms = -1;
     self->sub_streams = zhashx_new ();
     self->pending = zhashx_new ();
     zhashx_set_destructor (self->pending, (zhashx_destructor_fn *)zstr_free);
@@ -1886,6 +2356,13 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                 s_check_peers (self);
                 self->next_peer_check_ms = now + S_PEER_CHECK_MS;
             }
+            if (self->cursors_dirty_ms >= 0 && now - self->cursors_dirty_ms >= 50)
+                s_cursors_flush (self);
+            if (now >= self->next_retention_ms) {
+                if (shoal_store_apply_retention (self->store, shoal_time_ns ()) < 0)
+                    s_log (self, S_ERROR, "retention failed in %s", self->config->data_dir);
+                self->next_retention_ms = now + 5000;
+            }
             if (now >= self->next_expire_ms) {
                 shoal_replay_expire (self->replay, NULL);
                 for (s_pending_t *pending = (s_pending_t *)zhashx_first (self->pending); pending;
@@ -1905,6 +2382,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     zhashx_destroy (&self->own);
     zhashx_destroy (&self->heads);
     zlistx_destroy (&self->subs);
+    zlistx_destroy (&self->durables);
     zlistx_destroy (&self->peers);
     zhashx_destroy (&self->sub_streams);
     zhashx_destroy (&self->pending);

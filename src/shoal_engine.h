@@ -9,6 +9,10 @@
         PUBLISH  stream type seq bytes      an event the facade sequenced
         SUBSCRIBE pointer                   a shoal_engine_sub_t (engine owns it)
         UNSUBSCRIBE id
+        ACK id origin seq cumulative         an acknowledgement
+        ACKFLUSH                  -> reply: "0" or "-1" once cursors are written
+        CONSUMERS                 -> reply: one frame per consumer name
+        CONSUMERDELETE name       -> reply: "0" or "-1"
         STATS                     -> reply: shoal_node_stats_t as bytes
         PEERS                     -> reply: shoal_peer_info_t array as bytes
         $TERM                               stop
@@ -40,6 +44,7 @@ typedef struct {
 //  A subscription request: the engine takes it and frees it.
 typedef struct {
     int id;                        //  subscription id
+    char consumer[65];             //  durable consumer name, "" = not durable
     char stream[SHOAL_STREAM_MAX + 1]; //  stream
     char type[SHOAL_TYPE_MAX + 1]; //  type filter, "" = all
     shoal_from_t from;             //  start; origins/seqs point into the arrays below

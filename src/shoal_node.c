@@ -17,6 +17,7 @@
 #include "shoal_node.h"
 #include "shoal_engine.h"
 #include "shoal_error.h"
+#include "shoal_store.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -333,6 +334,109 @@ shoal_node_subscribe (shoal_node_t *self, const char *stream, const char *type,
 }
 
 int
+shoal_node_subscribe_durable (shoal_node_t *self, const char *consumer, const char *stream,
+                              const char *type)
+{
+    if (!shoal_consumer_name_valid (consumer) || !shoal_stream_name_valid (stream)
+        || (type && *type && !shoal_type_name_valid (type)))
+        return -1;
+    shoal_engine_sub_t *request = (shoal_engine_sub_t *) zmalloc (sizeof (shoal_engine_sub_t));
+    request->id = ++self->next_sub_id;
+    snprintf (request->consumer, sizeof request->consumer, "%s", consumer);
+    snprintf (request->stream, sizeof request->stream, "%s", stream);
+    snprintf (request->type, sizeof request->type, "%s", type ? type : "");
+    int id = request->id;
+    pthread_mutex_lock (&self->pipe_lock);
+    zsock_send (zactor_sock (self->actor), "sb", "SUBSCRIBE", &request, sizeof request);
+    pthread_mutex_unlock (&self->pipe_lock);
+    return id;
+}
+
+int
+shoal_node_ack (shoal_node_t *self, int subscription, const shoal_event_t *event,
+                bool cumulative)
+{
+    if (subscription <= 0 || subscription > self->next_sub_id || !event
+        || !shoal_event_origin (event))
+        return -1;
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "ACK");
+    zmsg_addstrf (msg, "%d", subscription);
+    zmsg_addmem (msg, shoal_event_origin (event), SHOAL_ID_SIZE);
+    zmsg_addstrf (msg, "%" PRIu64, shoal_event_seq (event));
+    zmsg_addstr (msg, cumulative ? "1" : "0");
+    pthread_mutex_lock (&self->pipe_lock);
+    int rc = zmsg_send (&msg, zactor_sock (self->actor));
+    pthread_mutex_unlock (&self->pipe_lock);
+    return rc;
+}
+
+//  Sends a command (and an optional argument), waits for its one-frame reply.
+static zframe_t *
+s_call (shoal_node_t *self, const char *command, const char *argument)
+{
+    pthread_mutex_lock (&self->pipe_lock);
+    if (argument)
+        zsock_send (zactor_sock (self->actor), "ss", command, argument);
+    else
+        zsock_send (zactor_sock (self->actor), "s", command);
+    zframe_t *reply = NULL;
+    zsock_recv (zactor_sock (self->actor), "f", &reply);
+    pthread_mutex_unlock (&self->pipe_lock);
+    return reply;
+}
+
+int
+shoal_node_ack_flush (shoal_node_t *self)
+{
+    zframe_t *reply = s_call (self, "ACKFLUSH", NULL);
+    int rc = reply && zframe_streq (reply, "0") ? 0 : -1;
+    zframe_destroy (&reply);
+    return rc;
+}
+
+char **
+shoal_node_consumers (shoal_node_t *self)
+{
+    zframe_t *reply = s_call (self, "CONSUMERS", NULL);
+    size_t size = reply ? zframe_size (reply) : 0;
+    size_t count = 0;
+    for (size_t i = 0; i < size; i++)
+        count += zframe_data (reply)[i] == '\n';
+    char **names = (char **) zmalloc ((count + 1) * sizeof (char *));
+    const char *start = reply ? (const char *) zframe_data (reply) : NULL;
+    for (size_t n = 0; n < count; n++) {
+        const char *end = (const char *) memchr (start, '\n', size - (size_t) (start - (const char *) zframe_data (reply)));
+        names[n] = strndup (start, (size_t) (end - start));
+        start = end + 1;
+    }
+    zframe_destroy (&reply);
+    return names;
+}
+
+void
+shoal_node_consumers_free (char ***names_p)
+{
+    if (!names_p || !*names_p)
+        return;
+    for (char **name = *names_p; *name; name++)
+        free (*name);
+    free (*names_p);
+    *names_p = NULL;
+}
+
+int
+shoal_node_consumer_delete (shoal_node_t *self, const char *consumer)
+{
+    if (!shoal_consumer_name_valid (consumer))
+        return -1;
+    zframe_t *reply = s_call (self, "CONSUMERDELETE", consumer);
+    int rc = reply && zframe_streq (reply, "0") ? 0 : -1;
+    zframe_destroy (&reply);
+    return rc;
+}
+
+int
 shoal_node_unsubscribe (shoal_node_t *self, int subscription)
 {
     if (subscription <= 0 || subscription > self->next_sub_id)
@@ -355,22 +459,10 @@ shoal_node_fd (shoal_node_t *self)
     return shoal_inbox_ready_fd (self->args->inbox);
 }
 
-//  Sends a command and waits for its one-frame reply. Caller owns the frame.
-static zframe_t *
-s_request (shoal_node_t *self, const char *command)
-{
-    pthread_mutex_lock (&self->pipe_lock);
-    zsock_send (zactor_sock (self->actor), "s", command);
-    zframe_t *reply = NULL;
-    zsock_recv (zactor_sock (self->actor), "f", &reply);
-    pthread_mutex_unlock (&self->pipe_lock);
-    return reply;
-}
-
 int
 shoal_node_stats (shoal_node_t *self, shoal_node_stats_t *stats)
 {
-    zframe_t *reply = s_request (self, "STATS");
+    zframe_t *reply = s_call (self, "STATS", NULL);
     int rc = -1;
     if (reply && zframe_size (reply) == sizeof *stats) {
         memcpy (stats, zframe_data (reply), sizeof *stats);
@@ -383,7 +475,7 @@ shoal_node_stats (shoal_node_t *self, shoal_node_stats_t *stats)
 size_t
 shoal_node_peers (shoal_node_t *self, shoal_peer_info_t *peers, size_t max)
 {
-    zframe_t *reply = s_request (self, "PEERS");
+    zframe_t *reply = s_call (self, "PEERS", NULL);
     size_t count = reply ? zframe_size (reply) / sizeof (shoal_peer_info_t) : 0;
     if (reply && peers)
         memcpy (peers, zframe_data (reply), (count < max ? count : max) * sizeof *peers);

@@ -51,6 +51,8 @@ typedef struct {
     const char *const *replicate; //  streams to replicate ("all" or names)
     size_t replicate_count;       //  entries in replicate
     int log_level;                //  what the node logs to stderr: SHOAL_LOG_*; default warning
+    uint64_t retain_bytes;        //  retention of every log by size, 0 = keep all
+    int64_t retain_age_ns;        //  retention of every log by age, 0 = keep all
 } shoal_node_config_t;
 
 //  Log levels: a node logs messages at or below its level to stderr.
@@ -137,6 +139,36 @@ int shoal_node_subscribe (shoal_node_t *self, const char *stream, const char *ty
 
 //  Ends a subscription; events already queued for it are still received.
 int shoal_node_unsubscribe (shoal_node_t *self, int subscription);
+
+//  Subscribes as the durable consumer `consumer` ([A-Za-z0-9_][A-Za-z0-9._-]{0,63}):
+//  for each origin the subscription starts after the consumer's cursor,
+//  kept in this node's store (origins it has no cursor for: from the
+//  beginning). Acknowledge what you have processed with shoal_node_ack;
+//  after a crash the consumer gets again exactly the events it had not
+//  acknowledged (durably, see shoal_node_ack_flush). Returns the
+//  subscription id or -1.
+int shoal_node_subscribe_durable (shoal_node_t *self, const char *consumer, const char *stream,
+                                  const char *type);
+
+//  Acknowledges one event of a durable subscription. Cumulative when
+//  `cumulative` is true (every event of that origin up to it). The cursor
+//  moves over acknowledged events in delivery order; cursor writes are
+//  batched (within 50 ms) and atomic. 0, or -1 (not a durable subscription).
+int shoal_node_ack (shoal_node_t *self, int subscription, const shoal_event_t *event,
+                    bool cumulative);
+
+//  Waits until every acknowledgement made so far is on stable storage.
+//  0, or -1 when the cursors could not be written.
+int shoal_node_ack_flush (shoal_node_t *self);
+
+//  The durable consumers this node keeps cursors for: a NULL-terminated
+//  array of names (caller owns it; free with shoal_node_consumers_free).
+char **shoal_node_consumers (shoal_node_t *self);
+void shoal_node_consumers_free (char ***names_p);
+
+//  Deletes a durable consumer and its cursors. 0, or -1 when it does not
+//  exist. Its subscriptions, if any, go on without cursors.
+int shoal_node_consumer_delete (shoal_node_t *self, const char *consumer);
 
 //  Next event of any subscription, waiting up to timeout_ms (-1 = for
 //  ever, 0 = poll). Caller owns the event. *subscription_p (may be NULL)

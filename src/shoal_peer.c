@@ -25,6 +25,7 @@ struct _shoal_peer_t {
     bool greeted;              //  a Hello reply has come
     zsock_t *dealer;           //  connected to router
     int64_t last_seen_ms;      //  monotonic ms of the last sign of life
+    zlistx_t *replicates;      //  streams it replicates ("all" or names), from Hello
 };
 
 //  Splits "tcp://HOST:PORT" into host; -1 when it is not of that form.
@@ -74,6 +75,7 @@ shoal_peer_destroy (shoal_peer_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    zlistx_destroy (&(*self_p)->replicates);
     zsock_destroy (&(*self_p)->dealer);
     free (*self_p);
     *self_p = NULL;
@@ -185,6 +187,28 @@ shoal_peer_state_name (shoal_peer_state_t state)
 {
     static const char *names[] = {"pending", "connected", "suspect", "gone"};
     return state <= SHOAL_PEER_GONE ? names[state] : "unknown";
+}
+
+void
+shoal_peer_set_replicates (shoal_peer_t *self, char **streams, size_t count)
+{
+    zlistx_destroy (&self->replicates);
+    self->replicates = zlistx_new ();
+    zlistx_set_destructor (self->replicates, (zlistx_destructor_fn *) zstr_free);
+    for (size_t i = 0; i < count; i++)
+        zlistx_add_end (self->replicates, strdup (streams[i]));
+}
+
+bool
+shoal_peer_replicates (const shoal_peer_t *self, const char *stream)
+{
+    if (!self->replicates)
+        return false;
+    for (const char *name = (const char *) zlistx_first (self->replicates); name;
+         name = (const char *) zlistx_next (self->replicates))
+        if (streq (name, "all") || streq (name, stream))
+            return true;
+    return false;
 }
 
 int

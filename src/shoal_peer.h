@@ -65,6 +65,11 @@ shoal_peer_state_t shoal_peer_state (const shoal_peer_t *self, int64_t now_ms, i
                                      int expiry_ms);
 const char *shoal_peer_state_name (shoal_peer_state_t state);
 
+//  What the peer's Hello said it replicates ("all" or stream names).
+void shoal_peer_set_replicates (shoal_peer_t *self, char **streams, size_t count);
+//  True when the peer keeps replicas of stream.
+bool shoal_peer_replicates (const shoal_peer_t *self, const char *stream);
+
 //  Sends one frame on the DEALER without blocking (ownership taken).
 //  0, or -1 when it could not go (the peer's queue is full).
 int shoal_peer_send (shoal_peer_t *self, zframe_t **frame_p);
