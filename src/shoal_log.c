@@ -809,7 +809,8 @@ s_list_segments (const char *dir, uint64_t **firsts_p, size_t *count_p)
         firsts[count++] = strtoull (name, NULL, 10);
     }
     closedir (handle);
-    qsort (firsts, count, sizeof (uint64_t), s_compare_u64);
+    if (count > 1)
+        qsort (firsts, count, sizeof (uint64_t), s_compare_u64);
     *firsts_p = firsts;
     *count_p = count;
     return 0;
