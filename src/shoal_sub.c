@@ -28,6 +28,11 @@
        repair fetches it again. Nothing is lost for lack of memory. When
        held events ahead of a gap fill the room, the upper half of them
        is dropped the same way, so the gap's repair always finds room.
+       A seq dropped after a replay may have sent it (deferred from a
+       batch, or held and then dropped) is remembered until next reaches
+       it, since a later batch of that replay vouches for it. A live event
+       dropped on arrival needs no record (any replay covering it sends
+       it), nor does a seq the type filter drops (the server drops it too).
     4. A gap (known_head >= next, or an unplaced origin) always has a
        repair in flight, or one waiting only for room, for the retry
        delay, or for a timeout; so every gap is eventually repaired while
@@ -56,7 +61,9 @@ typedef struct {
     int64_t seek_time_ns;          //  where an unplaced origin starts, by time
     uint64_t seek_first;           //  lowest replayed seq seen while unplaced, 0 = none
     uint64_t lost_from;            //  next before a re-seek over a trimmed range, 0 = none
-    uint64_t deferred_low;         //  lowest seq dropped for lack of room, UINT64_MAX = none
+    uint64_t *dropped;             //  seqs no batch may vouch past, ascending (invariant 3)
+    size_t dropped_count;          //  entries used
+    size_t dropped_alloc;          //  entries allocated
     bool gap;                      //  a gap is known (counted once)
     s_held_t *held;                //  reorder buffer, ascending seq
     size_t held_count;             //  entries used
@@ -130,6 +137,7 @@ shoal_sub_destroy (shoal_sub_t **self_p)
         for (size_t h = 0; h < o->held_count; h++)
             shoal_event_destroy (&o->held[h].event);
         free (o->held);
+        free (o->dropped);
     }
     free (self->origins);
     shoal_event_t *event;
@@ -205,7 +213,6 @@ s_add (shoal_sub_t *self, const uint8_t *origin)
     s_origin_t *o = &self->origins[self->origin_count++];
     memset (o, 0, sizeof *o);
     memcpy (o->origin, origin, SHOAL_ID_SIZE);
-    o->deferred_low = UINT64_MAX;
     switch (self->from_kind) {
         case SHOAL_FROM_SEQ:
             o->next = self->from_seq;
@@ -295,8 +302,32 @@ s_drain (shoal_sub_t *self, s_origin_t *o)
     }
     if (o->next > o->known_head && o->held_count == 0)
         o->gap = false;
-    if (o->deferred_low < o->next)
-        o->deferred_low = UINT64_MAX;
+    size_t passed = 0;
+    while (passed < o->dropped_count && o->dropped[passed] < o->next)
+        passed++;
+    if (passed) {
+        memmove (o->dropped, o->dropped + passed, (o->dropped_count - passed) * sizeof (uint64_t));
+        o->dropped_count -= passed;
+    }
+}
+
+//  Remembers a seq dropped after a replay may have sent it: no batch
+//  moves next past it until it came again (invariant 3).
+static void
+s_remember (s_origin_t *o, uint64_t seq)
+{
+    size_t at = o->dropped_count;
+    while (at > 0 && o->dropped[at - 1] > seq)
+        at--;
+    if (at > 0 && o->dropped[at - 1] == seq)
+        return;
+    if (o->dropped_count == o->dropped_alloc) {
+        o->dropped_alloc = o->dropped_alloc ? 2 * o->dropped_alloc : 16;
+        o->dropped = (uint64_t *)realloc (o->dropped, o->dropped_alloc * sizeof (uint64_t));
+    }
+    memmove (o->dropped + at + 1, o->dropped + at, (o->dropped_count - at) * sizeof (uint64_t));
+    o->dropped[at] = seq;
+    o->dropped_count++;
 }
 
 //  Position of seq in held (or where it would go); *found when present.
@@ -317,13 +348,15 @@ s_held_find (const s_origin_t *o, uint64_t seq, bool *found)
     return low;
 }
 
+//  Drops an event for lack of room; remember when its seq must be kept
+//  from vouching (a wanted event that came by replay).
 static shoal_sub_result_t
-s_defer (shoal_sub_t *self, s_origin_t *o, shoal_event_t **event_p, uint64_t seq)
+s_defer (shoal_sub_t *self, s_origin_t *o, shoal_event_t **event_p, uint64_t seq, bool remember)
 {
     shoal_event_destroy (event_p);
     self->stats.deferred++;
-    if (seq < o->deferred_low)
-        o->deferred_low = seq;
+    if (remember)
+        s_remember (o, seq);
     return SHOAL_SUB_DEFERRED;
 }
 
@@ -355,7 +388,7 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
     if (o->next != 0 && seq == o->next) {
         //  In order. It needs room only if it is delivered.
         if (wanted && shoal_sub_room (self) == 0)
-            return s_defer (self, o, event_p, seq);
+            return s_defer (self, o, event_p, seq, replayed);
         if (!wanted)
             shoal_event_destroy (event_p);
         s_accept (self, o, wanted ? event : NULL, replayed);
@@ -374,7 +407,7 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
     if (o->next != 0)
         s_note_gap (self, o);
     if (shoal_sub_room (self) == 0)
-        return s_defer (self, o, event_p, seq);
+        return s_defer (self, o, event_p, seq, replayed && wanted);
     if (o->held_count == o->held_alloc) {
         o->held_alloc = o->held_alloc ? 2 * o->held_alloc : 64;
         o->held = (s_held_t *)realloc (o->held, o->held_alloc * sizeof (s_held_t));
@@ -429,7 +462,9 @@ shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint
     //  Every seq below next_seq was sent (and went through on_event) or
     //  filtered out by the server: move next over the filtered ones, but
     //  never over one we dropped for lack of room (invariant 1).
-    uint64_t limit = next_seq < o->deferred_low ? next_seq : o->deferred_low;
+    uint64_t limit = next_seq;
+    if (o->dropped_count && o->dropped[0] < limit)
+        limit = o->dropped[0];
     while (o->next < limit) {
         if (o->held_count && o->held[0].seq == o->next)
             s_drain (self, o);
@@ -467,8 +502,8 @@ s_evict (shoal_sub_t *self, s_origin_t *o)
 {
     size_t keep = o->held_count / 2;
     for (size_t i = keep; i < o->held_count; i++) {
-        if (o->held[i].seq < o->deferred_low)
-            o->deferred_low = o->held[i].seq;
+        if (o->held[i].event) //  a seq the filter drops need not come back
+            s_remember (o, o->held[i].seq);
         shoal_event_destroy (&o->held[i].event);
         self->stats.deferred++;
     }

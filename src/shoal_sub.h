@@ -39,10 +39,10 @@ typedef struct {
 //  What shoal_sub_on_event did with an event.
 typedef enum {
     SHOAL_SUB_DELIVERED = 0,  //  in order: ready to deliver (or passed over by the filter)
-    SHOAL_SUB_BUFFERED,       //  ahead of a gap: held in the reorder buffer
+    SHOAL_SUB_BUFFERED,       //  ahead of a gap, or its origin not yet placed: held
     SHOAL_SUB_DUPLICATE,      //  already delivered or already held: dropped
     SHOAL_SUB_DEFERRED,       //  no room: dropped, a later repair brings it back
-    SHOAL_SUB_OTHER           //  another stream, or an origin not yet placed: dropped
+    SHOAL_SUB_OTHER           //  another stream, no origin, or seq 0: dropped
 } shoal_sub_result_t;
 
 typedef struct {
