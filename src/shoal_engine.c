@@ -2120,6 +2120,10 @@ s_start (s_engine_t *self)
                                  "cannot replicate \"%s\": not a stream name (or \"all\")",
                                  config->replicate[i]);
     }
+    //  Replicating everything means hearing every stream's heartbeats,
+    //  including streams no one here has subscribed to yet.
+    if (self->replicate_all)
+        zsock_set_subscribe (self->sub, "");
     if (self->replicate_all)
         for (size_t i = 0; i < shoal_store_log_count (self->store); i++) {
             shoal_log_t *log = shoal_store_log_at (self->store, i);

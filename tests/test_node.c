@@ -535,6 +535,75 @@ test_loopback_beacon (void)
     shoal_node_destroy (&nodes[2]);
 }
 
+static void
+s_replicate_all (shoal_node_config_t *config)
+{
+    static const char *all[] = {"all"};
+    config->replicate = all;
+    config->replicate_count = 1;
+}
+
+//  A node that replicates "all" picks up a stream created later on a
+//  peer, and its replica holds the origin's events byte for byte.
+static void
+test_replicate_all (void)
+{
+    shoal_node_t *origin = s_node ("rep-origin", NULL, 0, NULL);
+    const char *seed[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *replica = s_node ("rep-all", seed, 1, s_replicate_all);
+    shoal_node_t *pair[] = {origin, replica};
+    s_wait_peers (pair, 2, 1, 5000);
+    for (int i = 0; i < 50; i++)
+        s_publish (origin, "born-later", "Created", i);
+    uint8_t origin_id[16];
+    memcpy (origin_id, shoal_node_id (origin), 16);
+    //  Wait until the replica has all 50 (its Status through the API).
+    int64_t deadline = zclock_mono () + 8000;
+    zsock_t *dealer = zsock_new_dealer (shoal_node_router_endpoint (replica));
+    uint64_t head = 0;
+    while (head < 50 && zclock_mono () < deadline) {
+        Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
+        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+        request.request_id = 1;
+        request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
+        request.status = &status;
+        Shoal__V1__Response *response = s_call_request (dealer, &request);
+        for (size_t i = 0; response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS
+                           && i < response->status->n_logs;
+             i++)
+            if (streq (response->status->logs[i]->stream, "born-later"))
+                head = response->status->logs[i]->head_seq;
+        if (response)
+            shoal__v1__response__free_unpacked (response, NULL);
+        zclock_sleep (100);
+    }
+    zsock_destroy (&dealer);
+    is_int (head, 50, "a node replicating all holds a stream created later on a peer");
+    shoal_node_destroy (&replica);
+    shoal_node_destroy (&origin);
+    //  Offline: the replica log equals the origin's, byte for byte.
+    char dir[4200];
+    snprintf (dir, sizeof dir, "%s", tap_path ("rep-origin"));
+    shoal_store_t *a = shoal_store_open (dir, NULL, NULL);
+    snprintf (dir, sizeof dir, "%s", tap_path ("rep-all"));
+    shoal_store_t *b = shoal_store_open (dir, NULL, NULL);
+    shoal_log_t *la = a ? shoal_store_log (a, origin_id, "born-later", false, NULL) : NULL;
+    shoal_log_t *lb = b ? shoal_store_log (b, origin_id, "born-later", false, NULL) : NULL;
+    int same = 0;
+    for (uint64_t seq = 1; la && lb && seq <= 50; seq++) {
+        uint8_t *x = NULL, *y = NULL;
+        size_t xs = 0, ys = 0;
+        if (shoal_log_read (la, seq, &x, &xs, NULL) == 0 && shoal_log_read (lb, seq, &y, &ys, NULL) == 0
+            && xs == ys && memcmp (x, y, xs) == 0)
+            same++;
+        free (x);
+        free (y);
+    }
+    is_int (same, 50, "replica and origin hold the same 50 events, byte for byte");
+    shoal_store_close (&a);
+    shoal_store_close (&b);
+}
+
 int
 main (void)
 {
@@ -545,5 +614,6 @@ main (void)
     test_drops_are_repaired ();
     test_router_contract ();
     test_loopback_beacon ();
+    test_replicate_all ();
     return done_testing ();
 }
