@@ -108,7 +108,7 @@ s_now (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
 static int s_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
@@ -129,7 +129,7 @@ s_error (const char *format, ...)
 static void
 s_on_signal (int signum)
 {
-    (void)signum;
+    (void) signum;
     s_stop = 1;
 }
 
@@ -155,9 +155,9 @@ s_commas (double value)
 static int
 s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void)st;
-    (void)flag;
-    (void)ftw;
+    (void) st;
+    (void) flag;
+    (void) ftw;
     if (remove (path) != 0 && errno != ENOENT)
         s_error ("cannot remove %s: %s", path, strerror (errno));
     return 0;
@@ -202,7 +202,7 @@ s_settle (void)
 static int
 s_compare_doubles (const void *a, const void *b)
 {
-    double x = *(const double *)a, y = *(const double *)b;
+    double x = *(const double *) a, y = *(const double *) b;
     return x < y ? -1 : x > y;
 }
 
@@ -210,14 +210,14 @@ s_compare_doubles (const void *a, const void *b)
 static double
 s_median (double *values, int count)
 {
-    qsort (values, (size_t)count, sizeof (double), s_compare_doubles);
+    qsort (values, (size_t) count, sizeof (double), s_compare_doubles);
     return values[count / 2];
 }
 
 static double
 s_rate (const s_run_t *run)
 {
-    return run->seconds > 0 ? (double)run->events / run->seconds : 0;
+    return run->seconds > 0 ? (double) run->events / run->seconds : 0;
 }
 
 //  The run whose rate is the median.
@@ -259,7 +259,7 @@ s_fill (uint8_t *buffer, size_t size)
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        buffer[i] = (uint8_t)x;
+        buffer[i] = (uint8_t) x;
     }
 }
 
@@ -271,7 +271,7 @@ static s_run_t s_counted; //  what the counting io saw since the last reset
 static ssize_t
 s_count_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t offset)
 {
-    (void)io;
+    (void) io;
     double start = s_now ();
     ssize_t rc = shoal_io_posix ()->pwrite (shoal_io_posix (), fd, buffer, size, offset);
     s_counted.write_s += s_now () - start;
@@ -282,7 +282,7 @@ s_count_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t o
 static int
 s_count_fsync (shoal_io_t *io, int fd)
 {
-    (void)io;
+    (void) io;
     double start = s_now ();
     int rc = shoal_io_posix ()->fsync (shoal_io_posix (), fd);
     s_counted.fsync_s += s_now () - start;
@@ -294,7 +294,7 @@ s_count_fsync (shoal_io_t *io, int fd)
 static int
 s_count_sync_dir (shoal_io_t *io, const char *path)
 {
-    (void)io;
+    (void) io;
     double start = s_now ();
     int rc = shoal_io_posix ()->sync_dir (shoal_io_posix (), path);
     s_counted.fsync_s += s_now () - start;
@@ -317,26 +317,26 @@ s_counting_io (void)
 static ssize_t
 s_null_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t offset)
 {
-    (void)io;
-    (void)fd;
-    (void)buffer;
-    (void)offset;
-    return (ssize_t)size;
+    (void) io;
+    (void) fd;
+    (void) buffer;
+    (void) offset;
+    return (ssize_t) size;
 }
 
 static int
 s_null_fsync (shoal_io_t *io, int fd)
 {
-    (void)io;
-    (void)fd;
+    (void) io;
+    (void) fd;
     return 0;
 }
 
 static int
 s_null_sync_dir (shoal_io_t *io, const char *path)
 {
-    (void)io;
-    (void)path;
+    (void) io;
+    (void) path;
     return 0;
 }
 
@@ -388,8 +388,8 @@ s_append_log (const char *dir, shoal_fsync_t policy, size_t payload_size, const 
     uint64_t seq = 0;
     int rc = 0;
     while (seq < count) {
-        if (shoal_log_append (log, seq + 1, time_base + (int64_t)seq, payload, payload_size)) {
-            rc = s_error ("append of seq %llu failed: %s", (unsigned long long)(seq + 1),
+        if (shoal_log_append (log, seq + 1, time_base + (int64_t) seq, payload, payload_size)) {
+            rc = s_error ("append of seq %llu failed: %s", (unsigned long long) (seq + 1),
                           shoal_log_error_text (log));
             break;
         }
@@ -404,7 +404,7 @@ s_append_log (const char *dir, shoal_fsync_t policy, size_t payload_size, const 
     double end = s_now ();
     if (rc == 0 && shoal_log_durable (log) != seq)
         rc = s_error ("after flush, durable is %llu, head %llu",
-                      (unsigned long long)shoal_log_durable (log), (unsigned long long)seq);
+                      (unsigned long long) shoal_log_durable (log), (unsigned long long) seq);
     run->seconds = end - start;
     run->events = seq;
     run->bytes = seq * (S_FRAME + payload_size);
@@ -439,17 +439,17 @@ s_append_raw (const char *path, shoal_fsync_t policy, size_t payload_size, const
     int rc = 0;
     while (done < count) {
         uint64_t records = count - done < per_chunk ? count - done : per_chunk;
-        size_t size = (size_t)(records * frame);
+        size_t size = (size_t) (records * frame);
         double before = s_now ();
         ssize_t written = pwrite (fd, chunk, size, offset);
         double after = s_now ();
         run->write_s += after - before;
         run->writes++;
-        if (written != (ssize_t)size) {
+        if (written != (ssize_t) size) {
             rc = s_error ("write to %s: %s", path, written < 0 ? strerror (errno) : "short write");
             break;
         }
-        offset += (off_t)size;
+        offset += (off_t) size;
         if (policy != SHOAL_FSYNC_NEVER) {
             if (fdatasync (fd)) {
                 rc = s_error ("fdatasync of %s: %s", path, strerror (errno));
@@ -482,8 +482,8 @@ s_append_compare (const s_sizes_t *sizes, shoal_fsync_t policy, size_t payload_s
     uint64_t count =
         policy == SHOAL_FSYNC_ALWAYS ? sizes->always_events : sizes->append_bytes / frame;
     double cap = policy == SHOAL_FSYNC_ALWAYS ? (sizes->quick ? 1.0 : 2.0) : sizes->run_seconds;
-    uint8_t *payload = (uint8_t *)malloc (payload_size);
-    uint8_t *chunk = (uint8_t *)malloc (defaults.buffer_size + frame);
+    uint8_t *payload = (uint8_t *) malloc (payload_size);
+    uint8_t *chunk = (uint8_t *) malloc (defaults.buffer_size + frame);
     if (!payload || !chunk) {
         free (payload);
         free (chunk);
@@ -537,8 +537,8 @@ s_cpu_profile (const char *dir, size_t payload_size, uint64_t count, s_cpu_t *cp
     shoal_log_t *log = shoal_log_open (dir, s_origin, "bench", true, &config, &error);
     if (!log)
         return s_error ("cannot open a log in %s: %s", dir, shoal_log_open_error ());
-    uint8_t *payload = (uint8_t *)malloc (payload_size);
-    uint8_t *buffer = (uint8_t *)malloc (S_MIB + payload_size);
+    uint8_t *payload = (uint8_t *) malloc (payload_size);
+    uint8_t *buffer = (uint8_t *) malloc (S_MIB + payload_size);
     if (!payload || !buffer) {
         free (payload);
         free (buffer);
@@ -549,30 +549,30 @@ s_cpu_profile (const char *dir, size_t payload_size, uint64_t count, s_cpu_t *cp
     int rc = 0;
     double start = s_now ();
     for (uint64_t seq = 1; seq <= count && rc == 0; seq++)
-        if (shoal_log_append (log, seq, (int64_t)seq, payload, payload_size))
+        if (shoal_log_append (log, seq, (int64_t) seq, payload, payload_size))
             rc = s_error ("append failed: %s", shoal_log_error_text (log));
     if (rc == 0 && shoal_log_flush (log))
         rc = s_error ("flush failed: %s", shoal_log_error_text (log));
-    cpu->append_ns = (s_now () - start) * 1e9 / (double)count;
+    cpu->append_ns = (s_now () - start) * 1e9 / (double) count;
     shoal_log_close (&log);
     s_rmtree (dir);
 
     uint32_t crc = 0;
     start = s_now ();
     for (uint64_t i = 0; i < count; i++) {
-        payload[0] = (uint8_t)i;
+        payload[0] = (uint8_t) i;
         crc += shoal_crc32c (0, payload, 28);
         crc += shoal_crc32c (0, payload, payload_size);
     }
-    cpu->crc_ns = (s_now () - start) * 1e9 / (double)count;
+    cpu->crc_ns = (s_now () - start) * 1e9 / (double) count;
     struct timespec ts;
     uint64_t sum = crc;
     start = s_now ();
     for (uint64_t i = 0; i < count; i++) {
         clock_gettime (CLOCK_MONOTONIC, &ts);
-        sum += (uint64_t)ts.tv_nsec;
+        sum += (uint64_t) ts.tv_nsec;
     }
-    cpu->clock_ns = (s_now () - start) * 1e9 / (double)count;
+    cpu->clock_ns = (s_now () - start) * 1e9 / (double) count;
     size_t at = 0;
     start = s_now ();
     for (uint64_t i = 0; i < count; i++) {
@@ -580,7 +580,7 @@ s_cpu_profile (const char *dir, size_t payload_size, uint64_t count, s_cpu_t *cp
         at = at + payload_size > S_MIB ? 0 : at + payload_size;
         sum += buffer[at];
     }
-    cpu->copy_ns = (s_now () - start) * 1e9 / (double)count;
+    cpu->copy_ns = (s_now () - start) * 1e9 / (double) count;
     s_sink += sum;
     free (payload);
     free (buffer);
@@ -598,7 +598,7 @@ s_build_log (const char *dir, size_t payload_size, uint64_t count, double cap)
     shoal_log_t *log = s_log_open (dir, SHOAL_FSYNC_NEVER, true);
     if (!log)
         return -1;
-    uint8_t *payload = (uint8_t *)malloc (payload_size);
+    uint8_t *payload = (uint8_t *) malloc (payload_size);
     if (!payload) {
         shoal_log_close (&log);
         return s_error ("out of memory");
@@ -607,7 +607,7 @@ s_build_log (const char *dir, size_t payload_size, uint64_t count, double cap)
     double deadline = s_now () + cap;
     int rc = 0;
     for (uint64_t seq = 1; seq <= count && rc == 0; seq++) {
-        if (shoal_log_append (log, seq, (int64_t)seq, payload, payload_size))
+        if (shoal_log_append (log, seq, (int64_t) seq, payload, payload_size))
             rc = s_error ("building %s, append failed: %s", dir, shoal_log_error_text (log));
         else if ((seq & 4095) == 0 && s_stop)
             rc = s_error ("interrupted");
@@ -656,8 +656,8 @@ s_scan_log (const char *dir, s_run_t *run)
     if (got < 0)
         rc = s_error ("scan of %s failed: %s", dir, shoal_log_error_text (log));
     else if (events != head)
-        rc = s_error ("scan of %s saw %llu records, head is %llu", dir, (unsigned long long)events,
-                      (unsigned long long)head);
+        rc = s_error ("scan of %s saw %llu records, head is %llu", dir, (unsigned long long) events,
+                      (unsigned long long) head);
     shoal_log_close (&log);
     return rc;
 }
@@ -665,7 +665,7 @@ s_scan_log (const char *dir, s_run_t *run)
 static int
 s_compare_names (const void *a, const void *b)
 {
-    return strcmp (*(char *const *)a, *(char *const *)b);
+    return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
 //  Reads every segment file of the log in dir with read (), in order.
@@ -686,7 +686,7 @@ s_scan_raw (const char *dir, uint64_t events, s_run_t *run)
     }
     closedir (handle);
     qsort (names, count, sizeof (char *), s_compare_names);
-    uint8_t *block = (uint8_t *)malloc (S_READ_BLOCK);
+    uint8_t *block = (uint8_t *) malloc (S_READ_BLOCK);
     int rc = block ? 0 : s_error ("out of memory");
     uint64_t sum = 0;
     double start = s_now ();
@@ -701,7 +701,7 @@ s_scan_raw (const char *dir, uint64_t events, s_run_t *run)
         ssize_t got;
         while ((got = read (fd, block, S_READ_BLOCK)) > 0) {
             sum += block[0];
-            run->bytes += (uint64_t)got;
+            run->bytes += (uint64_t) got;
         }
         if (got < 0)
             rc = s_error ("cannot read %s: %s", path, strerror (errno));
@@ -765,7 +765,7 @@ s_time_open (const char *dir, uint64_t head, bool expect_scan, double *ms_p, boo
     *as_expected_p = shoal_log_head (log) == head && shoal_log_was_scanned (log) == expect_scan;
     if (shoal_log_head (log) != head)
         s_error ("reopened %s with head %llu, expected %llu", dir,
-                 (unsigned long long)shoal_log_head (log), (unsigned long long)head);
+                 (unsigned long long) shoal_log_head (log), (unsigned long long) head);
     shoal_log_close (&log);
     return 0;
 }
@@ -790,7 +790,7 @@ s_die_while_writing (const char *dir, uint64_t count)
         uint64_t seq = shoal_log_head (log);
         for (uint64_t i = 0; i < count; i++) {
             seq++;
-            if (shoal_log_append (log, seq, (int64_t)seq, payload, sizeof payload))
+            if (shoal_log_append (log, seq, (int64_t) seq, payload, sizeof payload))
                 _exit (4);
         }
         if (shoal_log_flush (log))
@@ -822,7 +822,7 @@ s_last_segment_size (const char *dir)
     char path[4600];
     snprintf (path, sizeof path, "%s/%s", dir, last);
     struct stat st;
-    return last[0] && stat (path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return last[0] && stat (path, &st) == 0 ? (uint64_t) st.st_size : 0;
 }
 
 static int
@@ -887,12 +887,12 @@ static void
 s_print_append_row (const char *policy, size_t payload, const s_pair_t *pair)
 {
     double log_rate = s_rate (&pair->log);
-    double log_mb = pair->log.seconds > 0 ? (double)pair->log.bytes / pair->log.seconds / 1e6 : 0;
-    double raw_mb = pair->raw.seconds > 0 ? (double)pair->raw.bytes / pair->raw.seconds / 1e6 : 0;
+    double log_mb = pair->log.seconds > 0 ? (double) pair->log.bytes / pair->log.seconds / 1e6 : 0;
+    double raw_mb = pair->raw.seconds > 0 ? (double) pair->raw.bytes / pair->raw.seconds / 1e6 : 0;
     printf ("  %-7s %5zu B %11s %12s %9.1f %9.1f %7.2f %5.2f-%4.2f %8s %8s%s\n", policy, payload,
-            s_commas ((double)pair->log.events), s_commas (log_rate), log_mb, raw_mb, pair->ratio,
-            pair->ratio_min, pair->ratio_max, s_commas ((double)pair->log.fsyncs),
-            s_commas ((double)pair->raw.fsyncs),
+            s_commas ((double) pair->log.events), s_commas (log_rate), log_mb, raw_mb, pair->ratio,
+            pair->ratio_min, pair->ratio_max, s_commas ((double) pair->log.fsyncs),
+            s_commas ((double) pair->raw.fsyncs),
             pair->log.capped || pair->raw.capped ? "  (time cap)" : "");
 }
 
@@ -938,12 +938,12 @@ s_run (const s_sizes_t *sizes_in)
     struct statvfs vfs;
     if (statvfs (s_base, &vfs))
         return s_error ("statvfs %s: %s", s_base, strerror (errno));
-    uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    uint64_t free_bytes = (uint64_t) vfs.f_bavail * vfs.f_frsize;
     uint64_t need = sizes.quick ? 64 * S_MIB : 5 * S_GIB / 2;
     if (free_bytes < need) {
         if (free_bytes < 64 * S_MIB)
             return s_error ("only %llu MiB free in %s; need at least 64 MiB",
-                            (unsigned long long)(free_bytes / S_MIB), s_base);
+                            (unsigned long long) (free_bytes / S_MIB), s_base);
         uint64_t room = free_bytes / 2;
         if (sizes.reopen_bytes > room / 2)
             sizes.reopen_bytes = room / 2;
@@ -953,16 +953,16 @@ s_run (const s_sizes_t *sizes_in)
             sizes.append_bytes = room / 4;
         printf ("NOTE: only %llu MiB free in %s (want %llu MiB): sizes shrunk; the reopen log is "
                 "%llu MiB, not 1 GiB\n",
-                (unsigned long long)(free_bytes / S_MIB), s_base,
-                (unsigned long long)(need / S_MIB),
-                (unsigned long long)(sizes.reopen_bytes / S_MIB));
+                (unsigned long long) (free_bytes / S_MIB), s_base,
+                (unsigned long long) (need / S_MIB),
+                (unsigned long long) (sizes.reopen_bytes / S_MIB));
     }
     shoal_log_config_t defaults;
     shoal_log_config_defaults (&defaults);
     printf ("shoal bench_log%s: dir %s\n", sizes.quick ? " --quick" : "", s_base);
     printf ("log defaults: buffer %llu KiB, window %lld us, segment %llu MiB, index every %u KiB\n",
-            (unsigned long long)(defaults.buffer_size / S_KIB), (long long)defaults.window_us,
-            (unsigned long long)(defaults.segment_size / S_MIB), defaults.index_interval / 1024);
+            (unsigned long long) (defaults.buffer_size / S_KIB), (long long) defaults.window_us,
+            (unsigned long long) (defaults.segment_size / S_MIB), defaults.index_interval / 1024);
     printf (
         "each rate is the median of %d runs, log and raw interleaved (raw, log, log, raw, ...);\n"
         "log/raw is the median of the ratios of adjacent runs, (range) their spread;\n"
@@ -981,7 +981,7 @@ s_run (const s_sizes_t *sizes_in)
                 return -1;
     printf ("APPEND (raw = pwrite of the same bytes in %llu KiB chunks of whole records, "
             "fdatasync per chunk (batch), per record (always) or none (never))\n",
-            (unsigned long long)(defaults.buffer_size / S_KIB));
+            (unsigned long long) (defaults.buffer_size / S_KIB));
     printf ("  %-7s %7s %11s %12s %9s %9s %7s %10s %8s %8s\n", "policy", "payload", "events",
             "log ev/s", "log MB/s", "raw MB/s", "log/raw", "(range)", "log sync", "raw sync");
     for (int p = 0; p < 2; p++)
@@ -1014,7 +1014,7 @@ s_run (const s_sizes_t *sizes_in)
     }
     printf ("  (batch 100 B: the raw run spends %.1f ns per record in write + fdatasync; the log "
             "adds its CPU to that, not overlapped)\n",
-            append[0][0].raw.seconds * 1e9 / (double)append[0][0].raw.events);
+            append[0][0].raw.seconds * 1e9 / (double) append[0][0].raw.events);
 
     //  Scan: a log of 100-byte records, and the reopen log of 1 KiB ones.
     char scan_dir[4200], reopen_dir[4200];
@@ -1037,12 +1037,12 @@ s_run (const s_sizes_t *sizes_in)
             "log MB/s", "raw MB/s", "log/raw", "(range)");
     for (int i = 0; i < 2; i++) {
         const s_pair_t *pair = &scan[i];
-        double log_mb = (double)pair->log.bytes / pair->log.seconds / 1e6;
+        double log_mb = (double) pair->log.bytes / pair->log.seconds / 1e6;
         //  Raw read the segment headers too; its rate is taken over the same
         //  record bytes so that the ratio compares like with like.
-        double raw_mb = (double)pair->log.bytes / pair->raw.seconds / 1e6;
+        double raw_mb = (double) pair->log.bytes / pair->raw.seconds / 1e6;
         printf ("  %-7s %5d B %11s %12s %9.1f %9.1f %7.2f %5.2f-%4.2f\n", "scan",
-                i == 0 ? 100 : 1024, s_commas ((double)pair->log.events),
+                i == 0 ? 100 : 1024, s_commas ((double) pair->log.events),
                 s_commas (s_rate (&pair->log)), log_mb, raw_mb, pair->ratio, pair->ratio_min,
                 pair->ratio_max);
     }
@@ -1053,13 +1053,13 @@ s_run (const s_sizes_t *sizes_in)
         return -1;
     printf ("\nREOPEN (shoal_log_open of a log of %s records of 1 KiB, %.2f GiB in %zu segments; "
             "built in %.1f s with the scan log)\n",
-            s_commas ((double)reopen_events), (double)reopen.log_bytes / (double)S_GIB,
+            s_commas ((double) reopen_events), (double) reopen.log_bytes / (double) S_GIB,
             reopen.segments, build_s);
     printf ("  after a clean close          %8.2f ms   (median of %d)\n", reopen.clean_ms,
             sizes.reopen_runs);
     printf ("  after the writer was killed  %8.2f ms   (median of %d; scans the last segment, "
             "%.1f MiB%s)\n",
-            reopen.unclean_ms, S_DIRTY_RUNS, (double)reopen.last_segment / (double)S_MIB,
+            reopen.unclean_ms, S_DIRTY_RUNS, (double) reopen.last_segment / (double) S_MIB,
             reopen.scanned_ok ? "" : "; NOT AS EXPECTED: no scan or records lost");
     if (!reopen.scanned_ok)
         return s_error ("an unclean reopen did not scan or lost records");

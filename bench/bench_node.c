@@ -33,7 +33,7 @@ s_now_ns (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 //  Sleeps until the monotonic time `at` (ns): pacing that leaves the CPU
@@ -41,7 +41,7 @@ s_now_ns (void)
 static void
 s_sleep_until (int64_t at)
 {
-    struct timespec ts = {(time_t)(at / 1000000000), (long)(at % 1000000000)};
+    struct timespec ts = {(time_t) (at / 1000000000), (long) (at % 1000000000)};
     while (clock_nanosleep (CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
 }
@@ -49,9 +49,9 @@ s_sleep_until (int64_t at)
 static int
 s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void)st;
-    (void)flag;
-    (void)ftw;
+    (void) st;
+    (void) flag;
+    (void) ftw;
     remove (path);
     return 0;
 }
@@ -136,7 +136,7 @@ s_raw_run (int count, int64_t interval_ns, int64_t *latencies)
             received++;
         }
     }
-    double seconds = (double)(s_now_ns () - start) / 1e9;
+    double seconds = (double) (s_now_ns () - start) / 1e9;
     zsock_destroy (&sub);
     zsock_destroy (&pub);
     return received == count ? count / seconds : -1;
@@ -185,7 +185,7 @@ typedef struct {
 static void *
 s_publish_thread (void *arg)
 {
-    s_publisher_t *publisher = (s_publisher_t *)arg;
+    s_publisher_t *publisher = (s_publisher_t *) arg;
     pthread_setname_np (pthread_self (), "publisher");
     shoal_event_t *event = shoal_event_new ();
     shoal_event_set_stream (event, "bench");
@@ -241,7 +241,7 @@ s_shoal_run (int count, int64_t interval_ns, int64_t *latencies)
         received++;
         shoal_event_destroy (&event);
     }
-    double seconds = (double)(s_now_ns () - start) / 1e9;
+    double seconds = (double) (s_now_ns () - start) / 1e9;
     pthread_join (thread, NULL);
     shoal_node_destroy (&b);
     shoal_node_destroy (&a);
@@ -251,21 +251,21 @@ s_shoal_run (int count, int64_t interval_ns, int64_t *latencies)
 static int
 s_compare (const void *a, const void *b)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
     return x < y ? -1 : x > y;
 }
 
 static double
 s_percentile (int64_t *values, int count, double p)
 {
-    int index = (int)(p * (count - 1));
-    return (double)values[index] / 1000.0; //  microseconds
+    int index = (int) (p * (count - 1));
+    return (double) values[index] / 1000.0; //  microseconds
 }
 
 static int
 s_compare_double (const void *a, const void *b)
 {
-    double x = *(const double *)a, y = *(const double *)b;
+    double x = *(const double *) a, y = *(const double *) b;
     return x < y ? -1 : x > y;
 }
 
@@ -282,7 +282,7 @@ s_discovery_child (int index, int port, int fd)
     snprintf (name, sizeof name, "disc-%d", index);
     config.name = name;
     char mesh[64];
-    snprintf (mesh, sizeof mesh, "bench-discovery-%d", (int)getppid ());
+    snprintf (mesh, sizeof mesh, "bench-discovery-%d", (int) getppid ());
     config.mesh = mesh;
     config.data_dir = dir;
     config.interface = "lo";
@@ -312,7 +312,7 @@ s_discovery_child (int index, int port, int fd)
 static double
 s_discovery (int count)
 {
-    int port = 30000 + (int)(getpid () % 20000);
+    int port = 30000 + (int) (getpid () % 20000);
     pid_t pids[16];
     int fds[16];
     for (int i = 0; i < count; i++) {
@@ -335,7 +335,7 @@ s_discovery (int count)
         if (read (fds[i], &seen, sizeof seen) != sizeof seen || seen < 0)
             all = false;
         else if (seen > worst)
-            worst = (double)seen;
+            worst = (double) seen;
     }
     for (int i = 0; i < count; i++) {
         if (write (fds[i], "x", 1) < 0)
@@ -391,14 +391,14 @@ main (int argc, char *argv[])
         printf ("  run %d: shoal %12.0f ev/s   raw %12.0f ev/s   ratio %.2f\n", r + 1,
                 shoal_rates[r], raw_rates[r], ratios[r]);
     }
-    qsort (ratios, (size_t)rounds, sizeof (double), s_compare_double);
-    qsort (shoal_rates, (size_t)rounds, sizeof (double), s_compare_double);
+    qsort (ratios, (size_t) rounds, sizeof (double), s_compare_double);
+    qsort (shoal_rates, (size_t) rounds, sizeof (double), s_compare_double);
     double ratio = ratios[rounds / 2];
     double shoal_rate = shoal_rates[rounds / 2];
 
     int paced = s_quick ? 5000 : 20000;
-    int64_t *shoal_lat = (int64_t *)calloc ((size_t)paced, sizeof (int64_t));
-    int64_t *raw_lat = (int64_t *)calloc ((size_t)paced, sizeof (int64_t));
+    int64_t *shoal_lat = (int64_t *) calloc ((size_t) paced, sizeof (int64_t));
+    int64_t *raw_lat = (int64_t *) calloc ((size_t) paced, sizeof (int64_t));
     double raw_paced = -1, shoal_paced = -1;
     if (!s_only || s_only == 2) {
         raw_paced = s_raw_run (paced, 100000, raw_lat);
@@ -407,8 +407,8 @@ main (int argc, char *argv[])
     printf ("\nLATENCY at 10,000 events/s (%d events; publish to delivery, microseconds)\n", paced);
     double p99 = -1;
     if (raw_paced > 0 && shoal_paced > 0) {
-        qsort (raw_lat, (size_t)paced, sizeof (int64_t), s_compare);
-        qsort (shoal_lat, (size_t)paced, sizeof (int64_t), s_compare);
+        qsort (raw_lat, (size_t) paced, sizeof (int64_t), s_compare);
+        qsort (shoal_lat, (size_t) paced, sizeof (int64_t), s_compare);
         printf ("           p50       p99     p99.9\n");
         printf ("  shoal %7.0f %9.0f %9.0f\n", s_percentile (shoal_lat, paced, 0.5),
                 s_percentile (shoal_lat, paced, 0.99), s_percentile (shoal_lat, paced, 0.999));
@@ -439,6 +439,6 @@ main (int argc, char *argv[])
     printf ("  16 nodes see each other within 2 s            %6.0f ms            goal %s\n",
             discovery, discovery >= 0 && discovery <= 2000 ? "met" : "MISSED");
     printf ("\n%d of 3 goals met; bench took %.1f s\n", met,
-            (double)(zclock_mono () - began) / 1000.0);
+            (double) (zclock_mono () - began) / 1000.0);
     return 0;
 }

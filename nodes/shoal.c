@@ -73,7 +73,7 @@ static volatile sig_atomic_t s_interrupted = 0;
 static void
 s_on_signal (int signo)
 {
-    (void)signo;
+    (void) signo;
     s_interrupted = 1;
 }
 
@@ -206,8 +206,8 @@ s_default_data_dir (void)
 static void
 s_format_time (int64_t time_ns, char *text, size_t size)
 {
-    time_t seconds = (time_t)(time_ns / 1000000000);
-    long millis = (long)((time_ns % 1000000000) / 1000000);
+    time_t seconds = (time_t) (time_ns / 1000000000);
+    long millis = (long) ((time_ns % 1000000000) / 1000000);
     if (time_ns < 0) {
         seconds--;
         millis += 1000;
@@ -235,7 +235,7 @@ s_parse_time (const char *text, int64_t *time_ns)
                                          : 0;
         if (unit == 0)
             return -1;
-        *time_ns = shoal_time_ns () - (int64_t)(amount * unit * 1e9);
+        *time_ns = shoal_time_ns () - (int64_t) (amount * unit * 1e9);
         return 0;
     }
     if (text[0] == '@') {
@@ -243,7 +243,7 @@ s_parse_time (const char *text, int64_t *time_ns)
         double seconds = strtod (text + 1, &end);
         if (end == text + 1 || *end || seconds < 0)
             return -1;
-        *time_ns = (int64_t)(seconds * 1e9);
+        *time_ns = (int64_t) (seconds * 1e9);
         return 0;
     }
     int year, month, day, hour = 0, minute = 0, second = 0, used = 0;
@@ -301,7 +301,7 @@ s_parse_time (const char *text, int64_t *time_ns)
             return -1;
         seconds = timegm (&tm) - offset;
     }
-    *time_ns = (int64_t)seconds * 1000000000 + nanos;
+    *time_ns = (int64_t) seconds * 1000000000 + nanos;
     return 0;
 }
 
@@ -317,7 +317,7 @@ typedef struct {
 static s_conn_t *
 s_conn_new (const char *endpoint)
 {
-    s_conn_t *self = (s_conn_t *)zmalloc (sizeof (s_conn_t));
+    s_conn_t *self = (s_conn_t *) zmalloc (sizeof (s_conn_t));
     self->endpoint = strdup (endpoint);
     self->dealer = zsock_new (ZMQ_DEALER);
     if (!self->dealer) {
@@ -356,7 +356,7 @@ s_conn_send (s_conn_t *self, Shoal__V1__Request *request)
 {
     request->request_id = ++self->next_id;
     size_t size = shoal__v1__request__get_packed_size (request);
-    uint8_t *data = (uint8_t *)malloc (size ? size : 1);
+    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
     shoal__v1__request__pack (request, data);
     int rc = zmq_send (zsock_resolve (self->dealer), data, size, ZMQ_DONTWAIT);
     free (data);
@@ -376,7 +376,7 @@ s_conn_recv (s_conn_t *self, int timeout_ms, bool *garbage)
         int64_t left = deadline - s_now_ms ();
         if (left < 0)
             left = 0;
-        int rc = zmq_poll (&item, 1, (long)(left > 100 ? 100 : left));
+        int rc = zmq_poll (&item, 1, (long) (left > 100 ? 100 : left));
         if (rc > 0)
             break;
         if (left == 0)
@@ -391,7 +391,7 @@ s_conn_recv (s_conn_t *self, int timeout_ms, bool *garbage)
         return NULL;
     }
     Shoal__V1__Response *response = shoal__v1__response__unpack (
-        NULL, zmq_msg_size (&msg), (const uint8_t *)zmq_msg_data (&msg));
+        NULL, zmq_msg_size (&msg), (const uint8_t *) zmq_msg_data (&msg));
     zmq_msg_close (&msg);
     if (!response && garbage)
         *garbage = true;
@@ -410,7 +410,7 @@ s_conn_call (s_conn_t *self, Shoal__V1__Request *request, int timeout_ms, bool *
         int64_t left = deadline - s_now_ms ();
         if (left <= 0)
             return NULL;
-        Shoal__V1__Response *response = s_conn_recv (self, (int)left, garbage);
+        Shoal__V1__Response *response = s_conn_recv (self, (int) left, garbage);
         if (!response || response->request_id == id)
             return response;
         shoal__v1__response__free_unpacked (response, NULL);
@@ -612,7 +612,7 @@ s_hex (const ProtobufCBinaryData *id, char *hex)
     else {
         size_t n = 0;
         for (size_t i = 0; i < id->len && i < SHOAL_ID_SIZE; i++)
-            n += (size_t)sprintf (hex + n, "%02x", id->data[i]);
+            n += (size_t) sprintf (hex + n, "%02x", id->data[i]);
         hex[n] = 0;
     }
 }
@@ -643,7 +643,7 @@ s_printer_learn (s_printer_t *self, const ProtobufCBinaryData *id, const char *n
             snprintf (self->names[i].name, sizeof self->names[i].name, "%s", name);
             return;
         }
-    self->names = (s_name_t *)realloc (self->names, (self->count + 1) * sizeof (s_name_t));
+    self->names = (s_name_t *) realloc (self->names, (self->count + 1) * sizeof (s_name_t));
     memcpy (self->names[self->count].id, id->data, SHOAL_ID_SIZE);
     snprintf (self->names[self->count].name, sizeof self->names[self->count].name, "%s", name);
     self->count++;
@@ -791,33 +791,33 @@ s_pub_send (s_conn_t *conn, s_pub_t *pub, const uint8_t *payload, size_t size,
             const char *content_type)
 {
     Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
-    event.stream = (char *)pub->stream;
-    event.type = (char *)pub->type;
+    event.stream = (char *) pub->stream;
+    event.type = (char *) pub->type;
     if (pub->key)
-        event.key = (char *)pub->key;
+        event.key = (char *) pub->key;
     if (pub->correlation_id)
-        event.correlation_id = (char *)pub->correlation_id;
+        event.correlation_id = (char *) pub->correlation_id;
     if (pub->causation_id)
-        event.causation_id = (char *)pub->causation_id;
+        event.causation_id = (char *) pub->causation_id;
     event.schema_version = pub->schema_version;
-    event.content_type = (char *)(pub->content_type ? pub->content_type
-                                  : content_type    ? content_type
-                                                    : "");
-    event.payload.data = (uint8_t *)payload;
+    event.content_type = (char *) (pub->content_type ? pub->content_type
+                                   : content_type    ? content_type
+                                                     : "");
+    event.payload.data = (uint8_t *) payload;
     event.payload.len = size;
     if (pub->has_id) {
         event.id.data = pub->id;
         event.id.len = SHOAL_ID_SIZE;
     }
     size_t count = zlistx_size (pub->headers);
-    Shoal__V1__Event__HeadersEntry *entries = (Shoal__V1__Event__HeadersEntry *)zmalloc (
+    Shoal__V1__Event__HeadersEntry *entries = (Shoal__V1__Event__HeadersEntry *) zmalloc (
         (count + 1) * sizeof (Shoal__V1__Event__HeadersEntry));
     Shoal__V1__Event__HeadersEntry **pointers =
-        (Shoal__V1__Event__HeadersEntry **)zmalloc ((count + 1) * sizeof (void *));
-    char **copies = (char **)zmalloc ((count + 1) * sizeof (char *));
+        (Shoal__V1__Event__HeadersEntry **) zmalloc ((count + 1) * sizeof (void *));
+    char **copies = (char **) zmalloc ((count + 1) * sizeof (char *));
     size_t n = 0;
-    for (const char *header = (const char *)zlistx_first (pub->headers); header;
-         header = (const char *)zlistx_next (pub->headers), n++) {
+    for (const char *header = (const char *) zlistx_first (pub->headers); header;
+         header = (const char *) zlistx_next (pub->headers), n++) {
         Shoal__V1__Event__HeadersEntry init = SHOAL__V1__EVENT__HEADERS_ENTRY__INIT;
         entries[n] = init;
         copies[n] = strdup (header);
@@ -895,11 +895,11 @@ s_lines_next (s_lines_t *self, char **line_p, size_t *size_p, bool may_read)
         consumed = 0;
     }
     while (true) {
-        char *newline = (char *)memchr (self->buffer, '\n', self->size);
+        char *newline = (char *) memchr (self->buffer, '\n', self->size);
         if (newline) {
             *newline = 0;
             *line_p = self->buffer;
-            *size_p = (size_t)(newline - self->buffer);
+            *size_p = (size_t) (newline - self->buffer);
             consumed = *size_p + 1;
             return 1;
         }
@@ -908,7 +908,7 @@ s_lines_next (s_lines_t *self, char **line_p, size_t *size_p, bool may_read)
                 return -1;
             //  A last line without a newline.
             if (self->size == self->alloc)
-                self->buffer = (char *)realloc (self->buffer, ++self->alloc);
+                self->buffer = (char *) realloc (self->buffer, ++self->alloc);
             self->buffer[self->size] = 0;
             *line_p = self->buffer;
             *size_p = self->size;
@@ -922,7 +922,7 @@ s_lines_next (s_lines_t *self, char **line_p, size_t *size_p, bool may_read)
             return 0;
         if (self->alloc - self->size < 65536) {
             self->alloc = self->alloc * 2 + 65536;
-            self->buffer = (char *)realloc (self->buffer, self->alloc);
+            self->buffer = (char *) realloc (self->buffer, self->alloc);
         }
         ssize_t got = read (STDIN_FILENO, self->buffer + self->size, self->alloc - self->size);
         if (got < 0 && errno == EINTR)
@@ -930,7 +930,7 @@ s_lines_next (s_lines_t *self, char **line_p, size_t *size_p, bool may_read)
         if (got <= 0)
             self->eof = true;
         else
-            self->size += (size_t)got;
+            self->size += (size_t) got;
         if (self->size > S_LINE_MAX && !memchr (self->buffer, '\n', self->size)) {
             fprintf (stderr,
                      "shoal: a line of stdin is longer than %d bytes; use --data @FILE "
@@ -973,7 +973,7 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
                 s_usage_error ("--schema-version needs a number from 0 to 4294967295");
                 goto done;
             }
-            pub.schema_version = (uint32_t)v;
+            pub.schema_version = (uint32_t) v;
         }
         else if (m == 0 && (m = s_option (argc, argv, &i, "--id", &value)) == 1) {
             if (shoal_id_from_hex (value, pub.id)) {
@@ -988,7 +988,7 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
                 s_usage_error ("--header needs NAME=VALUE, got \"%s\"", value);
                 goto done;
             }
-            zlistx_add_end (pub.headers, (void *)value);
+            zlistx_add_end (pub.headers, (void *) value);
         }
         else if (m == 0 && streq (argv[i], "--wait"))
             pub.wait = true;
@@ -1024,7 +1024,7 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
     if (json_payload) {
         size_t at;
         const char *why;
-        if (!shoal_json_valid ((const uint8_t *)json_payload, strlen (json_payload), &at, &why)) {
+        if (!shoal_json_valid ((const uint8_t *) json_payload, strlen (json_payload), &at, &why)) {
             s_usage_error ("--json-payload is not valid JSON: %s at byte %zu; quote it for the "
                            "shell, e.g. --json-payload '{\"total\":12.5}', or send text with "
                            "--data TEXT",
@@ -1032,7 +1032,7 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
             goto done;
         }
         payload_size = strlen (json_payload);
-        payload = (uint8_t *)malloc (payload_size + 1);
+        payload = (uint8_t *) malloc (payload_size + 1);
         memcpy (payload, json_payload, payload_size);
         content_type = "application/json";
     }
@@ -1048,12 +1048,12 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
             goto done;
         }
         size_t alloc = 65536;
-        payload = (uint8_t *)malloc (alloc);
+        payload = (uint8_t *) malloc (alloc);
         size_t got;
         while ((got = fread (payload + payload_size, 1, alloc - payload_size, file)) > 0) {
             payload_size += got;
             if (payload_size == alloc)
-                payload = (uint8_t *)realloc (payload, alloc *= 2);
+                payload = (uint8_t *) realloc (payload, alloc *= 2);
         }
         bool failed = ferror (file);
         if (file != stdin)
@@ -1069,7 +1069,7 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
     }
     else if (data_arg) {
         payload_size = strlen (data_arg);
-        payload = (uint8_t *)malloc (payload_size + 1);
+        payload = (uint8_t *) malloc (payload_size + 1);
         memcpy (payload, data_arg, payload_size);
         content_type = "text/plain";
     }
@@ -1086,7 +1086,7 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
         Shoal__V1__Response *response = NULL;
         int64_t deadline = s_now_ms () + cli->timeout_ms;
         while (id && !response && s_now_ms () < deadline) {
-            response = s_conn_recv (conn, (int)(deadline - s_now_ms ()), NULL);
+            response = s_conn_recv (conn, (int) (deadline - s_now_ms ()), NULL);
             if (response && response->request_id != id) {
                 shoal__v1__response__free_unpacked (response, NULL);
                 response = NULL;
@@ -1140,8 +1140,8 @@ s_cmd_pub (s_cli_t *cli, int argc, char **argv)
                 line[--size] = 0;
             if (size == 0)
                 continue; //  blank lines are not events
-            bool is_json = shoal_json_valid ((const uint8_t *)line, size, NULL, NULL);
-            if (!s_pub_send (conn, &pub, (const uint8_t *)line, size,
+            bool is_json = shoal_json_valid ((const uint8_t *) line, size, NULL, NULL);
+            if (!s_pub_send (conn, &pub, (const uint8_t *) line, size,
                              is_json ? "application/json" : "text/plain")) {
                 s_unreachable (cli);
                 status = S_ERROR;
@@ -1266,7 +1266,7 @@ s_sub_add_source (s_sub_t *self, const char *endpoint, bool local)
 {
     for (size_t i = 0; i < self->source_count; i++)
         if (streq (self->sources[i].conn->endpoint, endpoint))
-            return (int)i;
+            return (int) i;
     if (self->source_count == S_MAX_SOURCES)
         return -1;
     s_conn_t *conn = s_conn_new (endpoint);
@@ -1277,14 +1277,14 @@ s_sub_add_source (s_sub_t *self, const char *endpoint, bool local)
     source->conn = conn;
     source->local = local;
     source->alive = true;
-    return (int)self->source_count++;
+    return (int) self->source_count++;
 }
 
 static s_cursor_t *
 s_sub_cursor (s_sub_t *self, const uint8_t *origin)
 {
-    for (s_cursor_t *c = (s_cursor_t *)zlistx_first (self->cursors); c;
-         c = (s_cursor_t *)zlistx_next (self->cursors))
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (self->cursors); c;
+         c = (s_cursor_t *) zlistx_next (self->cursors))
         if (memcmp (c->origin, origin, SHOAL_ID_SIZE) == 0)
             return c;
     return NULL;
@@ -1315,8 +1315,8 @@ s_sub_on_status (s_sub_t *self, int index, const Shoal__V1__StatusReply *status)
             if (endpoint && strncmp (endpoint, "tcp://", 6) == 0)
                 s_sub_add_source (self, endpoint, false);
         }
-    for (s_cursor_t *c = (s_cursor_t *)zlistx_first (self->cursors); c;
-         c = (s_cursor_t *)zlistx_next (self->cursors))
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (self->cursors); c;
+         c = (s_cursor_t *) zlistx_next (self->cursors))
         c->holds[index] = false;
     for (size_t i = 0; i < status->n_logs; i++) {
         const Shoal__V1__LogHead *head = status->logs[i];
@@ -1324,7 +1324,7 @@ s_sub_on_status (s_sub_t *self, int index, const Shoal__V1__StatusReply *status)
             continue;
         s_cursor_t *cursor = s_sub_cursor (self, head->origin.data);
         if (!cursor) {
-            cursor = (s_cursor_t *)zmalloc (sizeof (s_cursor_t));
+            cursor = (s_cursor_t *) zmalloc (sizeof (s_cursor_t));
             memcpy (cursor->origin, head->origin.data, SHOAL_ID_SIZE);
             cursor->source = -1;
             zlistx_add_end (self->cursors, cursor);
@@ -1374,7 +1374,7 @@ s_sub_choose (s_sub_t *self, s_cursor_t *cursor)
                    : source->local                                                           ? 2
                                                                                              : 1;
         if (rank > best_rank) {
-            best = (int)i;
+            best = (int) i;
             best_rank = rank;
         }
     }
@@ -1392,7 +1392,7 @@ s_sub_request_replay (s_sub_t *self, s_cursor_t *cursor, int64_t now)
     Shoal__V1__ReplayRequest body = SHOAL__V1__REPLAY_REQUEST__INIT;
     body.origin.data = cursor->origin;
     body.origin.len = SHOAL_ID_SIZE;
-    body.stream = (char *)self->stream;
+    body.stream = (char *) self->stream;
     body.from_seq = cursor->next_seq;
     body.from_time_ns = cursor->next_seq ? 0 : cursor->from_time;
     body.credit = S_CREDIT;
@@ -1437,8 +1437,8 @@ s_sub_on_response (s_sub_t *self, int index, Shoal__V1__Response *response, int6
         return;
     }
     s_cursor_t *cursor = NULL;
-    for (s_cursor_t *c = (s_cursor_t *)zlistx_first (self->cursors); c;
-         c = (s_cursor_t *)zlistx_next (self->cursors))
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (self->cursors); c;
+         c = (s_cursor_t *) zlistx_next (self->cursors))
         if (c->replay_id && c->replay_id == response->request_id && c->source == index) {
             cursor = c;
             break;
@@ -1501,7 +1501,7 @@ s_sub_on_response (s_sub_t *self, int index, Shoal__V1__Response *response, int6
         cursor->next_poll = now + self->poll_ms;
     }
     else if (batch->n_events)
-        s_sub_send_credit (source, cursor->replay_id, (uint32_t)batch->n_events);
+        s_sub_send_credit (source, cursor->replay_id, (uint32_t) batch->n_events);
 }
 
 //  --durable: tells the local node how far each origin was printed (one
@@ -1514,29 +1514,29 @@ s_sub_send_acks (s_sub_t *self, int64_t now)
     if (!self->durable || self->ack_id)
         return;
     size_t count = 0;
-    for (s_cursor_t *c = (s_cursor_t *)zlistx_first (self->cursors); c;
-         c = (s_cursor_t *)zlistx_next (self->cursors))
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (self->cursors); c;
+         c = (s_cursor_t *) zlistx_next (self->cursors))
         count += c->next_seq > 0 && c->next_seq - 1 > c->acked;
     if (count == 0)
         return;
-    Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *)zmalloc (count * sizeof *heads);
-    Shoal__V1__LogHead **pointers = (Shoal__V1__LogHead **)zmalloc (count * sizeof (void *));
+    Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *) zmalloc (count * sizeof *heads);
+    Shoal__V1__LogHead **pointers = (Shoal__V1__LogHead **) zmalloc (count * sizeof (void *));
     size_t n = 0;
-    for (s_cursor_t *c = (s_cursor_t *)zlistx_first (self->cursors); c;
-         c = (s_cursor_t *)zlistx_next (self->cursors)) {
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (self->cursors); c;
+         c = (s_cursor_t *) zlistx_next (self->cursors)) {
         if (!(c->next_seq > 0 && c->next_seq - 1 > c->acked))
             continue;
         Shoal__V1__LogHead init = SHOAL__V1__LOG_HEAD__INIT;
         heads[n] = init;
         heads[n].origin.data = c->origin;
         heads[n].origin.len = SHOAL_ID_SIZE;
-        heads[n].stream = (char *)self->stream;
+        heads[n].stream = (char *) self->stream;
         heads[n].head_seq = c->next_seq - 1;
         pointers[n] = &heads[n];
         n++;
     }
     Shoal__V1__ConsumerRequest body = SHOAL__V1__CONSUMER_REQUEST__INIT;
-    body.name = (char *)self->durable;
+    body.name = (char *) self->durable;
     body.op = "ack";
     body.n_cursors = n;
     body.cursors = pointers;
@@ -1547,8 +1547,8 @@ s_sub_send_acks (s_sub_t *self, int64_t now)
     self->ack_sent = now;
     if (self->ack_id)
         for (size_t i = 0; i < n; i++)
-            for (s_cursor_t *c = (s_cursor_t *)zlistx_first (self->cursors); c;
-                 c = (s_cursor_t *)zlistx_next (self->cursors))
+            for (s_cursor_t *c = (s_cursor_t *) zlistx_first (self->cursors); c;
+                 c = (s_cursor_t *) zlistx_next (self->cursors))
                 if (heads[i].origin.data == c->origin)
                     c->acked = heads[i].head_seq;
     free (heads);
@@ -1623,8 +1623,8 @@ s_sub_tick (s_sub_t *self, int64_t now)
                 source->alive = false;
         }
     }
-    for (s_cursor_t *c = (s_cursor_t *)zlistx_first (self->cursors); c;
-         c = (s_cursor_t *)zlistx_next (self->cursors)) {
+    for (s_cursor_t *c = (s_cursor_t *) zlistx_first (self->cursors); c;
+         c = (s_cursor_t *) zlistx_next (self->cursors)) {
         if (c->replay_id && now - c->active_at > self->cli->timeout_ms) {
             //  No news from the replay: give up on it and ask again.
             c->replay_id = 0;
@@ -1641,7 +1641,7 @@ static int
 s_sub_load_cursors (s_sub_t *self, s_conn_t *conn)
 {
     Shoal__V1__ConsumerRequest body = SHOAL__V1__CONSUMER_REQUEST__INIT;
-    body.name = (char *)self->durable;
+    body.name = (char *) self->durable;
     body.op = "get";
     Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
     request.body_case = SHOAL__V1__REQUEST__BODY_CONSUMER;
@@ -1655,7 +1655,7 @@ s_sub_load_cursors (s_sub_t *self, s_conn_t *conn)
     int rc = 0;
     if (response->body_case == SHOAL__V1__RESPONSE__BODY_CONSUMER) {
         const Shoal__V1__ConsumerReply *reply = response->consumer;
-        self->saved = (s_saved_t *)zmalloc ((reply->n_cursors + 1) * sizeof (s_saved_t));
+        self->saved = (s_saved_t *) zmalloc ((reply->n_cursors + 1) * sizeof (s_saved_t));
         for (size_t i = 0; i < reply->n_cursors; i++) {
             const Shoal__V1__LogHead *head = reply->cursors[i];
             if (head->origin.len != SHOAL_ID_SIZE || !streq (head->stream, self->stream))
@@ -1688,8 +1688,8 @@ s_cmd_sub (s_cli_t *cli, int argc, char **argv)
     sub.poll_ms = 200;
     sub.from = SHOAL_FROM_NOW;
     sub.cursors = zlistx_new ();
-    zlistx_set_destructor (sub.cursors, (zlistx_destructor_fn *)zstr_free);
-    sub.types = (char **)zmalloc ((size_t)(argc + 1) * sizeof (char *));
+    zlistx_set_destructor (sub.cursors, (zlistx_destructor_fn *) zstr_free);
+    sub.types = (char **) zmalloc ((size_t) (argc + 1) * sizeof (char *));
     int status = S_USAGE;
     const char *value, *from = NULL, *durable = NULL;
     for (int i = 0; i < argc; i++) {
@@ -1701,7 +1701,7 @@ s_cmd_sub (s_cli_t *cli, int argc, char **argv)
                                value);
                 goto done;
             }
-            sub.types[sub.type_count++] = (char *)value;
+            sub.types[sub.type_count++] = (char *) value;
         }
         else if (m == 0 && (m = s_option (argc, argv, &i, "--from", &from)))
             ;
@@ -1719,7 +1719,7 @@ s_cmd_sub (s_cli_t *cli, int argc, char **argv)
                 s_usage_error ("--poll-ms needs a number from 10 to 60000");
                 goto done;
             }
-            sub.poll_ms = (int)v;
+            sub.poll_ms = (int) v;
         }
         else if (m == 0 && streq (argv[i], "--local"))
             sub.local_only = true;
@@ -1817,7 +1817,7 @@ s_cmd_sub (s_cli_t *cli, int argc, char **argv)
             items[i].events = ZMQ_POLLIN;
             items[i].revents = 0;
         }
-        int rc = zmq_poll (items, (int)sub.source_count, 50);
+        int rc = zmq_poll (items, (int) sub.source_count, 50);
         if (rc < 0 && errno != EINTR)
             break;
         now = s_now_ms ();
@@ -1827,7 +1827,7 @@ s_cmd_sub (s_cli_t *cli, int argc, char **argv)
                 continue;
             Shoal__V1__Response *response;
             while (!sub.finished && (response = s_conn_recv (sub.sources[i].conn, 0, NULL))) {
-                s_sub_on_response (&sub, (int)i, response, now);
+                s_sub_on_response (&sub, (int) i, response, now);
                 shoal__v1__response__free_unpacked (response, NULL);
             }
         }
@@ -1905,15 +1905,15 @@ static void
 s_progress (uint64_t done, uint64_t total, bool final)
 {
     int width = 40;
-    int filled = total ? (int)((double)done / (double)total * width) : 0;
+    int filled = total ? (int) ((double) done / (double) total * width) : 0;
     if (filled > width)
         filled = width;
     char bar[64];
-    memset (bar, '#', (size_t)filled);
-    memset (bar + filled, '.', (size_t)(width - filled));
+    memset (bar, '#', (size_t) filled);
+    memset (bar + filled, '.', (size_t) (width - filled));
     bar[width] = 0;
     fprintf (stderr, "\r[%s] %3d%% %" PRIu64 "/%" PRIu64 " events", bar,
-             total ? (int)(100.0 * (double)done / (double)total) : 100, done, total);
+             total ? (int) (100.0 * (double) done / (double) total) : 100, done, total);
     if (final)
         fputs ("\r\033[K", stderr);
     fflush (stderr);
@@ -1924,7 +1924,7 @@ s_cmd_replay (s_cli_t *cli, int argc, char **argv)
 {
     const char *origin_text = NULL, *stream = NULL, *value;
     uint64_t from = 0, to = 0;
-    char **types = (char **)zmalloc ((size_t)(argc + 1) * sizeof (char *));
+    char **types = (char **) zmalloc ((size_t) (argc + 1) * sizeof (char *));
     size_t type_count = 0;
     int status = S_USAGE;
     s_conn_t *conn = NULL;
@@ -1947,7 +1947,7 @@ s_cmd_replay (s_cli_t *cli, int argc, char **argv)
             }
         }
         else if (m == 0 && (m = s_option (argc, argv, &i, "--type", &value)) == 1)
-            types[type_count++] = (char *)value;
+            types[type_count++] = (char *) value;
         else if (m == 0 && streq (argv[i], "--json"))
             cli->json = true;
         else if (m == 0 && argv[i][0] == '-' && argv[i][1]) {
@@ -2012,7 +2012,7 @@ s_cmd_replay (s_cli_t *cli, int argc, char **argv)
     Shoal__V1__ReplayRequest body = SHOAL__V1__REPLAY_REQUEST__INIT;
     body.origin.data = origin;
     body.origin.len = SHOAL_ID_SIZE;
-    body.stream = (char *)stream;
+    body.stream = (char *) stream;
     body.from_seq = from;
     body.to_seq = to;
     body.credit = S_CREDIT;
@@ -2086,7 +2086,7 @@ s_cmd_replay (s_cli_t *cli, int argc, char **argv)
             break;
         }
         if (batch->n_events)
-            s_sub_send_credit (&(s_source_t){.conn = conn}, replay_id, (uint32_t)batch->n_events);
+            s_sub_send_credit (&(s_source_t){.conn = conn}, replay_id, (uint32_t) batch->n_events);
         shoal__v1__response__free_unpacked (response, NULL);
     }
     if (progress_on && status != S_OK)
@@ -2123,8 +2123,8 @@ s_table_peers (const Shoal__V1__StatusReply *reply, const char *indent)
 {
     int name_width = 4, endpoint_width = 8;
     for (size_t i = 0; i < reply->n_peers; i++) {
-        int n = (int)strlen (reply->peers[i]->name);
-        int e = (int)strlen (reply->peers[i]->endpoint);
+        int n = (int) strlen (reply->peers[i]->name);
+        int e = (int) strlen (reply->peers[i]->endpoint);
         name_width = n > name_width ? n : name_width;
         endpoint_width = e > endpoint_width ? e : endpoint_width;
     }
@@ -2214,7 +2214,7 @@ s_cmd_info (s_cli_t *cli, int argc, char **argv, bool peers_only)
         if (reply->n_logs) {
             int stream_width = 6;
             for (size_t i = 0; i < reply->n_logs; i++) {
-                int w = (int)strlen (reply->logs[i]->stream);
+                int w = (int) strlen (reply->logs[i]->stream);
                 stream_width = w > stream_width ? w : stream_width;
             }
             printf ("  %-32s  %-12s  %-*s  %10s  %10s\n", "ORIGIN", "NAME", stream_width, "STREAM",
@@ -2254,7 +2254,7 @@ typedef struct {
 static int
 s_compare_names (const void *a, const void *b)
 {
-    return strcmp (*(const char *const *)a, *(const char *const *)b);
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
 //  Names in a directory, sorted, without . and .. (caller frees each and
@@ -2271,7 +2271,7 @@ s_list_dir (const char *path, char ***names_p, size_t *count_p)
     while ((entry = readdir (dir))) {
         if (streq (entry->d_name, ".") || streq (entry->d_name, ".."))
             continue;
-        names = (char **)realloc (names, (count + 1) * sizeof (char *));
+        names = (char **) realloc (names, (count + 1) * sizeof (char *));
         names[count++] = strdup (entry->d_name);
     }
     closedir (dir);
@@ -2318,9 +2318,9 @@ s_lock_data_dir (const char *dir)
         return -1;
     }
     char pid[32];
-    int length = snprintf (pid, sizeof pid, "%ld\n", (long)getpid ());
+    int length = snprintf (pid, sizeof pid, "%ld\n", (long) getpid ());
     //  The pid is for people only: a failure to write it changes nothing.
-    if (ftruncate (fd, 0) == 0 && pwrite (fd, pid, (size_t)length, 0) != length)
+    if (ftruncate (fd, 0) == 0 && pwrite (fd, pid, (size_t) length, 0) != length)
         errno = 0;
     free (path);
     return fd;
@@ -2372,8 +2372,8 @@ s_find_logs (const char *dir, s_found_log_t **logs_p, size_t *count_p, int *lock
                     free (stream_dir);
                 }
                 else {
-                    *logs_p =
-                        (s_found_log_t *)realloc (*logs_p, (*count_p + 1) * sizeof (s_found_log_t));
+                    *logs_p = (s_found_log_t *) realloc (*logs_p,
+                                                         (*count_p + 1) * sizeof (s_found_log_t));
                     s_found_log_t *log = &(*logs_p)[(*count_p)++];
                     log->dir = stream_dir;
                     memcpy (log->origin, origin, SHOAL_ID_SIZE);
@@ -2405,7 +2405,7 @@ s_find_logs (const char *dir, s_found_log_t **logs_p, size_t *count_p, int *lock
         const char *origin_hex = parent_slash ? parent_slash + 1 : copy;
         ok = shoal_id_from_hex (origin_hex, origin) == 0;
         if (ok) {
-            *logs_p = (s_found_log_t *)zmalloc (sizeof (s_found_log_t));
+            *logs_p = (s_found_log_t *) zmalloc (sizeof (s_found_log_t));
             (*logs_p)->dir = strdup (dir);
             memcpy ((*logs_p)->origin, origin, SHOAL_ID_SIZE);
             snprintf ((*logs_p)->stream, sizeof (*logs_p)->stream, "%s", stream);
@@ -2448,7 +2448,7 @@ typedef struct {
 static void
 s_verify_report (void *arg, const char *file, uint64_t offset, const char *problem)
 {
-    s_verify_t *verify = (s_verify_t *)arg;
+    s_verify_t *verify = (s_verify_t *) arg;
     verify->problems++;
     if (verify->json) {
         printf ("{\"file\":");
@@ -2635,7 +2635,7 @@ main (int argc, char *argv[])
             uint64_t v;
             if (s_parse_u64 (value, &v) || v < 1 || v > 3600000)
                 return s_usage_error ("--timeout needs milliseconds, from 1 to 3600000");
-            cli.timeout_ms = (int)v;
+            cli.timeout_ms = (int) v;
         }
         else if (m == 0 && streq (argv[i], "--json"))
             cli.json = true;

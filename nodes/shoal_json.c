@@ -56,7 +56,7 @@ shoal_utf8_sequence (const uint8_t *data, size_t size)
 void
 shoal_json_put_string (FILE *out, const char *text, size_t size)
 {
-    const uint8_t *data = (const uint8_t *)text;
+    const uint8_t *data = (const uint8_t *) text;
     putc ('"', out);
     size_t i = 0;
     while (i < size) {
@@ -136,14 +136,14 @@ s_hex4 (s_scan_t *scan, uint32_t *value)
         return -1;
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
-        uint8_t c = scan->data[scan->at + (size_t)i];
+        uint8_t c = scan->data[scan->at + (size_t) i];
         v <<= 4;
         if (c >= '0' && c <= '9')
-            v |= (uint32_t)(c - '0');
+            v |= (uint32_t) (c - '0');
         else if (c >= 'a' && c <= 'f')
-            v |= (uint32_t)(c - 'a' + 10);
+            v |= (uint32_t) (c - 'a' + 10);
         else if (c >= 'A' && c <= 'F')
-            v |= (uint32_t)(c - 'A' + 10);
+            v |= (uint32_t) (c - 'A' + 10);
         else
             return -1;
     }
@@ -361,22 +361,22 @@ static const char s_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 char *
 shoal_base64_encode (const uint8_t *data, size_t size)
 {
-    char *text = (char *)malloc ((size + 2) / 3 * 4 + 1);
+    char *text = (char *) malloc ((size + 2) / 3 * 4 + 1);
     if (!text)
         return NULL;
     char *out = text;
     size_t i = 0;
     for (; i + 2 < size; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
+        uint32_t v = (uint32_t) data[i] << 16 | (uint32_t) data[i + 1] << 8 | data[i + 2];
         *out++ = s_alphabet[v >> 18];
         *out++ = s_alphabet[(v >> 12) & 63];
         *out++ = s_alphabet[(v >> 6) & 63];
         *out++ = s_alphabet[v & 63];
     }
     if (i < size) {
-        uint32_t v = (uint32_t)data[i] << 16;
+        uint32_t v = (uint32_t) data[i] << 16;
         if (i + 1 < size)
-            v |= (uint32_t)data[i + 1] << 8;
+            v |= (uint32_t) data[i + 1] << 8;
         *out++ = s_alphabet[v >> 18];
         *out++ = s_alphabet[(v >> 12) & 63];
         *out++ = i + 1 < size ? s_alphabet[(v >> 6) & 63] : '=';

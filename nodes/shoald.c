@@ -194,7 +194,7 @@ typedef struct {
 static void
 s_assign_destroy (void **item_p)
 {
-    s_assign_t *assign = (s_assign_t *)*item_p;
+    s_assign_t *assign = (s_assign_t *) *item_p;
     if (assign) {
         free (assign->value);
         free (assign->where);
@@ -214,7 +214,7 @@ s_assign_list (void)
 static void
 s_assign_add (zlistx_t *list, int option, const char *value, const char *where)
 {
-    s_assign_t *assign = (s_assign_t *)zmalloc (sizeof (s_assign_t));
+    s_assign_t *assign = (s_assign_t *) zmalloc (sizeof (s_assign_t));
     assign->option = option;
     assign->value = strdup (value);
     assign->where = strdup (where);
@@ -268,10 +268,10 @@ s_parse_number (const char *text, bool sized, long long min, long long max, long
             return -1;
         value *= unit;
     }
-    if (*end || value > (unsigned long long)LLONG_MAX || (long long)value < min
-        || (long long)value > max)
+    if (*end || value > (unsigned long long) LLONG_MAX || (long long) value < min
+        || (long long) value > max)
         return -1;
-    *value_p = (long long)value;
+    *value_p = (long long) value;
     return 0;
 }
 
@@ -388,7 +388,7 @@ s_check (int option, const char *value, char *why, size_t size)
                 return -1;
             }
             for (const char *p = value; *p; p++)
-                if ((unsigned char)*p < 0x20) {
+                if ((unsigned char) *p < 0x20) {
                     snprintf (why, size, "contains a control character");
                     return -1;
                 }
@@ -404,8 +404,8 @@ s_settings_init (s_settings_t *self)
     for (int i = 0; i < OPT_COUNT; i++)
         if (s_options[i].kind == S_LIST) {
             self->list[i] = zlistx_new ();
-            zlistx_set_destructor (self->list[i], (zlistx_destructor_fn *)zstr_free);
-            zlistx_set_duplicator (self->list[i], (zlistx_duplicator_fn *)strdup);
+            zlistx_set_destructor (self->list[i], (zlistx_destructor_fn *) zstr_free);
+            zlistx_set_duplicator (self->list[i], (zlistx_duplicator_fn *) strdup);
         }
 }
 
@@ -422,8 +422,8 @@ s_settings_destroy (s_settings_t *self)
 static int
 s_settings_apply (s_settings_t *self, zlistx_t *assigns, s_source_t source)
 {
-    for (s_assign_t *a = (s_assign_t *)zlistx_first (assigns); a;
-         a = (s_assign_t *)zlistx_next (assigns)) {
+    for (s_assign_t *a = (s_assign_t *) zlistx_first (assigns); a;
+         a = (s_assign_t *) zlistx_next (assigns)) {
         char why[400];
         if (s_check (a->option, a->value, why, sizeof why)) {
             fprintf (stderr, "shoald: %s: %s\n", a->where, why);
@@ -450,7 +450,7 @@ s_settings_apply (s_settings_t *self, zlistx_t *assigns, s_source_t source)
 static bool
 s_zpl_namechar (char c)
 {
-    return isalnum ((unsigned char)c) || c == '$' || c == '-' || c == '_' || c == '@' || c == '.'
+    return isalnum ((unsigned char) c) || c == '$' || c == '-' || c == '_' || c == '@' || c == '.'
            || c == '&' || c == '+' || c == '/';
 }
 
@@ -468,7 +468,7 @@ s_zpl_scan (const char *text, int *item_lines, size_t max_items, size_t *item_co
     const char *p = text;
     while (*p) {
         const char *eol = strchr (p, '\n');
-        size_t length = eol ? (size_t)(eol - p) : strlen (p);
+        size_t length = eol ? (size_t) (eol - p) : strlen (p);
         char line[1025];
         if (length > 1024)
             length = 1024;
@@ -477,12 +477,12 @@ s_zpl_scan (const char *text, int *item_lines, size_t max_items, size_t *item_co
         p = eol ? eol + 1 : p + strlen (p);
         lineno++;
         *bad_line = lineno;
-        while (length && isspace ((unsigned char)line[length - 1]))
+        while (length && isspace ((unsigned char) line[length - 1]))
             line[--length] = 0;
         char *scan = line;
         while (*scan == ' ')
             scan++;
-        size_t indent = (size_t)(scan - line);
+        size_t indent = (size_t) (scan - line);
         if (*scan == '\t') {
             snprintf (why, size, "tab in the indentation: indent with 4 spaces per level");
             return -1;
@@ -490,9 +490,9 @@ s_zpl_scan (const char *text, int *item_lines, size_t max_items, size_t *item_co
         char *name = scan;
         while (s_zpl_namechar (*scan))
             scan++;
-        size_t name_length = (size_t)(scan - name);
+        size_t name_length = (size_t) (scan - name);
         if (name_length == 0) {
-            while (isspace ((unsigned char)*scan))
+            while (isspace ((unsigned char) *scan))
                 scan++;
             if (*scan && *scan != '#') {
                 snprintf (why, size, "invalid syntax at \"%.60s\": expected NAME = VALUE", scan);
@@ -504,16 +504,16 @@ s_zpl_scan (const char *text, int *item_lines, size_t max_items, size_t *item_co
             snprintf (why, size, "indented by %zu spaces: indent with 4 spaces per level", indent);
             return -1;
         }
-        int level = (int)(indent / 4);
+        int level = (int) (indent / 4);
         if (name[0] == '/' || name[name_length - 1] == '/') {
             snprintf (why, size, "'/' cannot start or end a name");
             return -1;
         }
-        while (isspace ((unsigned char)*scan))
+        while (isspace ((unsigned char) *scan))
             scan++;
         if (*scan == '=') {
             scan++;
-            while (isspace ((unsigned char)*scan))
+            while (isspace ((unsigned char) *scan))
                 scan++;
             if (*scan == '"' || *scan == '\'') {
                 char *close = strchr (scan + 1, *scan);
@@ -522,7 +522,7 @@ s_zpl_scan (const char *text, int *item_lines, size_t max_items, size_t *item_co
                     return -1;
                 }
                 scan = close + 1;
-                while (isspace ((unsigned char)*scan))
+                while (isspace ((unsigned char) *scan))
                     scan++;
                 if (*scan && *scan != '#') {
                     snprintf (why, size, "invalid syntax after the quoted value: \"%.60s\"", scan);
@@ -570,7 +570,7 @@ s_config_load (const char *path, zlistx_t *assigns)
         return -1;
     }
     size_t size = zchunk_size (chunk);
-    char *text = (char *)zmalloc (size + 1);
+    char *text = (char *) zmalloc (size + 1);
     memcpy (text, zchunk_data (chunk), size);
     zchunk_destroy (&chunk);
     if (strlen (text) != size) {
@@ -581,7 +581,7 @@ s_config_load (const char *path, zlistx_t *assigns)
     size_t max_items = 1;
     for (const char *c = text; *c; c++)
         max_items += *c == '\n';
-    int *lines = (int *)zmalloc (max_items * sizeof (int));
+    int *lines = (int *) zmalloc (max_items * sizeof (int));
     size_t item_count;
     int bad_line;
     char why[600];
@@ -667,7 +667,7 @@ s_env_load (zlistx_t *assigns)
         char name[64] = "SHOAL_";
         size_t at = strlen (name);
         for (const char *k = s_options[i].key; *k && at < sizeof name - 1; k++)
-            name[at++] = *k == '-' ? '_' : (char)toupper ((unsigned char)*k);
+            name[at++] = *k == '-' ? '_' : (char) toupper ((unsigned char) *k);
         name[at] = 0;
         const char *value = getenv (name);
         if (!value)
@@ -747,14 +747,14 @@ s_log_emit (const char *line)
     struct tm tm;
     char stamp[40];
     strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r (&now, &tm));
-    fprintf (stderr, "%s shoald[%ld] %s: %s\n", stamp, (long)getpid (), name ? name : "info",
+    fprintf (stderr, "%s shoald[%ld] %s: %s\n", stamp, (long) getpid (), name ? name : "info",
              message);
 }
 
 static ssize_t
 s_log_write (void *cookie, const char *data, size_t size)
 {
-    s_log_filter_t *filter = (s_log_filter_t *)cookie;
+    s_log_filter_t *filter = (s_log_filter_t *) cookie;
     for (size_t i = 0; i < size; i++) {
         if (data[i] == '\n' || filter->size == sizeof filter->line - 1) {
             filter->line[filter->size] = 0;
@@ -765,7 +765,7 @@ s_log_write (void *cookie, const char *data, size_t size)
         }
         filter->line[filter->size++] = data[i];
     }
-    return (ssize_t)size;
+    return (ssize_t) size;
 }
 
 static s_log_filter_t s_log_filter;
@@ -827,7 +827,7 @@ static int
 s_make_path (const char *path)
 {
     char buffer[PATH_MAX];
-    if (snprintf (buffer, sizeof buffer, "%s", path) >= (int)sizeof buffer) {
+    if (snprintf (buffer, sizeof buffer, "%s", path) >= (int) sizeof buffer) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -918,8 +918,8 @@ s_print_config (s_settings_t *settings)
         if (s_options[i].kind == S_REFUSED)
             continue;
         if (s_options[i].kind == S_LIST) {
-            for (const char *v = (const char *)zlistx_first (settings->list[i]); v;
-                 v = (const char *)zlistx_next (settings->list[i]))
+            for (const char *v = (const char *) zlistx_first (settings->list[i]); v;
+                 v = (const char *) zlistx_next (settings->list[i]))
                 printf ("    %s = \"%s\"\n", s_options[i].key, v);
         }
         else if (settings->value[i]) {
@@ -970,7 +970,7 @@ s_args_parse (int argc, char *argv[], s_args_t *args)
         }
         char key[64];
         const char *equals = strchr (arg, '=');
-        size_t key_length = equals ? (size_t)(equals - arg - 2) : strlen (arg + 2);
+        size_t key_length = equals ? (size_t) (equals - arg - 2) : strlen (arg + 2);
         if (key_length >= sizeof key)
             key_length = sizeof key - 1;
         memcpy (key, arg + 2, key_length);
@@ -1181,7 +1181,7 @@ main (int argc, char *argv[])
         && s_parse_number (settings.value[opt], s_options[opt].kind == S_SIZE, s_options[opt].min, \
                            s_options[opt].max, &number)                                            \
                == 0)                                                                               \
-        config.field = (type)number;
+        config.field = (type) number;
     S_NUMBER (OPT_BEACON_PORT, beacon_port, int)
     S_NUMBER (OPT_BEACON_INTERVAL, beacon_interval_ms, int)
     S_NUMBER (OPT_HEARTBEAT, heartbeat_ms, int)
@@ -1199,22 +1199,22 @@ main (int argc, char *argv[])
         && s_parse_age (settings.value[OPT_RETAIN_AGE], s_options[OPT_RETAIN_AGE].min,
                         s_options[OPT_RETAIN_AGE].max, &number)
                == 0)
-        config.retain_age_ns = (int64_t)number * 1000000000;
+        config.retain_age_ns = (int64_t) number * 1000000000;
     //  The node logs to stderr itself, at the same level as shoald.
     config.log_level = s_log_threshold;
     size_t peer_count = zlistx_size (settings.list[OPT_PEER]);
-    peers = (const char **)zmalloc ((peer_count + 1) * sizeof (char *));
+    peers = (const char **) zmalloc ((peer_count + 1) * sizeof (char *));
     size_t n = 0;
-    for (const char *v = (const char *)zlistx_first (settings.list[OPT_PEER]); v;
-         v = (const char *)zlistx_next (settings.list[OPT_PEER]))
+    for (const char *v = (const char *) zlistx_first (settings.list[OPT_PEER]); v;
+         v = (const char *) zlistx_next (settings.list[OPT_PEER]))
         peers[n++] = v;
     config.peers = peers;
     config.peer_count = peer_count;
     size_t replicate_count = zlistx_size (settings.list[OPT_REPLICATE]);
-    replicate = (const char **)zmalloc ((replicate_count + 1) * sizeof (char *));
+    replicate = (const char **) zmalloc ((replicate_count + 1) * sizeof (char *));
     n = 0;
-    for (const char *v = (const char *)zlistx_first (settings.list[OPT_REPLICATE]); v;
-         v = (const char *)zlistx_next (settings.list[OPT_REPLICATE]))
+    for (const char *v = (const char *) zlistx_first (settings.list[OPT_REPLICATE]); v;
+         v = (const char *) zlistx_next (settings.list[OPT_REPLICATE]))
         replicate[n++] = v;
     config.replicate = replicate;
     config.replicate_count = replicate_count;

@@ -116,27 +116,27 @@ s_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
 s_put_u16 (uint8_t *out, uint16_t value)
 {
-    out[0] = (uint8_t)(value >> 8);
-    out[1] = (uint8_t)value;
+    out[0] = (uint8_t) (value >> 8);
+    out[1] = (uint8_t) value;
 }
 
 static uint16_t
 s_get_u16 (const uint8_t *data)
 {
-    return (uint16_t)((data[0] << 8) | data[1]);
+    return (uint16_t) ((data[0] << 8) | data[1]);
 }
 
 static void
 s_put_u64 (uint8_t *out, uint64_t value)
 {
     for (int i = 0; i < 8; i++)
-        out[i] = (uint8_t)(value >> (56 - 8 * i));
+        out[i] = (uint8_t) (value >> (56 - 8 * i));
 }
 
 static uint64_t
@@ -156,7 +156,7 @@ shoal_mesh_id (const char *mesh)
 {
     assert (mesh);
     uint64_t hash = 0xcbf29ce484222325ULL; //  FNV-1a 64 offset basis
-    for (const unsigned char *p = (const unsigned char *)mesh; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *) mesh; *p; p++) {
         hash ^= *p;
         hash *= 0x100000001b3ULL; //  FNV 64 prime
     }
@@ -227,7 +227,7 @@ static int
 s_open_loopback (shoal_beacon_t *self, int port)
 {
     self->broadcast.sin_family = AF_INET;
-    self->broadcast.sin_port = htons ((uint16_t)port);
+    self->broadcast.sin_port = htons ((uint16_t) port);
     inet_pton (AF_INET, S_LOOPBACK_BROADCAST, &self->broadcast.sin_addr);
 
     self->fd = socket (AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
@@ -251,7 +251,7 @@ s_open_loopback (shoal_beacon_t *self, int port)
         s_set_error ("loopback beacon: lo is down");
         return -1;
     }
-    if (bind (self->fd, (struct sockaddr *)&self->broadcast, sizeof self->broadcast)) {
+    if (bind (self->fd, (struct sockaddr *) &self->broadcast, sizeof self->broadcast)) {
         s_set_error ("loopback beacon: cannot bind %s:%d: %s", S_LOOPBACK_BROADCAST, port,
                      strerror (errno));
         return -1;
@@ -304,7 +304,7 @@ s_open_zbeacon (shoal_beacon_t *self, const char *interface, int port)
         s_set_error ("zbeacon cannot open UDP port %d on %s", port, interface);
         return -1;
     }
-    zsock_send (self->actor, "sb", "SUBSCRIBE", self->filter, (size_t)S_FILTER_SIZE);
+    zsock_send (self->actor, "sb", "SUBSCRIBE", self->filter, (size_t) S_FILTER_SIZE);
     return 0;
 }
 
@@ -363,8 +363,8 @@ s_send_loopback (shoal_beacon_t *self)
 {
     //  A failed send (lo went down, a full buffer) is retried at the next
     //  interval; discovery tolerates lost beacons by design.
-    (void)sendto (self->fd, self->payload, self->payload_size, 0,
-                  (struct sockaddr *)&self->broadcast, sizeof self->broadcast);
+    (void) sendto (self->fd, self->payload, self->payload_size, 0,
+                   (struct sockaddr *) &self->broadcast, sizeof self->broadcast);
 }
 
 int
@@ -407,7 +407,7 @@ shoal_beacon_tick (shoal_beacon_t *self)
         s_send_loopback (self);
         self->send_at = now + self->interval_ms;
     }
-    return (int)(self->send_at - now);
+    return (int) (self->send_at - now);
 }
 
 //  --------------------------------------------------------------------------
@@ -437,17 +437,17 @@ s_recv_loopback (shoal_beacon_t *self, char *ip, size_t ip_size, shoal_beacon_ms
         //  MSG_TRUNC returns the datagram's real size, so an oversized one
         //  is refused rather than read as its first bytes.
         ssize_t size = recvfrom (self->fd, buffer, sizeof buffer, MSG_TRUNC | MSG_DONTWAIT,
-                                 (struct sockaddr *)&from, &from_size);
+                                 (struct sockaddr *) &from, &from_size);
         if (size == -1) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return 0;
             return -1;
         }
-        if ((size_t)size > sizeof buffer) {
+        if ((size_t) size > sizeof buffer) {
             self->dropped++;
             continue;
         }
-        if (s_accept (self, buffer, (size_t)size, msg)) {
+        if (s_accept (self, buffer, (size_t) size, msg)) {
             char address[INET_ADDRSTRLEN] = "";
             if (from.sin_family == AF_INET)
                 inet_ntop (AF_INET, &from.sin_addr, address, sizeof address);

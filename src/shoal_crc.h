@@ -18,13 +18,13 @@
 static inline uint32_t
 shoal_crc32c (uint32_t crc, const void *data, size_t size)
 {
-    unsigned char *bytes = (unsigned char *)data;
+    unsigned char *bytes = (unsigned char *) data;
     uint32_t state = ~crc;
     while (size > 0) {
-        int chunk = size > (size_t)INT_MAX ? INT_MAX : (int)size;
+        int chunk = size > (size_t) INT_MAX ? INT_MAX : (int) size;
         state = crc32_iscsi (bytes, chunk, state);
         bytes += chunk;
-        size -= (size_t)chunk;
+        size -= (size_t) chunk;
     }
     return ~state;
 }
@@ -42,7 +42,7 @@ s_shoal_crc32c_sse42 (const uint8_t *p, size_t size)
         __builtin_memcpy (&word, p, 8);
         state = __builtin_ia32_crc32di (state, word);
     }
-    uint32_t state32 = (uint32_t)state;
+    uint32_t state32 = (uint32_t) state;
     for (; size > 0; size--, p++)
         state32 = __builtin_ia32_crc32qi (state32, *p);
     return ~state32;
@@ -54,7 +54,7 @@ shoal_crc32c_small (const void *data, size_t size)
     static int have_sse42 = -1;
     if (have_sse42 < 0)
         have_sse42 = __builtin_cpu_supports ("sse4.2") ? 1 : 0;
-    return have_sse42 ? s_shoal_crc32c_sse42 ((const uint8_t *)data, size)
+    return have_sse42 ? s_shoal_crc32c_sse42 ((const uint8_t *) data, size)
                       : shoal_crc32c (0, data, size);
 }
 #else

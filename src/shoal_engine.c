@@ -88,19 +88,19 @@ typedef struct {
 //  front of this list, never past an event still unacknowledged.
 typedef struct {
     uint8_t origin[SHOAL_ID_SIZE]; //  whose events
-    uint64_t *seqs;             //  delivered seqs, ascending, a ring
-    bool *acked;                //  acknowledged flags, same ring
-    size_t head;                //  first entry
-    size_t count;               //  entries used
-    size_t alloc;               //  entries allocated
+    uint64_t *seqs;                //  delivered seqs, ascending, a ring
+    bool *acked;                   //  acknowledged flags, same ring
+    size_t head;                   //  first entry
+    size_t count;                  //  entries used
+    size_t alloc;                  //  entries allocated
 } s_acker_t;
 
 //  A durable subscription: its consumer and what waits for acknowledgement.
 typedef struct {
-    int sub_id;                 //  the subscription
-    char consumer[65];          //  consumer name (cursors in the store)
+    int sub_id;                        //  the subscription
+    char consumer[65];                 //  consumer name (cursors in the store)
     char stream[SHOAL_STREAM_MAX + 1]; //  its stream
-    zlistx_t *ackers;           //  s_acker_t, one per origin
+    zlistx_t *ackers;                  //  s_acker_t, one per origin
 } s_durable_t;
 
 //  What the engine remembers of a peer that went away (damping).
@@ -133,20 +133,20 @@ typedef struct {
     uint64_t *last_head; //  the entry of heads noted last (entries are never freed early)
     uint8_t last_origin[SHOAL_ID_SIZE];     //  its origin
     char last_stream[SHOAL_STREAM_MAX + 1]; //  its stream
-    zlistx_t *subs;             //  shoal_sub_t (replication subscriptions have ids < 0)
-    zlistx_t *durables;         //  s_durable_t
-    int64_t cursors_dirty_ms;   //  when acknowledgements began waiting to be written, -1
-    int next_replica_id;        //  last id given to a replication subscription (negative)
-    bool replicate_all;         //  config says "all"
-    int64_t next_retention_ms;  //  when retention runs next
-    zhashx_t *sub_streams;                  //  stream -> count of subscriptions (boxed)
-    zhashx_t *pending;                      //  request id (decimal) -> s_pending_t
-    uint64_t next_request_id;               //  for requests this node sends
-    bool waiting_space;                     //  the inbox was full: poll its space signal
-    bool terminated;                        //  $TERM received
-    shoal_node_stats_t stats;               //  counters of the engine itself
-    shoal_sub_stats_t sub_totals;           //  counters of subscriptions that ended
-    int64_t next_heartbeat_ms;              //  timers, monotonic ms
+    zlistx_t *subs;                         //  shoal_sub_t (replication subscriptions have ids < 0)
+    zlistx_t *durables;                     //  s_durable_t
+    int64_t cursors_dirty_ms;     //  when acknowledgements began waiting to be written, -1
+    int next_replica_id;          //  last id given to a replication subscription (negative)
+    bool replicate_all;           //  config says "all"
+    int64_t next_retention_ms;    //  when retention runs next
+    zhashx_t *sub_streams;        //  stream -> count of subscriptions (boxed)
+    zhashx_t *pending;            //  request id (decimal) -> s_pending_t
+    uint64_t next_request_id;     //  for requests this node sends
+    bool waiting_space;           //  the inbox was full: poll its space signal
+    bool terminated;              //  $TERM received
+    shoal_node_stats_t stats;     //  counters of the engine itself
+    shoal_sub_stats_t sub_totals; //  counters of subscriptions that ended
+    int64_t next_heartbeat_ms;    //  timers, monotonic ms
     int64_t next_peer_check_ms;
     int64_t next_repair_ms;
     int64_t next_expire_ms;
@@ -226,9 +226,9 @@ s_heads_note (s_engine_t *self, const uint8_t *origin, const char *stream, uint6
     }
     char key[2 * SHOAL_ID_SIZE + SHOAL_STREAM_MAX + 2];
     s_heads_key (key, sizeof key, origin, stream);
-    uint64_t *known = (uint64_t *)zhashx_lookup (self->heads, key);
+    uint64_t *known = (uint64_t *) zhashx_lookup (self->heads, key);
     if (!known) {
-        known = (uint64_t *)zmalloc (sizeof (uint64_t));
+        known = (uint64_t *) zmalloc (sizeof (uint64_t));
         zhashx_insert (self->heads, key, known);
     }
     if (head > *known)
@@ -241,8 +241,8 @@ s_heads_note (s_engine_t *self, const uint8_t *origin, const char *stream, uint6
 static shoal_sub_t *
 s_sub_by_id (s_engine_t *self, int id)
 {
-    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *)zlistx_next (self->subs))
+    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *) zlistx_next (self->subs))
         if (shoal_sub_id (sub) == id)
             return sub;
     return NULL;
@@ -285,7 +285,7 @@ s_own_destroy (s_own_t **self_p)
 static s_own_t *
 s_own (s_engine_t *self, const char *stream, bool create)
 {
-    s_own_t *own = (s_own_t *)zhashx_lookup (self->own, stream);
+    s_own_t *own = (s_own_t *) zhashx_lookup (self->own, stream);
     if (own || !create)
         return own;
     int error = 0;
@@ -295,16 +295,16 @@ s_own (s_engine_t *self, const char *stream, bool create)
                shoal_strerror (error));
         return NULL;
     }
-    own = (s_own_t *)zmalloc (sizeof (s_own_t));
+    own = (s_own_t *) zmalloc (sizeof (s_own_t));
     snprintf (own->stream, sizeof own->stream, "%s", stream);
     own->log = log;
     own->acks = zlistx_new ();
-    zlistx_set_destructor (own->acks, (zlistx_destructor_fn *)s_ack_destroy);
+    zlistx_set_destructor (own->acks, (zlistx_destructor_fn *) s_ack_destroy);
     own->sent = shoal_log_durable (log);
     own->dedupe = zhashx_new ();
-    zhashx_set_destructor (own->dedupe, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (own->dedupe, (zhashx_destructor_fn *) zstr_free);
     own->dedupe_order = zlistx_new ();
-    zlistx_set_destructor (own->dedupe_order, (zlistx_destructor_fn *)zstr_free);
+    zlistx_set_destructor (own->dedupe_order, (zlistx_destructor_fn *) zstr_free);
     zhashx_insert (self->own, stream, own);
     return own;
 }
@@ -358,8 +358,8 @@ s_commit (s_engine_t *self)
             s_log (self, S_ERROR, "flush of %s failed: %s", shoal_log_stream (log),
                    shoal_log_error_text (log));
     }
-    for (s_own_t *own = (s_own_t *)zhashx_first (self->own); own;
-         own = (s_own_t *)zhashx_next (self->own)) {
+    for (s_own_t *own = (s_own_t *) zhashx_first (self->own); own;
+         own = (s_own_t *) zhashx_next (self->own)) {
         shoal_log_t *log = own->log;
         uint64_t durable = shoal_log_durable (log);
         if (durable == own->sent && zlistx_size (own->acks) == 0)
@@ -389,7 +389,7 @@ s_commit (s_engine_t *self)
             own->sent = durable;
         }
         s_ack_t *ack;
-        while ((ack = (s_ack_t *)zlistx_first (own->acks)) && ack->seq <= durable) {
+        while ((ack = (s_ack_t *) zlistx_first (own->acks)) && ack->seq <= durable) {
             Shoal__V1__PublishAck body = SHOAL__V1__PUBLISH_ACK__INIT;
             body.origin.data = self->id;
             body.origin.len = SHOAL_ID_SIZE;
@@ -421,8 +421,8 @@ s_route_event (s_engine_t *self, shoal_event_t **event_p, bool replayed, int onl
     shoal_event_t *event = *event_p;
     const char *stream = shoal_event_stream (event);
     shoal_sub_t *last = NULL;
-    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
         if (strcmp (shoal_sub_stream (sub), stream) != 0)
             continue;
         if (only_sub && shoal_sub_id (sub) != only_sub)
@@ -455,7 +455,7 @@ s_feed_local (s_engine_t *self, const uint8_t *data, size_t size)
 static void
 s_sub_count (s_engine_t *self, const char *stream, int delta)
 {
-    size_t count = (size_t)zhashx_lookup (self->sub_streams, stream);
+    size_t count = (size_t) zhashx_lookup (self->sub_streams, stream);
     char topic[SHOAL_STREAM_MAX + 2];
     snprintf (topic, sizeof topic, "%s/", stream);
     if (delta > 0 && count == 0)
@@ -464,7 +464,7 @@ s_sub_count (s_engine_t *self, const char *stream, int delta)
         zsock_set_unsubscribe (self->sub, topic);
     count += delta;
     if (count)
-        zhashx_update (self->sub_streams, stream, (void *)count);
+        zhashx_update (self->sub_streams, stream, (void *) count);
     else
         zhashx_delete (self->sub_streams, stream);
 }
@@ -606,9 +606,9 @@ s_durable_start (s_engine_t *self, shoal_engine_sub_t *request)
             && streq (stream, request->stream))
             request->seqs[n++] = seq + 1;
     }
-    request->from = (shoal_from_t) {SHOAL_FROM_SEQ, 1, 0,
-                                    (const uint8_t (*)[SHOAL_ID_SIZE]) request->origins,
-                                    request->seqs, n};
+    request->from =
+        (shoal_from_t){SHOAL_FROM_SEQ, 1, 0, (const uint8_t (*)[SHOAL_ID_SIZE]) request->origins,
+                       request->seqs,  n};
     //  A consumer exists from its first subscription on, cursor or not.
     shoal_store_cursor_set (self->store, consumer, self->id, request->stream, 0);
 }
@@ -629,7 +629,8 @@ s_replicate_stream (s_engine_t *self, const char *stream)
         if (shoal_sub_id (sub) < 0 && streq (shoal_sub_stream (sub), stream))
             return; //  already
     size_t count = shoal_store_log_count (self->store);
-    uint8_t (*origins)[SHOAL_ID_SIZE] = (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
+    uint8_t (*origins)[SHOAL_ID_SIZE] =
+        (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
     uint64_t *seqs = (uint64_t *) zmalloc ((count + 1) * sizeof (uint64_t));
     size_t n = 0;
     for (size_t i = 0; i < count; i++) {
@@ -642,8 +643,8 @@ s_replicate_stream (s_engine_t *self, const char *stream)
         }
     }
     shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, (const uint8_t (*)[SHOAL_ID_SIZE]) origins, seqs, n};
-    shoal_sub_t *sub = shoal_sub_new (--self->next_replica_id, stream, NULL, &from, shoal_time_ns (),
-                                      self->config->reorder_limit);
+    shoal_sub_t *sub = shoal_sub_new (--self->next_replica_id, stream, NULL, &from,
+                                      shoal_time_ns (), self->config->reorder_limit);
     free (origins);
     free (seqs);
     if (!sub)
@@ -663,11 +664,13 @@ s_replica_append (s_engine_t *self, shoal_sub_t *sub)
         const uint8_t *origin = shoal_event_origin (event);
         if (memcmp (origin, self->id, SHOAL_ID_SIZE) != 0) {
             int error;
-            shoal_log_t *log = shoal_store_log (self->store, origin, shoal_event_stream (event), true, &error);
+            shoal_log_t *log =
+                shoal_store_log (self->store, origin, shoal_event_stream (event), true, &error);
             uint64_t seq = shoal_event_seq (event);
             uint8_t *data;
             size_t size;
-            if (log && seq > shoal_log_head (log) && shoal_event_encode (event, &data, &size) == 0) {
+            if (log && seq > shoal_log_head (log)
+                && shoal_event_encode (event, &data, &size) == 0) {
                 if (shoal_log_append (log, seq, shoal_event_time_ns (event), data, size))
                     s_log (self, S_ERROR, "replica of %s: %s", shoal_event_stream (event),
                            shoal_log_error_text (log));
@@ -694,9 +697,9 @@ s_subscribe (s_engine_t *self, shoal_engine_sub_t *request)
     }
     //  Origins known now: "now" starts each after its head.
     size_t length = strlen (request->stream);
-    for (uint64_t *head = (uint64_t *)zhashx_first (self->heads); head;
-         head = (uint64_t *)zhashx_next (self->heads)) {
-        const char *key = (const char *)zhashx_cursor (self->heads);
+    for (uint64_t *head = (uint64_t *) zhashx_first (self->heads); head;
+         head = (uint64_t *) zhashx_next (self->heads)) {
+        const char *key = (const char *) zhashx_cursor (self->heads);
         uint8_t origin[SHOAL_ID_SIZE];
         if (strlen (key) == 2 * SHOAL_ID_SIZE + 1 + length
             && strcmp (key + 2 * SHOAL_ID_SIZE + 1, request->stream) == 0) {
@@ -762,8 +765,8 @@ static void
 s_deliver (s_engine_t *self)
 {
     shoal_inbox_t *inbox = self->args->inbox;
-    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
         if (shoal_sub_id (sub) < 0) {
             s_replica_append (self, sub);
             continue;
@@ -830,8 +833,8 @@ s_repair_local (s_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *re
 static shoal_peer_t *
 s_peer_by_id (s_engine_t *self, const uint8_t *id)
 {
-    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *)zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *) zlistx_next (self->peers))
         if (shoal_peer_has_id (peer) && memcmp (shoal_peer_id (peer), id, SHOAL_ID_SIZE) == 0)
             return peer;
     return NULL;
@@ -847,7 +850,7 @@ s_replica_peer (s_engine_t *self, const char *stream, const uint8_t *origin)
         if (shoal_peer_replicates (peer, stream) && shoal_peer_has_id (peer)
             && memcmp (shoal_peer_id (peer), origin, SHOAL_ID_SIZE) != 0
             && shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms)
-                 == SHOAL_PEER_CONNECTED)
+                   == SHOAL_PEER_CONNECTED)
             return peer;
     return NULL;
 }
@@ -858,8 +861,8 @@ s_repairs (s_engine_t *self)
 {
     int64_t now = s_now ();
     int timeout = S_REPAIR_TIMEOUT_MS;
-    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
         shoal_sub_repair_t repair;
         int rounds = 0;
         while (rounds++ < 64 && shoal_sub_next_repair (sub, now, timeout, &repair)) {
@@ -871,7 +874,7 @@ s_repairs (s_engine_t *self)
                 if (peer
                     && shoal_peer_state (peer, now, self->config->suspect_ms,
                                          self->config->expiry_ms)
-                         != SHOAL_PEER_CONNECTED)
+                           != SHOAL_PEER_CONNECTED)
                     peer = NULL;
             }
             int error;
@@ -890,7 +893,7 @@ s_repairs (s_engine_t *self)
             Shoal__V1__ReplayRequest body = SHOAL__V1__REPLAY_REQUEST__INIT;
             body.origin.data = repair.origin;
             body.origin.len = SHOAL_ID_SIZE;
-            body.stream = (char *)shoal_sub_stream (sub);
+            body.stream = (char *) shoal_sub_stream (sub);
             body.from_seq = repair.from_seq;
             body.from_time_ns = repair.from_time_ns;
             body.to_seq = repair.to_seq;
@@ -904,7 +907,7 @@ s_repairs (s_engine_t *self)
                 shoal_sub_on_repair_error (sub, repair.origin, 0);
                 continue;
             }
-            s_pending_t *pending = (s_pending_t *)zmalloc (sizeof (s_pending_t));
+            s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
             pending->sub_id = shoal_sub_id (sub);
             memcpy (pending->origin, repair.origin, SHOAL_ID_SIZE);
             pending->sent_ms = now;
@@ -927,15 +930,15 @@ s_peer_remove (s_engine_t *self, shoal_peer_t *peer, bool damp)
     if (damp && shoal_peer_has_id (peer)) {
         char hex[2 * SHOAL_ID_SIZE + 1];
         shoal_id_to_hex (shoal_peer_id (peer), hex);
-        s_gone_t *gone = (s_gone_t *)zhashx_lookup (self->gone, hex);
+        s_gone_t *gone = (s_gone_t *) zhashx_lookup (self->gone, hex);
         if (!gone) {
-            gone = (s_gone_t *)zmalloc (sizeof (s_gone_t));
+            gone = (s_gone_t *) zmalloc (sizeof (s_gone_t));
             zhashx_insert (self->gone, hex, gone);
         }
         int64_t now = s_now ();
         gone->count = now - gone->last_gone_ms < S_DAMP_WINDOW_MS ? gone->count + 1 : 1;
         gone->last_gone_ms = now;
-        int64_t hold = gone->count >= 2 ? (int64_t)1000 << (gone->count - 2) : 0;
+        int64_t hold = gone->count >= 2 ? (int64_t) 1000 << (gone->count - 2) : 0;
         gone->hold_until_ms = now + (hold < S_DAMP_MAX_MS ? hold : S_DAMP_MAX_MS);
         s_log (self, S_INFO, "peer %s (%s) is gone", shoal_peer_name (peer), hex);
     }
@@ -950,8 +953,8 @@ s_known_endpoint (s_engine_t *self, const char *endpoint)
 {
     if (strcmp (endpoint, self->args->router_endpoint) == 0)
         return true;
-    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *)zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *) zlistx_next (self->peers))
         if (strcmp (shoal_peer_router_endpoint (peer), endpoint) == 0)
             return true;
     return false;
@@ -991,10 +994,10 @@ s_send_hello (s_engine_t *self, shoal_peer_t *peer)
     Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
     hello.node.data = self->id;
     hello.node.len = SHOAL_ID_SIZE;
-    hello.name = (char *)self->config->name;
-    hello.mesh = (char *)self->config->mesh;
-    hello.pub_port = (uint32_t)self->pub_port;
-    hello.router_port = (uint32_t)self->router_port;
+    hello.name = (char *) self->config->name;
+    hello.mesh = (char *) self->config->mesh;
+    hello.pub_port = (uint32_t) self->pub_port;
+    hello.router_port = (uint32_t) self->router_port;
     Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
     hello.n_replicates = self->config->replicate_count;
     hello.replicates = (char **) self->config->replicate;
@@ -1036,7 +1039,7 @@ s_peer_identify (s_engine_t *self, shoal_peer_t *peer, const uint8_t *id, const 
     }
     shoal_peer_set_identity (peer, id, name);
     if (!shoal_peer_pub_endpoint (peer) && pub_port > 0 && pub_port < 65536) {
-        shoal_peer_set_pub_port (peer, (int)pub_port);
+        shoal_peer_set_pub_port (peer, (int) pub_port);
         s_peer_connect_pub (self, peer);
     }
     if (!shoal_peer_greeted (peer)) {
@@ -1073,7 +1076,7 @@ s_on_beacon (s_engine_t *self, const char *ip, const shoal_beacon_msg_t *msg)
     }
     char hex[2 * SHOAL_ID_SIZE + 1];
     shoal_id_to_hex (msg->node, hex);
-    s_gone_t *gone = (s_gone_t *)zhashx_lookup (self->gone, hex);
+    s_gone_t *gone = (s_gone_t *) zhashx_lookup (self->gone, hex);
     if (gone && s_now () < gone->hold_until_ms)
         return; //  flapping: held off for now
     peer = s_peer_add (self, endpoint, false);
@@ -1088,9 +1091,9 @@ static void
 s_check_peers (s_engine_t *self)
 {
     int64_t now = s_now ();
-    shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers);
+    shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers);
     while (peer) {
-        shoal_peer_t *next = (shoal_peer_t *)zlistx_next (self->peers);
+        shoal_peer_t *next = (shoal_peer_t *) zlistx_next (self->peers);
         shoal_peer_state_t state =
             shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms);
         if (state == SHOAL_PEER_GONE) {
@@ -1146,26 +1149,26 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
                 shoal_peer_set_identity (peer, hello->node.data, hello->name);
                 shoal_peer_set_replicates (peer, hello->replicates, hello->n_replicates);
                 if (hello->pub_port > 0 && hello->pub_port < 65536) {
-                    shoal_peer_set_pub_port (peer, (int)hello->pub_port);
+                    shoal_peer_set_pub_port (peer, (int) hello->pub_port);
                     s_peer_connect_pub (self, peer);
                 }
             }
         }
     }
     size_t count = zlistx_size (self->peers);
-    char **known = (char **)zmalloc ((count ? count : 1) * sizeof (char *));
+    char **known = (char **) zmalloc ((count ? count : 1) * sizeof (char *));
     size_t n = 0;
-    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *)zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *) zlistx_next (self->peers))
         if (shoal_peer_greeted (peer))
-            known[n++] = (char *)shoal_peer_router_endpoint (peer);
+            known[n++] = (char *) shoal_peer_router_endpoint (peer);
     Shoal__V1__Hello reply = SHOAL__V1__HELLO__INIT;
     reply.node.data = self->id;
     reply.node.len = SHOAL_ID_SIZE;
-    reply.name = (char *)self->config->name;
-    reply.mesh = (char *)self->config->mesh;
-    reply.pub_port = (uint32_t)self->pub_port;
-    reply.router_port = (uint32_t)self->router_port;
+    reply.name = (char *) self->config->name;
+    reply.mesh = (char *) self->config->mesh;
+    reply.pub_port = (uint32_t) self->pub_port;
+    reply.router_port = (uint32_t) self->router_port;
     reply.n_known_peers = n;
     reply.known_peers = known;
     reply.n_replicates = self->config->replicate_count;
@@ -1185,37 +1188,37 @@ static void
 s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
 {
     size_t log_count = shoal_store_log_count (self->store);
-    Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *)zmalloc ((log_count + 1) * sizeof *heads);
+    Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *) zmalloc ((log_count + 1) * sizeof *heads);
     Shoal__V1__LogHead **head_ptrs =
-        (Shoal__V1__LogHead **)zmalloc ((log_count + 1) * sizeof (void *));
+        (Shoal__V1__LogHead **) zmalloc ((log_count + 1) * sizeof (void *));
     for (size_t i = 0; i < log_count; i++) {
         shoal_log_t *log = shoal_store_log_at (self->store, i);
         Shoal__V1__LogHead init = SHOAL__V1__LOG_HEAD__INIT;
         heads[i] = init;
-        heads[i].origin.data = (uint8_t *)shoal_log_origin (log);
+        heads[i].origin.data = (uint8_t *) shoal_log_origin (log);
         heads[i].origin.len = SHOAL_ID_SIZE;
-        heads[i].stream = (char *)shoal_log_stream (log);
+        heads[i].stream = (char *) shoal_log_stream (log);
         heads[i].first_seq = shoal_log_first (log);
         heads[i].head_seq = shoal_log_durable (log);
         head_ptrs[i] = &heads[i];
     }
     size_t peer_count = zlistx_size (self->peers);
-    Shoal__V1__PeerInfo *peers = (Shoal__V1__PeerInfo *)zmalloc ((peer_count + 1) * sizeof *peers);
+    Shoal__V1__PeerInfo *peers = (Shoal__V1__PeerInfo *) zmalloc ((peer_count + 1) * sizeof *peers);
     Shoal__V1__PeerInfo **peer_ptrs =
-        (Shoal__V1__PeerInfo **)zmalloc ((peer_count + 1) * sizeof (void *));
+        (Shoal__V1__PeerInfo **) zmalloc ((peer_count + 1) * sizeof (void *));
     size_t n = 0;
     int64_t now = s_now ();
-    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *)zlistx_next (self->peers), n++) {
+    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *) zlistx_next (self->peers), n++) {
         Shoal__V1__PeerInfo init = SHOAL__V1__PEER_INFO__INIT;
         peers[n] = init;
         if (shoal_peer_has_id (peer)) {
-            peers[n].node.data = (uint8_t *)shoal_peer_id (peer);
+            peers[n].node.data = (uint8_t *) shoal_peer_id (peer);
             peers[n].node.len = SHOAL_ID_SIZE;
         }
-        peers[n].name = (char *)shoal_peer_name (peer);
-        peers[n].endpoint = (char *)shoal_peer_router_endpoint (peer);
-        peers[n].state = (char *)shoal_peer_state_name (
+        peers[n].name = (char *) shoal_peer_name (peer);
+        peers[n].endpoint = (char *) shoal_peer_router_endpoint (peer);
+        peers[n].state = (char *) shoal_peer_state_name (
             shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms));
         peer_ptrs[n] = &peers[n];
     }
@@ -1241,14 +1244,14 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
     for (size_t i = 0; i < counter_count; i++) {
         Shoal__V1__StatusReply__CountersEntry init = SHOAL__V1__STATUS_REPLY__COUNTERS_ENTRY__INIT;
         entries[i] = init;
-        entries[i].key = (char *)counters[i].name;
+        entries[i].key = (char *) counters[i].name;
         entries[i].value = counters[i].value;
         entry_ptrs[i] = &entries[i];
     }
     Shoal__V1__StatusReply reply = SHOAL__V1__STATUS_REPLY__INIT;
     reply.node.data = self->id;
     reply.node.len = SHOAL_ID_SIZE;
-    reply.name = (char *)self->config->name;
+    reply.name = (char *) self->config->name;
     reply.n_logs = log_count;
     reply.logs = head_ptrs;
     reply.n_peers = n;
@@ -1310,7 +1313,7 @@ s_dedupe_remember (s_engine_t *self, s_own_t *own, const uint8_t *id, uint64_t s
     }
     zlistx_add_end (own->dedupe_order, strdup (hex));
     while (zlistx_size (own->dedupe_order) > self->config->dedupe_window) {
-        char *oldest = (char *)zlistx_first (own->dedupe_order);
+        char *oldest = (char *) zlistx_first (own->dedupe_order);
         zhashx_delete (own->dedupe, oldest);
         zlistx_delete (own->dedupe_order, zlistx_cursor (own->dedupe_order));
     }
@@ -1338,7 +1341,7 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
                        "event larger than this node's maximum event size");
         return 0;
     }
-    uint8_t *raw = (uint8_t *)malloc (raw_size ? raw_size : 1);
+    uint8_t *raw = (uint8_t *) malloc (raw_size ? raw_size : 1);
     shoal__v1__event__pack (publish->event, raw);
     int error = 0;
     shoal_event_t *event = shoal_event_decode (raw, raw_size, self->config->max_event_size, &error);
@@ -1363,9 +1366,9 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         s_dedupe_load (self, own);
     char hex[2 * SHOAL_ID_SIZE + 1];
     shoal_id_to_hex (shoal_event_id (event), hex);
-    const char *first = (const char *)zhashx_lookup (own->dedupe, hex);
+    const char *first = (const char *) zhashx_lookup (own->dedupe, hex);
     if (first) {
-        s_ack_t *ack = (s_ack_t *)zmalloc (sizeof (s_ack_t));
+        s_ack_t *ack = (s_ack_t *) zmalloc (sizeof (s_ack_t));
         ack->routing_id = zframe_dup (routing_id);
         ack->request_id = request_id;
         ack->seq = strtoull (first, NULL, 10);
@@ -1402,7 +1405,7 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         return 0;
     }
     s_dedupe_remember (self, own, shoal_event_id (event), seq);
-    s_ack_t *ack = (s_ack_t *)zmalloc (sizeof (s_ack_t));
+    s_ack_t *ack = (s_ack_t *) zmalloc (sizeof (s_ack_t));
     ack->routing_id = zframe_dup (routing_id);
     ack->request_id = request_id;
     ack->seq = seq;
@@ -1457,8 +1460,10 @@ s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
                         : shoal_store_consumer_cursor_count (self->store, request->name);
     char **names = (char **) zmalloc ((count + 1) * sizeof (char *));
     Shoal__V1__LogHead *heads = (Shoal__V1__LogHead *) zmalloc ((count + 1) * sizeof *heads);
-    Shoal__V1__LogHead **head_ptrs = (Shoal__V1__LogHead **) zmalloc ((count + 1) * sizeof (void *));
-    uint8_t (*origins)[SHOAL_ID_SIZE] = (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
+    Shoal__V1__LogHead **head_ptrs =
+        (Shoal__V1__LogHead **) zmalloc ((count + 1) * sizeof (void *));
+    uint8_t (*origins)[SHOAL_ID_SIZE] =
+        (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
     size_t n = 0;
     for (size_t i = 0; i < count; i++) {
         if (list) {
@@ -1467,7 +1472,8 @@ s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         }
         const char *stream;
         uint64_t seq;
-        if (shoal_store_consumer_cursor_at (self->store, request->name, i, origins[n], &stream, &seq))
+        if (shoal_store_consumer_cursor_at (self->store, request->name, i, origins[n], &stream,
+                                            &seq))
             continue;
         Shoal__V1__LogHead init = SHOAL__V1__LOG_HEAD__INIT;
         heads[n] = init;
@@ -1619,7 +1625,7 @@ s_handle_response (s_engine_t *self, shoal_peer_t *peer, zframe_t *frame)
     }
     char key[24];
     snprintf (key, sizeof key, "%" PRIu64, outline.request_id);
-    s_pending_t *pending = (s_pending_t *)zhashx_lookup (self->pending, key);
+    s_pending_t *pending = (s_pending_t *) zhashx_lookup (self->pending, key);
     if (outline.body == SHOAL__V1__RESPONSE__BODY_BATCH && pending) {
         bool finished = false;
         s_handle_batch (self, pending, &outline, &finished);
@@ -1669,7 +1675,7 @@ s_handle_live (s_engine_t *self, const uint8_t *topic, size_t topic_size, const 
         self->stats.bad_requests++;
         return;
     }
-    const uint8_t *slash = (const uint8_t *)memchr (topic, '/', topic_size);
+    const uint8_t *slash = (const uint8_t *) memchr (topic, '/', topic_size);
     if (!slash) {
         self->stats.bad_requests++;
         return;
@@ -1691,8 +1697,8 @@ s_handle_live (s_engine_t *self, const uint8_t *topic, size_t topic_size, const 
         shoal_peer_t *peer = s_peer_by_id (self, origin);
         if (peer)
             shoal_peer_touch (peer, s_now ());
-        for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
-             sub = (shoal_sub_t *)zlistx_next (self->subs))
+        for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
+             sub = (shoal_sub_t *) zlistx_next (self->subs))
             if (strcmp (shoal_sub_stream (sub), heartbeat->stream) == 0)
                 shoal_sub_on_heartbeat (sub, origin, heartbeat->head_seq);
         shoal__v1__heartbeat__free_unpacked (heartbeat, NULL);
@@ -1733,8 +1739,8 @@ s_sub_read (s_engine_t *self)
             ;
         zmq_msg_close (&rest);
     }
-    s_handle_live (self, (const uint8_t *)zmq_msg_data (&topic), zmq_msg_size (&topic),
-                   (const uint8_t *)zmq_msg_data (&body), zmq_msg_size (&body), well_formed);
+    s_handle_live (self, (const uint8_t *) zmq_msg_data (&topic), zmq_msg_size (&topic),
+                   (const uint8_t *) zmq_msg_data (&body), zmq_msg_size (&body), well_formed);
     zmq_msg_close (&body);
     zmq_msg_close (&topic);
     return 1;
@@ -1774,7 +1780,6 @@ s_send_heartbeats (s_engine_t *self)
     }
 }
 
-
 //  --------------------------------------------------------------------------
 //  The actor pipe
 
@@ -1783,8 +1788,8 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
 {
     *stats = self->stats;
     shoal_sub_stats_t totals = self->sub_totals;
-    for (shoal_sub_t *sub = (shoal_sub_t *)zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *)zlistx_next (self->subs)) {
+    for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
+         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
         shoal_sub_stats_t one;
         shoal_sub_stats (sub, &one);
         totals.delivered += one.delivered;
@@ -1800,8 +1805,8 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
     stats->events_served = shoal_replay_events_sent (self->replay);
     stats->peers = 0;
     int64_t now = s_now ();
-    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *)zlistx_next (self->peers))
+    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *) zlistx_next (self->peers))
         if (shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms)
             == SHOAL_PEER_CONNECTED)
             stats->peers++;
@@ -1811,11 +1816,11 @@ static void
 s_reply_peers (s_engine_t *self)
 {
     size_t count = zlistx_size (self->peers);
-    shoal_peer_info_t *infos = (shoal_peer_info_t *)zmalloc ((count + 1) * sizeof *infos);
+    shoal_peer_info_t *infos = (shoal_peer_info_t *) zmalloc ((count + 1) * sizeof *infos);
     size_t n = 0;
     int64_t now = s_now ();
-    for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-         peer = (shoal_peer_t *)zlistx_next (self->peers), n++) {
+    for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+         peer = (shoal_peer_t *) zlistx_next (self->peers), n++) {
         if (shoal_peer_has_id (peer))
             memcpy (infos[n].id, shoal_peer_id (peer), SHOAL_ID_SIZE);
         snprintf (infos[n].name, sizeof infos[n].name, "%s", shoal_peer_name (peer));
@@ -1945,7 +1950,7 @@ s_pipe_read (s_engine_t *self)
         zmq_msg_close (&frame);
         return 0;
     }
-    const uint8_t *data = (const uint8_t *)zmq_msg_data (&frame);
+    const uint8_t *data = (const uint8_t *) zmq_msg_data (&frame);
     size_t size = zmq_msg_size (&frame);
     if (!zmq_msg_more (&frame) && size > 0 && data[0] == 0) {
         s_handle_publish_frame (self, data, size);
@@ -1971,7 +1976,7 @@ s_pipe_read (s_engine_t *self)
 static shoal_log_t *
 s_lookup (void *arg, const uint8_t origin[SHOAL_ID_SIZE], const char *stream)
 {
-    s_engine_t *self = (s_engine_t *)arg;
+    s_engine_t *self = (s_engine_t *) arg;
     int error;
     return shoal_store_log (self->store, origin, stream, false, &error);
 }
@@ -1987,8 +1992,8 @@ s_interface_address (const char *name, char *address, size_t size)
     for (struct ifaddrs *entry = list; entry; entry = entry->ifa_next)
         if (entry->ifa_addr && entry->ifa_addr->sa_family == AF_INET
             && strcmp (entry->ifa_name, name) == 0) {
-            inet_ntop (AF_INET, &((struct sockaddr_in *)entry->ifa_addr)->sin_addr, address,
-                       (socklen_t)size);
+            inet_ntop (AF_INET, &((struct sockaddr_in *) entry->ifa_addr)->sin_addr, address,
+                       (socklen_t) size);
             rc = 0;
             break;
         }
@@ -2067,10 +2072,10 @@ s_start (s_engine_t *self)
     //  Requests up to four times the event limit are read and refused
     //  with Error 4; a bigger one ends the connection (it is not a client
     //  that can be helped, and reading it would cost the memory).
-    zsock_set_maxmsgsize (self->router, 4 * (int64_t)config->max_event_size + 65536);
+    zsock_set_maxmsgsize (self->router, 4 * (int64_t) config->max_event_size + 65536);
     self->sub = zsock_new (ZMQ_SUB);
     zsock_set_rcvhwm (self->sub, config->rcvhwm);
-    zsock_set_maxmsgsize (self->sub, (int64_t)config->max_event_size + 65536);
+    zsock_set_maxmsgsize (self->sub, (int64_t) config->max_event_size + 65536);
     zsock_set_linger (self->sub, 0);
     if (s_bind (self, self->pub, config->pub_endpoint ? config->pub_endpoint : pub_default, "pub",
                 self->args->pub_endpoint, sizeof self->args->pub_endpoint, &self->pub_port)
@@ -2102,8 +2107,8 @@ s_start (s_engine_t *self)
         shoal_beacon_msg_t msg = {0};
         msg.mesh_id = self->mesh_id;
         memcpy (msg.node, self->id, SHOAL_ID_SIZE);
-        msg.pub_port = (uint16_t)self->pub_port;
-        msg.router_port = (uint16_t)self->router_port;
+        msg.pub_port = (uint16_t) self->pub_port;
+        msg.router_port = (uint16_t) self->router_port;
         shoal_beacon_publish (self->beacon, &msg, config->beacon_interval_ms);
     }
     for (size_t i = 0; i < config->peer_count; i++)
@@ -2148,8 +2153,8 @@ s_stop (s_engine_t *self)
         shoal_beacon_msg_t msg = {0};
         msg.mesh_id = self->mesh_id;
         memcpy (msg.node, self->id, SHOAL_ID_SIZE);
-        msg.pub_port = (uint16_t)self->pub_port;
-        msg.router_port = (uint16_t)self->router_port;
+        msg.pub_port = (uint16_t) self->pub_port;
+        msg.router_port = (uint16_t) self->router_port;
         msg.leaving = true;
         shoal_beacon_publish (self->beacon, &msg, self->config->beacon_interval_ms);
         shoal_beacon_tick (self->beacon);
@@ -2201,33 +2206,33 @@ s_poll_timeout (s_engine_t *self)
     int64_t deadline = shoal_store_deadline (self->store);
     if (deadline >= 0)
         next = s_min (next, deadline / 1000000 + 1);
-    return next > now ? (long)(next - now) : 0;
+    return next > now ? (long) (next - now) : 0;
 }
 
 void
 shoal_engine_actor (zsock_t *pipe, void *arg)
 {
     pthread_setname_np (pthread_self (), "shoal-engine");
-    s_engine_t *self = (s_engine_t *)zmalloc (sizeof (s_engine_t));
+    s_engine_t *self = (s_engine_t *) zmalloc (sizeof (s_engine_t));
     self->pipe = pipe;
-    self->args = (shoal_engine_args_t *)arg;
+    self->args = (shoal_engine_args_t *) arg;
     self->config = &self->args->config;
     self->peers = zlistx_new ();
-    zlistx_set_destructor (self->peers, (zlistx_destructor_fn *)shoal_peer_destroy);
+    zlistx_set_destructor (self->peers, (zlistx_destructor_fn *) shoal_peer_destroy);
     self->gone = zhashx_new ();
     self->own = zhashx_new ();
-    zhashx_set_destructor (self->own, (zhashx_destructor_fn *)s_own_destroy);
+    zhashx_set_destructor (self->own, (zhashx_destructor_fn *) s_own_destroy);
     self->heads = zhashx_new ();
     self->subs = zlistx_new ();
-    zlistx_set_destructor (self->subs, (zlistx_destructor_fn *)shoal_sub_destroy);
+    zlistx_set_destructor (self->subs, (zlistx_destructor_fn *) shoal_sub_destroy);
     self->durables = zlistx_new ();
-    zlistx_set_destructor (self->durables, (zlistx_destructor_fn *)s_durable_destroy);
+    zlistx_set_destructor (self->durables, (zlistx_destructor_fn *) s_durable_destroy);
     self->cursors_dirty_ms = -1;
     self->sub_streams = zhashx_new ();
     self->pending = zhashx_new ();
-    zhashx_set_destructor (self->pending, (zhashx_destructor_fn *)zstr_free);
-    zhashx_set_destructor (self->gone, (zhashx_destructor_fn *)zstr_free);
-    zhashx_set_destructor (self->heads, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (self->pending, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->gone, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->heads, (zhashx_destructor_fn *) zstr_free);
 
     if (s_start (self)) {
         s_stop (self);
@@ -2238,14 +2243,14 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
         zmq_pollitem_t *items = NULL;
         size_t item_count = 0;
         zlistx_t *retry = zlistx_new (); //  ROUTER messages waiting for the heads lock
-        zlistx_set_destructor (retry, (zlistx_destructor_fn *)zmsg_destroy);
+        zlistx_set_destructor (retry, (zlistx_destructor_fn *) zmsg_destroy);
         self->peers_changed = true;
         while (!self->terminated) {
             if (self->peers_changed) {
                 self->peers_changed = false;
                 item_count = 5 + zlistx_size (self->peers);
                 free (items);
-                items = (zmq_pollitem_t *)zmalloc (item_count * sizeof *items);
+                items = (zmq_pollitem_t *) zmalloc (item_count * sizeof *items);
                 items[0].socket = zsock_resolve (pipe);
                 items[1].socket = zsock_resolve (self->router);
                 items[2].socket = zsock_resolve (self->sub);
@@ -2256,8 +2261,8 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                     items[4].fd = shoal_beacon_fd (self->beacon);
                 }
                 size_t i = 5;
-                for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-                     peer = (shoal_peer_t *)zlistx_next (self->peers))
+                for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+                     peer = (shoal_peer_t *) zlistx_next (self->peers))
                     items[i++].socket = zsock_resolve (shoal_peer_dealer (peer));
                 for (i = 0; i < item_count; i++)
                     items[i].events = ZMQ_POLLIN;
@@ -2266,7 +2271,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
             }
             items[3].events = self->waiting_space ? ZMQ_POLLIN : 0;
             long timeout = zlistx_size (retry) ? 1 : s_poll_timeout (self);
-            if (zmq_poll (items, (int)item_count, timeout) < 0) {
+            if (zmq_poll (items, (int) item_count, timeout) < 0) {
                 if (zmq_errno () == EINTR)
                     continue;
                 break;
@@ -2278,7 +2283,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
             if (self->terminated)
                 break;
             zmsg_t *msg;
-            while ((msg = (zmsg_t *)zlistx_first (retry))) {
+            while ((msg = (zmsg_t *) zlistx_first (retry))) {
                 zlistx_detach_cur (retry);
                 if (s_handle_request (self, msg) == 1) {
                     zlistx_add_start (retry, msg);
@@ -2297,8 +2302,8 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
             for (int n = 0; n < S_READ_BATCH; n++)
                 if (!s_sub_read (self))
                     break;
-            for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;) {
-                shoal_peer_t *next = (shoal_peer_t *)zlistx_next (self->peers);
+            for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;) {
+                shoal_peer_t *next = (shoal_peer_t *) zlistx_next (self->peers);
                 size_t before = zlistx_size (self->peers);
                 for (int n = 0; n < S_READ_BATCH; n++) {
                     zframe_t *frame = NULL;
@@ -2347,8 +2352,8 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                 shoal_replay_pump (self->replay, self->router, S_REPLAY_BUDGET) == 1;
             if (now >= self->next_heartbeat_ms) {
                 s_send_heartbeats (self);
-                for (shoal_peer_t *peer = (shoal_peer_t *)zlistx_first (self->peers); peer;
-                     peer = (shoal_peer_t *)zlistx_next (self->peers)) {
+                for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
+                     peer = (shoal_peer_t *) zlistx_next (self->peers)) {
                     if (shoal_peer_greeted (peer))
                         s_send_ping (self, peer);
                     else
@@ -2369,8 +2374,8 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
             }
             if (now >= self->next_expire_ms) {
                 shoal_replay_expire (self->replay, NULL);
-                for (s_pending_t *pending = (s_pending_t *)zhashx_first (self->pending); pending;
-                     pending = (s_pending_t *)zhashx_next (self->pending))
+                for (s_pending_t *pending = (s_pending_t *) zhashx_first (self->pending); pending;
+                     pending = (s_pending_t *) zhashx_next (self->pending))
                     if (now - pending->sent_ms > S_PENDING_MAX_MS) {
                         zhashx_delete (self->pending, zhashx_cursor (self->pending));
                         break; //  one per second is plenty; the cursor is gone

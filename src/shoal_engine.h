@@ -30,26 +30,26 @@
 #include <czmq.h>
 
 typedef struct {
-    shoal_node_config_t config;    //  configuration, strings owned by the facade
-    shoal_heads_t *heads;          //  shared seq table
-    shoal_inbox_t *inbox;          //  shared delivery queue
+    shoal_node_config_t config; //  configuration, strings owned by the facade
+    shoal_heads_t *heads;       //  shared seq table
+    shoal_inbox_t *inbox;       //  shared delivery queue
     //  Filled by the engine before it signals the pipe:
     uint8_t node_id[SHOAL_ID_SIZE]; //  the node id
-    char pub_endpoint[128];        //  PUB endpoint bound
-    char router_endpoint[128];     //  ROUTER endpoint bound
-    int start_error;               //  shoal_error_t when start failed, else 0
-    char start_error_text[600];    //  why it failed
+    char pub_endpoint[128];         //  PUB endpoint bound
+    char router_endpoint[128];      //  ROUTER endpoint bound
+    int start_error;                //  shoal_error_t when start failed, else 0
+    char start_error_text[600];     //  why it failed
 } shoal_engine_args_t;
 
 //  A subscription request: the engine takes it and frees it.
 typedef struct {
-    int id;                        //  subscription id
-    char consumer[65];             //  durable consumer name, "" = not durable
+    int id;                            //  subscription id
+    char consumer[65];                 //  durable consumer name, "" = not durable
     char stream[SHOAL_STREAM_MAX + 1]; //  stream
-    char type[SHOAL_TYPE_MAX + 1]; //  type filter, "" = all
-    shoal_from_t from;             //  start; origins/seqs point into the arrays below
+    char type[SHOAL_TYPE_MAX + 1];     //  type filter, "" = all
+    shoal_from_t from;                 //  start; origins/seqs point into the arrays below
     uint8_t (*origins)[SHOAL_ID_SIZE]; //  owned copy of from.origins
-    uint64_t *seqs;                //  owned copy of from.seqs
+    uint64_t *seqs;                    //  owned copy of from.seqs
 } shoal_engine_sub_t;
 
 void shoal_engine_actor (zsock_t *pipe, void *args);

@@ -104,7 +104,7 @@ shoal_type_name_valid (const char *name)
 static bool
 s_utf8_valid (const char *string)
 {
-    const unsigned char *s = (const unsigned char *)string;
+    const unsigned char *s = (const unsigned char *) string;
     while (*s) {
         if (*s < 0x80) {
             s++;
@@ -168,7 +168,7 @@ s_set_text (char **field, const char *value)
 shoal_event_t *
 shoal_event_new (void)
 {
-    return (shoal_event_t *)calloc (1, sizeof (shoal_event_t));
+    return (shoal_event_t *) calloc (1, sizeof (shoal_event_t));
 }
 
 static void
@@ -348,7 +348,7 @@ shoal_event_set_payload (shoal_event_t *self, const void *payload, size_t size)
 {
     uint8_t *copy = NULL;
     if (payload && size) {
-        copy = (uint8_t *)malloc (size);
+        copy = (uint8_t *) malloc (size);
         if (!copy)
             return -1;
         memcpy (copy, payload, size);
@@ -386,7 +386,7 @@ shoal_event_set_header (shoal_event_t *self, const char *name, const char *value
     }
     if (self->header_count == self->header_alloc) {
         size_t alloc = self->header_alloc ? self->header_alloc * 2 : 4;
-        s_header_t *headers = (s_header_t *)realloc (self->headers, alloc * sizeof (s_header_t));
+        s_header_t *headers = (s_header_t *) realloc (self->headers, alloc * sizeof (s_header_t));
         if (!headers) {
             free (value_copy);
             return -1;
@@ -413,7 +413,7 @@ shoal_event_unset_header (shoal_event_t *self, const char *name)
         return -1;
     free (header->name);
     free (header->value);
-    size_t index = (size_t)(header - self->headers);
+    size_t index = (size_t) (header - self->headers);
     memmove (header, header + 1, (self->header_count - index - 1) * sizeof (s_header_t));
     self->header_count--;
     return 0;
@@ -589,7 +589,7 @@ s_scan (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
         uint64_t key, value;
         if (shoal_wire_varint (&p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
             return -1;
-        uint32_t field = (uint32_t)(key >> 3);
+        uint32_t field = (uint32_t) (key >> 3);
         switch (key & 7) {
             case 0: //  varint
                 if (shoal_wire_varint (&p, end, &value))
@@ -597,7 +597,7 @@ s_scan (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
                 if (field == 3)
                     peek->seq = value;
                 else if (field == 6)
-                    peek->time_ns = (int64_t)value;
+                    peek->time_ns = (int64_t) value;
                 break;
             case 1: //  64-bit
                 if (end - p < 8)
@@ -610,23 +610,23 @@ s_scan (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
                 p += 4;
                 break;
             case 2: //  length-delimited
-                if (shoal_wire_varint (&p, end, &value) || value > (uint64_t)(end - p))
+                if (shoal_wire_varint (&p, end, &value) || value > (uint64_t) (end - p))
                     return -1;
                 if (field == 1) {
                     peek->origin = p;
-                    origin_size = (size_t)value;
+                    origin_size = (size_t) value;
                 }
                 else if (field == 7) {
                     peek->id = p;
-                    id_size = (size_t)value;
+                    id_size = (size_t) value;
                 }
                 else if (field == 2) {
-                    peek->stream = (const char *)p;
-                    peek->stream_size = (size_t)value;
+                    peek->stream = (const char *) p;
+                    peek->stream_size = (size_t) value;
                 }
                 else if (field == 4) {
-                    peek->type = (const char *)p;
-                    peek->type_size = (size_t)value;
+                    peek->type = (const char *) p;
+                    peek->type_size = (size_t) value;
                 }
                 p += value;
                 break;
@@ -675,19 +675,19 @@ s_view_init (s_view_t *view, const shoal_event_t *self)
     view->heap_pointers = NULL;
     Shoal__V1__Event *m = &view->message;
     if (self->has_origin) {
-        m->origin.data = (uint8_t *)self->origin;
+        m->origin.data = (uint8_t *) self->origin;
         m->origin.len = SHOAL_ID_SIZE;
     }
     if (self->has_id) {
-        m->id.data = (uint8_t *)self->id;
+        m->id.data = (uint8_t *) self->id;
         m->id.len = SHOAL_ID_SIZE;
     }
-    m->stream = (char *)S_TEXT (self->stream);
-    m->type = (char *)S_TEXT (self->type);
-    m->key = (char *)S_TEXT (self->key);
-    m->correlation_id = (char *)S_TEXT (self->correlation_id);
-    m->causation_id = (char *)S_TEXT (self->causation_id);
-    m->content_type = (char *)S_TEXT (self->content_type);
+    m->stream = (char *) S_TEXT (self->stream);
+    m->type = (char *) S_TEXT (self->type);
+    m->key = (char *) S_TEXT (self->key);
+    m->correlation_id = (char *) S_TEXT (self->correlation_id);
+    m->causation_id = (char *) S_TEXT (self->causation_id);
+    m->content_type = (char *) S_TEXT (self->content_type);
     m->seq = self->seq;
     m->time_ns = self->time_ns;
     m->schema_version = self->schema_version;
@@ -698,9 +698,9 @@ s_view_init (s_view_t *view, const shoal_event_t *self)
     Shoal__V1__Event__HeadersEntry *entries = view->entries;
     Shoal__V1__Event__HeadersEntry **pointers = view->pointers;
     if (self->header_count > S_STACK_HEADERS) {
-        view->heap_entries = entries = (Shoal__V1__Event__HeadersEntry *)malloc (
+        view->heap_entries = entries = (Shoal__V1__Event__HeadersEntry *) malloc (
             self->header_count * sizeof (Shoal__V1__Event__HeadersEntry));
-        view->heap_pointers = pointers = (Shoal__V1__Event__HeadersEntry **)malloc (
+        view->heap_pointers = pointers = (Shoal__V1__Event__HeadersEntry **) malloc (
             self->header_count * sizeof (Shoal__V1__Event__HeadersEntry *));
         if (!entries || !pointers) {
             free (view->heap_entries);
@@ -757,7 +757,7 @@ shoal_event_encode (const shoal_event_t *self, uint8_t **data_p, size_t *size_p)
         return -1;
     size_t size = shoal__v1__event__get_packed_size (&view.message);
     //  malloc (0) may return NULL; an empty event still gets a buffer.
-    uint8_t *data = (uint8_t *)malloc (size ? size : 1);
+    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
     if (data)
         shoal__v1__event__pack (&view.message, data);
     s_view_fini (&view);
@@ -821,10 +821,10 @@ static int
 s_take_span (const uint8_t **p, const uint8_t *end, uint32_t wire_type, s_span_t *span)
 {
     uint64_t length;
-    if (wire_type != 2 || shoal_wire_varint (p, end, &length) || length > (uint64_t)(end - *p))
+    if (wire_type != 2 || shoal_wire_varint (p, end, &length) || length > (uint64_t) (end - *p))
         return SHOAL_ERR_MALFORMED;
     span->data = *p;
-    span->size = (size_t)length;
+    span->size = (size_t) length;
     *p += length;
     return SHOAL_OK;
 }
@@ -856,13 +856,13 @@ s_skip (const uint8_t **p, const uint8_t *end, uint32_t wire_type)
 static int
 s_take_header (s_fields_t *fields, s_span_t entry)
 {
-    s_span_t pair[2] = {{(const uint8_t *)"", 0}, {(const uint8_t *)"", 0}};
+    s_span_t pair[2] = {{(const uint8_t *) "", 0}, {(const uint8_t *) "", 0}};
     const uint8_t *p = entry.data, *end = entry.data + entry.size;
     while (p < end) {
         uint64_t key;
         if (shoal_wire_varint (&p, end, &key) || (key >> 3) == 0)
             return SHOAL_ERR_MALFORMED;
-        uint32_t field = (uint32_t)(key >> 3), wire_type = (uint32_t)(key & 7);
+        uint32_t field = (uint32_t) (key >> 3), wire_type = (uint32_t) (key & 7);
         int rc = field == 1 || field == 2 ? s_take_span (&p, end, wire_type, &pair[field - 1])
                                           : s_skip (&p, end, wire_type);
         if (rc)
@@ -870,7 +870,7 @@ s_take_header (s_fields_t *fields, s_span_t entry)
     }
     if (fields->header_count == fields->header_alloc) {
         size_t alloc = fields->header_alloc ? 2 * fields->header_alloc : 8;
-        s_span_t *headers = (s_span_t *)realloc (fields->headers, 2 * alloc * sizeof (s_span_t));
+        s_span_t *headers = (s_span_t *) realloc (fields->headers, 2 * alloc * sizeof (s_span_t));
         if (!headers)
             return SHOAL_ERR_INVALID;
         fields->headers = headers;
@@ -893,7 +893,7 @@ s_parse (const uint8_t *data, size_t size, s_fields_t *fields)
         uint64_t key;
         if (shoal_wire_varint (&p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
             return SHOAL_ERR_MALFORMED;
-        uint32_t field = (uint32_t)(key >> 3), wire_type = (uint32_t)(key & 7);
+        uint32_t field = (uint32_t) (key >> 3), wire_type = (uint32_t) (key & 7);
         int slot = s_text_slot (field);
         int rc = SHOAL_OK;
         if (slot >= 0)
@@ -934,7 +934,7 @@ s_take_string (char **field, s_span_t span)
         return SHOAL_OK;
     if (memchr (span.data, 0, span.size))
         return SHOAL_ERR_BAD_UTF8;
-    char *copy = (char *)malloc (span.size + 1);
+    char *copy = (char *) malloc (span.size + 1);
     if (!copy)
         return SHOAL_ERR_INVALID;
     memcpy (copy, span.data, span.size);
@@ -972,8 +972,8 @@ s_build (shoal_event_t *self, const s_fields_t *f)
     if (f->id.size)
         shoal_event_set_id (self, f->id.data);
     self->seq = f->seq;
-    self->time_ns = (int64_t)f->time_ns;
-    self->schema_version = (uint32_t)f->schema_version;
+    self->time_ns = (int64_t) f->time_ns;
+    self->schema_version = (uint32_t) f->schema_version;
     if (shoal_event_set_payload (self, f->payload.data, f->payload.size))
         return SHOAL_ERR_INVALID;
     for (size_t i = 0; i < f->header_count; i++) {
@@ -1060,7 +1060,7 @@ shoal_id_from_hex (const char *hex, uint8_t id[SHOAL_ID_SIZE])
         int low = s_hex_digit (hex[2 * i + 1]);
         if (high < 0 || low < 0)
             return -1;
-        out[i] = (uint8_t)(high << 4 | low);
+        out[i] = (uint8_t) (high << 4 | low);
     }
     memcpy (id, out, SHOAL_ID_SIZE);
     return 0;
@@ -1071,5 +1071,5 @@ shoal_time_ns (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

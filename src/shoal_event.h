@@ -109,20 +109,19 @@ int shoal_event_encode (const shoal_event_t *self, uint8_t **data_p, size_t *siz
 //  Decodes and validates an event. max_size 0 means the default (1 MiB).
 //  Returns the event (caller owns it) or NULL, with the reason in *error_p
 //  when error_p is not NULL.
-shoal_event_t *
-shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *error_p);
+shoal_event_t *shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *error_p);
 
 //  What shoal_event_peek finds in encoded event bytes without decoding
 //  them: pointers into the bytes, not copies.
 typedef struct {
-    const uint8_t *origin;   //  16 bytes, or NULL when absent
-    uint64_t seq;            //  0 when absent
-    int64_t time_ns;         //  0 when absent
-    const char *stream;      //  not NUL-terminated; stream_size bytes
-    size_t stream_size;      //  bytes in stream
-    const char *type;        //  not NUL-terminated; type_size bytes
-    size_t type_size;        //  bytes in type
-    const uint8_t *id;       //  16 bytes, or NULL when absent
+    const uint8_t *origin; //  16 bytes, or NULL when absent
+    uint64_t seq;          //  0 when absent
+    int64_t time_ns;       //  0 when absent
+    const char *stream;    //  not NUL-terminated; stream_size bytes
+    size_t stream_size;    //  bytes in stream
+    const char *type;      //  not NUL-terminated; type_size bytes
+    size_t type_size;      //  bytes in type
+    const uint8_t *id;     //  16 bytes, or NULL when absent
 } shoal_event_peek_t;
 
 //  Scans the top-level fields of an encoded event (fast: no allocation,

@@ -48,7 +48,7 @@ struct _shoal_heads_t {
 shoal_heads_t *
 shoal_heads_new (void)
 {
-    shoal_heads_t *self = (shoal_heads_t *)zmalloc (sizeof (shoal_heads_t));
+    shoal_heads_t *self = (shoal_heads_t *) zmalloc (sizeof (shoal_heads_t));
     pthread_mutex_init (&self->seq_lock, NULL);
     pthread_mutex_init (&self->state_lock, NULL);
     pthread_condattr_t attr;
@@ -57,7 +57,7 @@ shoal_heads_new (void)
     pthread_cond_init (&self->changed, &attr);
     pthread_condattr_destroy (&attr);
     self->streams = zhashx_new ();
-    zhashx_set_destructor (self->streams, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (self->streams, (zhashx_destructor_fn *) zstr_free);
     return self;
 }
 
@@ -97,9 +97,9 @@ shoal_heads_unlock (shoal_heads_t *self)
 static s_stream_t *
 s_stream (shoal_heads_t *self, const char *stream)
 {
-    s_stream_t *entry = (s_stream_t *)zhashx_lookup (self->streams, stream);
+    s_stream_t *entry = (s_stream_t *) zhashx_lookup (self->streams, stream);
     if (!entry) {
-        entry = (s_stream_t *)zmalloc (sizeof (s_stream_t));
+        entry = (s_stream_t *) zmalloc (sizeof (s_stream_t));
         entry->next = 1;
         zhashx_insert (self->streams, stream, entry);
     }
@@ -151,7 +151,7 @@ shoal_heads_wait (shoal_heads_t *self, const char *stream, uint64_t seq, int tim
     clock_gettime (CLOCK_MONOTONIC, &deadline);
     if (timeout_ms > 0) {
         deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
         if (deadline.tv_nsec >= 1000000000) {
             deadline.tv_sec++;
             deadline.tv_nsec -= 1000000000;

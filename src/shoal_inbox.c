@@ -39,9 +39,9 @@ struct _shoal_inbox_t {
 shoal_inbox_t *
 shoal_inbox_new (size_t limit)
 {
-    shoal_inbox_t *self = (shoal_inbox_t *)zmalloc (sizeof (shoal_inbox_t));
+    shoal_inbox_t *self = (shoal_inbox_t *) zmalloc (sizeof (shoal_inbox_t));
     self->limit = limit ? limit : 10000;
-    self->slots = (s_slot_t *)zmalloc (self->limit * sizeof (s_slot_t));
+    self->slots = (s_slot_t *) zmalloc (self->limit * sizeof (s_slot_t));
     pthread_mutex_init (&self->mutex, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init (&attr);
@@ -130,7 +130,7 @@ shoal_inbox_pop (shoal_inbox_t *self, int timeout_ms, int *subscription_p)
     clock_gettime (CLOCK_MONOTONIC, &deadline);
     if (timeout_ms > 0) {
         deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
         if (deadline.tv_nsec >= 1000000000) {
             deadline.tv_sec++;
             deadline.tv_nsec -= 1000000000;

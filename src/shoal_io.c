@@ -39,49 +39,49 @@
 static int
 s_posix_open (shoal_io_t *io, const char *path, int flags, mode_t mode)
 {
-    (void)io;
+    (void) io;
     return open (path, flags | O_CLOEXEC, mode);
 }
 
 static int
 s_posix_close (shoal_io_t *io, int fd)
 {
-    (void)io;
+    (void) io;
     return close (fd);
 }
 
 static ssize_t
 s_posix_pread (shoal_io_t *io, int fd, void *buffer, size_t size, off_t offset)
 {
-    (void)io;
+    (void) io;
     return pread (fd, buffer, size, offset);
 }
 
 static ssize_t
 s_posix_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t offset)
 {
-    (void)io;
+    (void) io;
     return pwrite (fd, buffer, size, offset);
 }
 
 static int
 s_posix_fsync (shoal_io_t *io, int fd)
 {
-    (void)io;
+    (void) io;
     return fdatasync (fd);
 }
 
 static int
 s_posix_ftruncate (shoal_io_t *io, int fd, off_t size)
 {
-    (void)io;
+    (void) io;
     return ftruncate (fd, size);
 }
 
 static off_t
 s_posix_size (shoal_io_t *io, int fd)
 {
-    (void)io;
+    (void) io;
     struct stat st;
     return fstat (fd, &st) == 0 ? st.st_size : -1;
 }
@@ -89,28 +89,28 @@ s_posix_size (shoal_io_t *io, int fd)
 static int
 s_posix_rename (shoal_io_t *io, const char *from, const char *to)
 {
-    (void)io;
+    (void) io;
     return rename (from, to);
 }
 
 static int
 s_posix_unlink (shoal_io_t *io, const char *path)
 {
-    (void)io;
+    (void) io;
     return unlink (path);
 }
 
 static int
 s_posix_mkdir (shoal_io_t *io, const char *path, mode_t mode)
 {
-    (void)io;
+    (void) io;
     return mkdir (path, mode);
 }
 
 static int
 s_posix_sync_dir (shoal_io_t *io, const char *path)
 {
-    (void)io;
+    (void) io;
     int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -146,7 +146,7 @@ s_dirname (const char *path, char *dir, size_t size)
     else if (slash == path)
         snprintf (dir, size, "/");
     else
-        snprintf (dir, size, "%.*s", (int)(slash - path), path);
+        snprintf (dir, size, "%.*s", (int) (slash - path), path);
 }
 
 int
@@ -157,7 +157,7 @@ shoal_io_mkdirs (shoal_io_t *io, const char *path)
         errno = ENOENT;
         return -1;
     }
-    if (snprintf (buffer, sizeof buffer, "%s", path) >= (int)sizeof buffer) {
+    if (snprintf (buffer, sizeof buffer, "%s", path) >= (int) sizeof buffer) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -189,7 +189,7 @@ shoal_io_mkdirs (shoal_io_t *io, const char *path)
 int
 shoal_io_write_all (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t offset)
 {
-    const uint8_t *bytes = (const uint8_t *)buffer;
+    const uint8_t *bytes = (const uint8_t *) buffer;
     while (size > 0) {
         ssize_t written = io->pwrite (io, fd, bytes, size, offset);
         if (written < 0) {
@@ -202,7 +202,7 @@ shoal_io_write_all (shoal_io_t *io, int fd, const void *buffer, size_t size, off
             return -1;
         }
         bytes += written;
-        size -= (size_t)written;
+        size -= (size_t) written;
         offset += written;
     }
     return 0;
@@ -211,10 +211,10 @@ shoal_io_write_all (shoal_io_t *io, int fd, const void *buffer, size_t size, off
 ssize_t
 shoal_io_read_all (shoal_io_t *io, int fd, void *buffer, size_t size, off_t offset)
 {
-    uint8_t *bytes = (uint8_t *)buffer;
+    uint8_t *bytes = (uint8_t *) buffer;
     size_t done = 0;
     while (done < size) {
-        ssize_t got = io->pread (io, fd, bytes + done, size - done, offset + (off_t)done);
+        ssize_t got = io->pread (io, fd, bytes + done, size - done, offset + (off_t) done);
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -222,9 +222,9 @@ shoal_io_read_all (shoal_io_t *io, int fd, void *buffer, size_t size, off_t offs
         }
         if (got == 0)
             break;
-        done += (size_t)got;
+        done += (size_t) got;
     }
-    return (ssize_t)done;
+    return (ssize_t) done;
 }
 
 int
@@ -260,8 +260,8 @@ shoal_io_read_file (shoal_io_t *io, const char *path, uint8_t **data_p, size_t *
     if (fd < 0)
         return -1;
     off_t size = io->size (io, fd);
-    uint8_t *data = size >= 0 ? (uint8_t *)malloc ((size_t)size + 1) : NULL;
-    ssize_t got = data ? shoal_io_read_all (io, fd, data, (size_t)size, 0) : -1;
+    uint8_t *data = size >= 0 ? (uint8_t *) malloc ((size_t) size + 1) : NULL;
+    ssize_t got = data ? shoal_io_read_all (io, fd, data, (size_t) size, 0) : -1;
     int saved = errno;
     io->close (io, fd);
     if (got != size) {
@@ -271,7 +271,7 @@ shoal_io_read_file (shoal_io_t *io, const char *path, uint8_t **data_p, size_t *
     }
     data[size] = 0; //  a NUL after the bytes makes text files easy to parse
     *data_p = data;
-    *size_p = (size_t)size;
+    *size_p = (size_t) size;
     return 0;
 }
 
@@ -305,7 +305,7 @@ typedef struct {
 static s_faulty_t *
 s_state (shoal_io_t *io)
 {
-    return (s_faulty_t *)io->state;
+    return (s_faulty_t *) io->state;
 }
 
 static s_file_t *
@@ -318,7 +318,7 @@ s_file (s_faulty_t *self, const char *path, bool add)
         return NULL;
     if (self->file_count == self->file_alloc) {
         size_t alloc = self->file_alloc ? 2 * self->file_alloc : 16;
-        s_file_t *files = (s_file_t *)realloc (self->files, alloc * sizeof (s_file_t));
+        s_file_t *files = (s_file_t *) realloc (self->files, alloc * sizeof (s_file_t));
         if (!files)
             return NULL;
         self->files = files;
@@ -337,7 +337,7 @@ s_file (s_faulty_t *self, const char *path, bool add)
 static s_file_t *
 s_fd_file (s_faulty_t *self, int fd)
 {
-    if (fd < 0 || (size_t)fd >= self->fd_alloc || !self->fd_paths[fd])
+    if (fd < 0 || (size_t) fd >= self->fd_alloc || !self->fd_paths[fd])
         return NULL;
     return s_file (self, self->fd_paths[fd], false);
 }
@@ -359,9 +359,9 @@ s_faulty_open (shoal_io_t *io, const char *path, int flags, mode_t mode)
     int fd = open (path, flags | O_CLOEXEC, mode);
     if (fd < 0)
         return -1;
-    if ((size_t)fd >= self->fd_alloc) {
-        size_t alloc = (size_t)fd + 64;
-        char **paths = (char **)realloc (self->fd_paths, alloc * sizeof (char *));
+    if ((size_t) fd >= self->fd_alloc) {
+        size_t alloc = (size_t) fd + 64;
+        char **paths = (char **) realloc (self->fd_paths, alloc * sizeof (char *));
         if (!paths) {
             close (fd);
             errno = ENOMEM;
@@ -398,7 +398,7 @@ static int
 s_faulty_close (shoal_io_t *io, int fd)
 {
     s_faulty_t *self = s_state (io);
-    if (fd >= 0 && (size_t)fd < self->fd_alloc) {
+    if (fd >= 0 && (size_t) fd < self->fd_alloc) {
         free (self->fd_paths[fd]);
         self->fd_paths[fd] = NULL;
     }
@@ -421,18 +421,18 @@ s_faulty_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t 
     size_t allowed = size;
     int error = 0;
     if (self->crash_armed && self->crash_budget < allowed) {
-        allowed = (size_t)self->crash_budget;
+        allowed = (size_t) self->crash_budget;
         error = EIO;
     }
     if (self->write_errno && self->write_budget < allowed) {
-        allowed = (size_t)self->write_budget;
+        allowed = (size_t) self->write_budget;
         error = self->write_errno;
     }
     if (allowed > 0) {
         ssize_t written = pwrite (fd, buffer, allowed, offset);
         if (written < 0)
             return -1;
-        allowed = (size_t)written;
+        allowed = (size_t) written;
         self->bytes_written += allowed;
         if (self->crash_armed)
             self->crash_budget -= allowed;
@@ -445,7 +445,7 @@ s_faulty_pwrite (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t 
         errno = error;
         return -1; //  the torn part is on disk, as after a real failure
     }
-    return (ssize_t)allowed;
+    return (ssize_t) allowed;
 }
 
 static int
@@ -587,8 +587,8 @@ s_faulty_sync_dir (shoal_io_t *io, const char *path)
 shoal_io_t *
 shoal_io_faulty_new (void)
 {
-    shoal_io_t *self = (shoal_io_t *)calloc (1, sizeof (shoal_io_t));
-    s_faulty_t *state = (s_faulty_t *)calloc (1, sizeof (s_faulty_t));
+    shoal_io_t *self = (shoal_io_t *) calloc (1, sizeof (shoal_io_t));
+    s_faulty_t *state = (s_faulty_t *) calloc (1, sizeof (s_faulty_t));
     if (!self || !state) {
         free (self);
         free (state);

@@ -46,14 +46,14 @@ struct _shoal_io_t {
     int (*close) (shoal_io_t *io, int fd);
     ssize_t (*pread) (shoal_io_t *io, int fd, void *buffer, size_t size, off_t offset);
     ssize_t (*pwrite) (shoal_io_t *io, int fd, const void *buffer, size_t size, off_t offset);
-    int (*fsync) (shoal_io_t *io, int fd);            //  data and size (fdatasync)
+    int (*fsync) (shoal_io_t *io, int fd); //  data and size (fdatasync)
     int (*ftruncate) (shoal_io_t *io, int fd, off_t size);
-    off_t (*size) (shoal_io_t *io, int fd);           //  current size, -1 on error
+    off_t (*size) (shoal_io_t *io, int fd); //  current size, -1 on error
     int (*rename) (shoal_io_t *io, const char *from, const char *to);
     int (*unlink) (shoal_io_t *io, const char *path);
     int (*mkdir) (shoal_io_t *io, const char *path, mode_t mode);
     int (*sync_dir) (shoal_io_t *io, const char *path); //  fsync of a directory
-    void *state;                                      //  implementation's own data
+    void *state;                                        //  implementation's own data
 };
 
 //  The real file system. Static; never destroy it.

@@ -184,26 +184,26 @@ static void
 s_put32 (uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
+        p[i] = (uint8_t) (v >> (8 * i));
 }
 
 static void
 s_put64 (uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
+        p[i] = (uint8_t) (v >> (8 * i));
 }
 
 static uint32_t
 s_get32 (const uint8_t *p)
 {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
 }
 
 static uint64_t
 s_get64 (const uint8_t *p)
 {
-    return (uint64_t)s_get32 (p) | (uint64_t)s_get32 (p + 4) << 32;
+    return (uint64_t) s_get32 (p) | (uint64_t) s_get32 (p + 4) << 32;
 }
 
 static int64_t
@@ -211,7 +211,7 @@ s_now_mono (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int
@@ -234,7 +234,7 @@ s_errno_code (int err)
 static void
 s_seg_path (const shoal_log_t *self, uint64_t first_seq, const char *ext, char *path, size_t size)
 {
-    snprintf (path, size, "%s/%020llu.%s", self->dir, (unsigned long long)first_seq, ext);
+    snprintf (path, size, "%s/%020llu.%s", self->dir, (unsigned long long) first_seq, ext);
 }
 
 static void
@@ -268,9 +268,9 @@ s_reader_destroy (shoal_log_t *log, s_reader_t *reader)
 static void
 s_frame_encode (uint8_t *frame, uint64_t seq, int64_t time_ns, const void *data, size_t size)
 {
-    s_put32 (frame + 4, (uint32_t)size);
+    s_put32 (frame + 4, (uint32_t) size);
     s_put64 (frame + 8, seq);
-    s_put64 (frame + 16, (uint64_t)time_ns);
+    s_put64 (frame + 16, (uint64_t) time_ns);
     s_put32 (frame + 24, shoal_crc32c (0, data, size));
     s_put32 (frame + 28, 0);
     s_put32 (frame, shoal_crc32c_small (frame + 4, S_FRAME - 4));
@@ -285,7 +285,7 @@ s_frame_decode (const uint8_t *frame, uint32_t *size_p, uint64_t *seq_p, int64_t
         return -1;
     *size_p = s_get32 (frame + 4);
     *seq_p = s_get64 (frame + 8);
-    *time_p = (int64_t)s_get64 (frame + 16);
+    *time_p = (int64_t) s_get64 (frame + 16);
     *crc_p = s_get32 (frame + 24);
     return 0;
 }
@@ -300,7 +300,7 @@ s_header_encode (const shoal_log_t *self, uint64_t first_seq, uint8_t *header)
     memcpy (header + 16, self->origin, SHOAL_ID_SIZE);
     s_put64 (header + 32, first_seq);
     size_t length = strlen (self->stream);
-    header[40] = (uint8_t)length;
+    header[40] = (uint8_t) length;
     memcpy (header + 41, self->stream, length);
     s_put32 (header + 124, shoal_crc32c (0, header, 124));
 }
@@ -324,7 +324,7 @@ s_header_check (const shoal_log_t *self, const uint8_t *header, uint64_t first_s
         snprintf (why, why_size, "segment belongs to another stream");
     else if (s_get64 (header + 32) != first_seq)
         snprintf (why, why_size, "segment first seq %llu does not match its name",
-                  (unsigned long long)s_get64 (header + 32));
+                  (unsigned long long) s_get64 (header + 32));
     else if (memcmp (header, expected, S_SEG_HEADER) != 0)
         snprintf (why, why_size, "segment header has unexpected bytes");
     else
@@ -341,7 +341,7 @@ s_segment_add (shoal_log_t *self, uint64_t first_seq)
     if (self->segment_count == self->segment_alloc) {
         size_t alloc = self->segment_alloc ? 2 * self->segment_alloc : 8;
         s_segment_t *segments =
-            (s_segment_t *)realloc (self->segments, alloc * sizeof (s_segment_t));
+            (s_segment_t *) realloc (self->segments, alloc * sizeof (s_segment_t));
         if (!segments)
             return NULL;
         self->segments = segments;
@@ -363,7 +363,7 @@ s_entry_add (s_segment_t *segment, uint64_t seq, uint64_t offset, int64_t time_n
         return 0;
     if (segment->entry_count == segment->entry_alloc) {
         size_t alloc = segment->entry_alloc ? 2 * segment->entry_alloc : 16;
-        s_entry_t *entries = (s_entry_t *)realloc (segment->entries, alloc * sizeof (s_entry_t));
+        s_entry_t *entries = (s_entry_t *) realloc (segment->entries, alloc * sizeof (s_entry_t));
         if (!entries)
             return -1;
         segment->entries = entries;
@@ -409,21 +409,21 @@ static int
 s_index_write (shoal_log_t *self, const s_segment_t *segment, bool sealed)
 {
     size_t size = S_IDX_HEADER + segment->entry_count * S_IDX_ENTRY + S_IDX_TRAILER;
-    uint8_t *data = (uint8_t *)malloc (size);
+    uint8_t *data = (uint8_t *) malloc (size);
     if (!data)
         return s_fail (self, SHOAL_ERR_IO, "out of memory writing an index");
     memcpy (data, S_IDX_MAGIC, 8);
     s_put32 (data + 8, S_VERSION);
-    s_put32 (data + 12, (uint32_t)segment->entry_count);
+    s_put32 (data + 12, (uint32_t) segment->entry_count);
     uint8_t *p = data + S_IDX_HEADER;
     for (size_t i = 0; i < segment->entry_count; i++, p += S_IDX_ENTRY) {
         s_put64 (p, segment->entries[i].seq);
         s_put64 (p + 8, segment->entries[i].offset);
-        s_put64 (p + 16, (uint64_t)segment->entries[i].time_ns);
+        s_put64 (p + 16, (uint64_t) segment->entries[i].time_ns);
     }
     s_put64 (p, segment->size);
     s_put64 (p + 8, segment->last_seq);
-    s_put64 (p + 16, (uint64_t)segment->last_time);
+    s_put64 (p + 16, (uint64_t) segment->last_time);
     s_put32 (p + 24, sealed ? S_IDX_SEALED : 0);
     s_put32 (p + 28, shoal_crc32c (0, data, size - 4));
     char path[4200];
@@ -455,16 +455,16 @@ s_index_load (shoal_log_t *self, s_segment_t *segment, uint64_t file_size)
         const uint8_t *trailer = data + S_IDX_HEADER + count * S_IDX_ENTRY;
         if (size == S_IDX_HEADER + count * S_IDX_ENTRY + S_IDX_TRAILER
             && s_get64 (trailer) == file_size) {
-            segment->entries = (s_entry_t *)malloc ((count ? count : 1) * sizeof (s_entry_t));
+            segment->entries = (s_entry_t *) malloc ((count ? count : 1) * sizeof (s_entry_t));
             if (segment->entries) {
                 const uint8_t *p = data + S_IDX_HEADER;
                 for (size_t i = 0; i < count; i++, p += S_IDX_ENTRY)
                     segment->entries[i] =
-                        (s_entry_t){s_get64 (p), s_get64 (p + 8), (int64_t)s_get64 (p + 16)};
+                        (s_entry_t){s_get64 (p), s_get64 (p + 8), (int64_t) s_get64 (p + 16)};
                 segment->entry_count = segment->entry_alloc = count;
                 segment->size = file_size;
                 segment->last_seq = s_get64 (trailer + 8);
-                segment->last_time = (int64_t)s_get64 (trailer + 16);
+                segment->last_time = (int64_t) s_get64 (trailer + 16);
                 segment->next_entry_at =
                     count ? segment->entries[count - 1].offset + self->config.index_interval : 0;
                 rc = 0;
@@ -505,24 +505,24 @@ s_reader_fetch (shoal_log_t *log, s_reader_t *reader, const s_segment_t *segment
         return 1;
     size_t want = size > S_BLOCK ? size : S_BLOCK;
     if (offset + want > end)
-        want = (size_t)(end - offset);
+        want = (size_t) (end - offset);
     if (want > reader->block_alloc) {
-        uint8_t *block = (uint8_t *)realloc (reader->block, want);
+        uint8_t *block = (uint8_t *) realloc (reader->block, want);
         if (!block)
             return s_fail (log, SHOAL_ERR_IO, "out of memory reading a segment");
         reader->block = block;
         reader->block_alloc = want;
     }
-    ssize_t got = shoal_io_read_all (log->io, reader->fd, reader->block, want, (off_t)offset);
+    ssize_t got = shoal_io_read_all (log->io, reader->fd, reader->block, want, (off_t) offset);
     if (got < 0) {
         reader->block_size = 0;
         return s_fail (log, SHOAL_ERR_IO, "cannot read segment %020llu.seg at offset %llu: %s",
-                       (unsigned long long)segment->first_seq, (unsigned long long)offset,
+                       (unsigned long long) segment->first_seq, (unsigned long long) offset,
                        strerror (errno));
     }
     reader->block_offset = offset;
-    reader->block_size = (size_t)got;
-    if ((size_t)got < size)
+    reader->block_size = (size_t) got;
+    if ((size_t) got < size)
         return 1;
     *p = reader->block;
     return 0;
@@ -532,7 +532,7 @@ static int
 s_corrupt (shoal_log_t *self, const s_segment_t *segment, uint64_t offset, const char *what)
 {
     return s_fail (self, SHOAL_ERR_CORRUPT, "%s/%020llu.seg: %s at offset %llu", self->dir,
-                   (unsigned long long)segment->first_seq, what, (unsigned long long)offset);
+                   (unsigned long long) segment->first_seq, what, (unsigned long long) offset);
 }
 
 //  Checks the header of a segment once; -1 with CORRUPT or MISMATCH if bad.
@@ -622,9 +622,9 @@ s_fail_io (shoal_log_t *self, int err, const char *what)
     self->failed = true;
     return s_fail (self, s_errno_code (err),
                    "%s/%020llu.seg: %s failed: %s; log refuses appends until reopened", self->dir,
-                   (unsigned long long)(self->segment_count
-                                            ? self->segments[self->segment_count - 1].first_seq
-                                            : 0),
+                   (unsigned long long) (self->segment_count
+                                             ? self->segments[self->segment_count - 1].first_seq
+                                             : 0),
                    what, strerror (err));
 }
 
@@ -639,9 +639,9 @@ s_write_buffer (shoal_log_t *self)
         return s_fail (self, SHOAL_ERR_FAILED, "log %s failed earlier; reopen it", self->dir);
     s_segment_t *active = &self->segments[self->segment_count - 1];
     if (shoal_io_write_all (self->io, self->fd, self->buffer, self->buffered,
-                            (off_t)active->size)) {
+                            (off_t) active->size)) {
         int err = errno;
-        if (self->io->ftruncate (self->io, self->fd, (off_t)active->size) == 0)
+        if (self->io->ftruncate (self->io, self->fd, (off_t) active->size) == 0)
             self->io->fsync (self->io, self->fd);
         return s_fail_io (self, err, "write");
     }
@@ -775,7 +775,7 @@ s_segment_scan (shoal_log_t *self, s_segment_t *segment, uint64_t file_size, uin
 static int
 s_compare_u64 (const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
     return x < y ? -1 : x > y;
 }
 
@@ -797,7 +797,7 @@ s_list_segments (const char *dir, uint64_t **firsts_p, size_t *count_p)
             continue;
         if (count == alloc) {
             alloc = alloc ? 2 * alloc : 64;
-            uint64_t *grown = (uint64_t *)realloc (firsts, alloc * sizeof (uint64_t));
+            uint64_t *grown = (uint64_t *) realloc (firsts, alloc * sizeof (uint64_t));
             if (!grown) {
                 free (firsts);
                 closedir (handle);
@@ -858,7 +858,7 @@ s_recover (shoal_log_t *self)
             rc = s_fail (self, SHOAL_ERR_IO, "out of memory");
             break;
         }
-        if (s_index_load (self, segment, (uint64_t)file_size) == 0) {
+        if (s_index_load (self, segment, (uint64_t) file_size) == 0) {
             if (last)
                 self->fd = fd;
             else
@@ -869,7 +869,7 @@ s_recover (shoal_log_t *self)
         char why[sizeof self->error_text];
         if (last)
             self->scanned = true;
-        if (s_segment_scan (self, segment, (uint64_t)file_size, &good_end, why, sizeof why)) {
+        if (s_segment_scan (self, segment, (uint64_t) file_size, &good_end, why, sizeof why)) {
             self->io->close (self->io, fd);
             rc = -1;
             break;
@@ -887,13 +887,13 @@ s_recover (shoal_log_t *self)
         //  The last segment: a torn tail is cut (invariant 4). A segment
         //  whose header never became whole held no record: remove it.
         if (good_end < S_SEG_HEADER) {
-            if ((uint64_t)file_size >= S_SEG_HEADER) {
+            if ((uint64_t) file_size >= S_SEG_HEADER) {
                 self->io->close (self->io, fd);
                 rc = s_fail (self, SHOAL_ERR_CORRUPT, "%s: %s; cannot append after it", path, why);
                 break;
             }
             self->io->close (self->io, fd);
-            self->recovered_bytes += (uint64_t)file_size;
+            self->recovered_bytes += (uint64_t) file_size;
             self->segment_count--;
             free (segment->entries);
             if (self->io->unlink (self->io, path) || self->io->sync_dir (self->io, self->dir))
@@ -903,14 +903,14 @@ s_recover (shoal_log_t *self)
             self->io->unlink (self->io, idx);
             break;
         }
-        if (good_end < (uint64_t)file_size) {
-            if (self->io->ftruncate (self->io, fd, (off_t)good_end)) {
+        if (good_end < (uint64_t) file_size) {
+            if (self->io->ftruncate (self->io, fd, (off_t) good_end)) {
                 self->io->close (self->io, fd);
                 rc = s_fail (self, SHOAL_ERR_IO, "cannot cut the torn tail of %s: %s", path,
                              strerror (errno));
                 break;
             }
-            self->recovered_bytes += (uint64_t)file_size - good_end;
+            self->recovered_bytes += (uint64_t) file_size - good_end;
             segment->size = good_end;
         }
         //  What was found is made durable before anything is built on it.
@@ -934,8 +934,8 @@ s_recover (shoal_log_t *self)
         else if (segment->last_seq + 1 != next)
             return s_fail (self, SHOAL_ERR_CORRUPT,
                            "%s: segment %020llu.seg ends at seq %llu but the next starts at %llu",
-                           self->dir, (unsigned long long)segment->first_seq,
-                           (unsigned long long)segment->last_seq, (unsigned long long)next);
+                           self->dir, (unsigned long long) segment->first_seq,
+                           (unsigned long long) segment->last_seq, (unsigned long long) next);
     }
     if (self->segment_count) {
         self->head = self->segments[self->segment_count - 1].last_seq;
@@ -964,7 +964,7 @@ shoal_fsync_parse (const char *name, shoal_fsync_t *policy)
     static const char *names[] = {"batch", "always", "never"};
     for (int i = 0; i < 3; i++)
         if (name && strcmp (name, names[i]) == 0) {
-            *policy = (shoal_fsync_t)i;
+            *policy = (shoal_fsync_t) i;
             return 0;
         }
     return -1;
@@ -990,7 +990,7 @@ shoal_log_open (const char *dir, const uint8_t origin[SHOAL_ID_SIZE], const char
         snprintf (s_open_error, sizeof s_open_error, "invalid log directory, origin or stream");
         goto done;
     }
-    self = (shoal_log_t *)calloc (1, sizeof (shoal_log_t));
+    self = (shoal_log_t *) calloc (1, sizeof (shoal_log_t));
     if (!self || !(self->dir = strdup (dir))) {
         error = SHOAL_ERR_IO;
         snprintf (s_open_error, sizeof s_open_error, "out of memory");
@@ -1022,7 +1022,7 @@ shoal_log_open (const char *dir, const uint8_t origin[SHOAL_ID_SIZE], const char
         self->config.max_record = defaults.max_record;
     self->io = self->config.io;
     self->buffer_alloc = self->config.buffer_size;
-    self->buffer = (uint8_t *)malloc (self->buffer_alloc);
+    self->buffer = (uint8_t *) malloc (self->buffer_alloc);
     if (!self->buffer) {
         error = SHOAL_ERR_IO;
         snprintf (s_open_error, sizeof s_open_error, "out of memory");
@@ -1091,7 +1091,7 @@ shoal_log_append (shoal_log_t *self, uint64_t seq, int64_t time_ns, const void *
     bool empty = self->head == 0 && self->segment_count == 0;
     if (seq == 0 || (!empty && seq != self->head + 1))
         return s_fail (self, SHOAL_ERR_INVALID, "append of seq %llu, expected %llu",
-                       (unsigned long long)seq, (unsigned long long)(self->head + 1));
+                       (unsigned long long) seq, (unsigned long long) (self->head + 1));
     size_t frame_size = S_FRAME + size;
     if (self->segment_count == 0) {
         if (s_segment_create (self, seq))
@@ -1110,7 +1110,7 @@ shoal_log_append (shoal_log_t *self, uint64_t seq, int64_t time_ns, const void *
         if (s_sync (self, false))
             return -1;
         if (frame_size > self->buffer_alloc) {
-            uint8_t *buffer = (uint8_t *)realloc (self->buffer, frame_size);
+            uint8_t *buffer = (uint8_t *) realloc (self->buffer, frame_size);
             if (!buffer)
                 return s_fail (self, SHOAL_ERR_IO, "out of memory");
             self->buffer = buffer;
@@ -1273,10 +1273,10 @@ s_readable (shoal_log_t *self, uint64_t seq)
 {
     if (seq < shoal_log_first (self))
         return s_fail (self, SHOAL_ERR_TRIMMED, "seq %llu is below the first seq %llu",
-                       (unsigned long long)seq, (unsigned long long)shoal_log_first (self));
+                       (unsigned long long) seq, (unsigned long long) shoal_log_first (self));
     if (seq > self->head || seq == 0)
         return s_fail (self, SHOAL_ERR_NOT_FOUND, "seq %llu is above the head %llu",
-                       (unsigned long long)seq, (unsigned long long)self->head);
+                       (unsigned long long) seq, (unsigned long long) self->head);
     if (seq > self->written && s_write_buffer (self))
         return -1;
     return 0;
@@ -1296,7 +1296,7 @@ shoal_log_read (shoal_log_t *self, uint64_t seq, uint8_t **data_p, size_t *size_
     if (s_locate (self, &self->reader, segment, seq, &offset)
         || s_frame_read (self, &self->reader, segment, offset, seq, true, &data, &size, &time_ns))
         return -1;
-    uint8_t *copy = (uint8_t *)malloc (size ? size : 1);
+    uint8_t *copy = (uint8_t *) malloc (size ? size : 1);
     if (!copy)
         return s_fail (self, SHOAL_ERR_IO, "out of memory");
     memcpy (copy, data, size);
@@ -1314,10 +1314,10 @@ shoal_log_iter_new (shoal_log_t *self, uint64_t from, uint64_t to)
         from = 1;
     if (from < shoal_log_first (self)) {
         s_fail (self, SHOAL_ERR_TRIMMED, "seq %llu is below the first seq %llu",
-                (unsigned long long)from, (unsigned long long)shoal_log_first (self));
+                (unsigned long long) from, (unsigned long long) shoal_log_first (self));
         return NULL;
     }
-    shoal_log_iter_t *iter = (shoal_log_iter_t *)calloc (1, sizeof (shoal_log_iter_t));
+    shoal_log_iter_t *iter = (shoal_log_iter_t *) calloc (1, sizeof (shoal_log_iter_t));
     if (!iter) {
         s_fail (self, SHOAL_ERR_IO, "out of memory");
         return NULL;

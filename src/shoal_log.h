@@ -43,15 +43,15 @@ typedef struct _shoal_log_iter_t shoal_log_iter_t;
 typedef enum { SHOAL_FSYNC_BATCH = 0, SHOAL_FSYNC_ALWAYS, SHOAL_FSYNC_NEVER } shoal_fsync_t;
 
 typedef struct {
-    shoal_fsync_t fsync;          //  fsync policy, default batch
-    int64_t window_us;            //  group-commit window, default 2000 (2 ms)
-    size_t buffer_size;           //  write buffer, default 1 MiB; a full buffer flushes
-    uint64_t segment_size;        //  roll to a new segment past this, default 64 MiB
-    uint32_t index_interval;      //  bytes of records between index entries, default 16 KiB
-    uint64_t retain_bytes;        //  retention by total size, 0 = keep all
-    int64_t retain_age_ns;        //  retention by record age, 0 = keep all
-    size_t max_record;            //  largest record accepted, default 16 MiB
-    shoal_io_t *io;               //  file operations, default shoal_io_posix ()
+    shoal_fsync_t fsync;     //  fsync policy, default batch
+    int64_t window_us;       //  group-commit window, default 2000 (2 ms)
+    size_t buffer_size;      //  write buffer, default 1 MiB; a full buffer flushes
+    uint64_t segment_size;   //  roll to a new segment past this, default 64 MiB
+    uint32_t index_interval; //  bytes of records between index entries, default 16 KiB
+    uint64_t retain_bytes;   //  retention by total size, 0 = keep all
+    int64_t retain_age_ns;   //  retention by record age, 0 = keep all
+    size_t max_record;       //  largest record accepted, default 16 MiB
+    shoal_io_t *io;          //  file operations, default shoal_io_posix ()
 } shoal_log_config_t;
 
 //  Fills config with the defaults above.
@@ -144,8 +144,8 @@ void shoal_log_set_retention (shoal_log_t *self, uint64_t bytes, int64_t age_ns)
 //  Reads every record of every segment and checks it. Calls report (if
 //  given) once per problem with the file, the offset and a sentence.
 //  Returns the number of problems (0 = healthy) or -1 when it could not run.
-typedef void(shoal_log_report_fn) (void *arg, const char *file, uint64_t offset,
-                                   const char *problem);
+typedef void (shoal_log_report_fn) (void *arg, const char *file, uint64_t offset,
+                                    const char *problem);
 int shoal_log_verify (shoal_log_t *self, shoal_log_report_fn *report, void *arg);
 
 //  What the last open's recovery cut from a torn tail: records and bytes.

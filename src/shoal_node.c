@@ -56,7 +56,7 @@ shoal_node_config_defaults (shoal_node_config_t *config)
 static char **
 s_copy_list (const char *const *list, size_t count)
 {
-    char **copy = (char **)zmalloc ((count + 1) * sizeof (char *));
+    char **copy = (char **) zmalloc ((count + 1) * sizeof (char *));
     for (size_t i = 0; i < count; i++)
         copy[i] = strdup (list[i]);
     return copy;
@@ -97,9 +97,9 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
             *error_p = SHOAL_ERR_INVALID;
         return NULL;
     }
-    shoal_node_t *self = (shoal_node_t *)zmalloc (sizeof (shoal_node_t));
+    shoal_node_t *self = (shoal_node_t *) zmalloc (sizeof (shoal_node_t));
     pthread_mutex_init (&self->pipe_lock, NULL);
-    self->args = (shoal_engine_args_t *)zmalloc (sizeof (shoal_engine_args_t));
+    self->args = (shoal_engine_args_t *) zmalloc (sizeof (shoal_engine_args_t));
     shoal_node_config_t *copy = &self->args->config;
     *copy = *config;
 
@@ -125,9 +125,9 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
     copy->pub_endpoint = self->strings[4];
     copy->router_endpoint = self->strings[5];
     self->peers = s_copy_list (config->peers, config->peer_count);
-    copy->peers = (const char *const *)self->peers;
+    copy->peers = (const char *const *) self->peers;
     self->replicate = s_copy_list (config->replicate, config->replicate_count);
-    copy->replicate = (const char *const *)self->replicate;
+    copy->replicate = (const char *const *) self->replicate;
     if (copy->beacon_port <= 0)
         copy->beacon_port = defaults.beacon_port;
     if (copy->beacon_interval_ms <= 0)
@@ -227,7 +227,7 @@ shoal_node_router_endpoint (const shoal_node_t *self)
 static void
 s_free_frame (void *data, void *hint)
 {
-    (void)hint;
+    (void) hint;
     free (data);
 }
 
@@ -266,7 +266,7 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
             for (uint64_t v = seq; v >= 0x80; v >>= 7)
                 varint++;
             size_t size = worst - 10 + varint;
-            uint8_t *frame = (uint8_t *)malloc (size + 1);
+            uint8_t *frame = (uint8_t *) malloc (size + 1);
             zmq_msg_t msg;
             if (!frame || (frame[0] = 0, shoal_event_encode_to (event, frame + 1) != size)
                 || zmq_msg_init_data (&msg, frame, size + 1, s_free_frame, NULL)) {
@@ -307,18 +307,18 @@ shoal_node_subscribe (shoal_node_t *self, const char *stream, const char *type,
         return -1;
     if (from && from->kind == SHOAL_FROM_SEQ && from->count && (!from->origins || !from->seqs))
         return -1;
-    shoal_engine_sub_t *request = (shoal_engine_sub_t *)zmalloc (sizeof (shoal_engine_sub_t));
+    shoal_engine_sub_t *request = (shoal_engine_sub_t *) zmalloc (sizeof (shoal_engine_sub_t));
     request->id = ++self->next_sub_id;
     snprintf (request->stream, sizeof request->stream, "%s", stream);
     snprintf (request->type, sizeof request->type, "%s", type ? type : "");
     if (from)
         request->from = *from;
     if (from && from->count) {
-        request->origins = (uint8_t (*)[SHOAL_ID_SIZE])malloc (from->count * SHOAL_ID_SIZE);
-        request->seqs = (uint64_t *)malloc (from->count * sizeof (uint64_t));
+        request->origins = (uint8_t (*)[SHOAL_ID_SIZE]) malloc (from->count * SHOAL_ID_SIZE);
+        request->seqs = (uint64_t *) malloc (from->count * sizeof (uint64_t));
         memcpy (request->origins, from->origins, from->count * SHOAL_ID_SIZE);
         memcpy (request->seqs, from->seqs, from->count * sizeof (uint64_t));
-        request->from.origins = (const uint8_t (*)[SHOAL_ID_SIZE])request->origins;
+        request->from.origins = (const uint8_t (*)[SHOAL_ID_SIZE]) request->origins;
         request->from.seqs = request->seqs;
     }
     else {
@@ -353,8 +353,7 @@ shoal_node_subscribe_durable (shoal_node_t *self, const char *consumer, const ch
 }
 
 int
-shoal_node_ack (shoal_node_t *self, int subscription, const shoal_event_t *event,
-                bool cumulative)
+shoal_node_ack (shoal_node_t *self, int subscription, const shoal_event_t *event, bool cumulative)
 {
     if (subscription <= 0 || subscription > self->next_sub_id || !event
         || !shoal_event_origin (event))
@@ -406,7 +405,8 @@ shoal_node_consumers (shoal_node_t *self)
     char **names = (char **) zmalloc ((count + 1) * sizeof (char *));
     const char *start = reply ? (const char *) zframe_data (reply) : NULL;
     for (size_t n = 0; n < count; n++) {
-        const char *end = (const char *) memchr (start, '\n', size - (size_t) (start - (const char *) zframe_data (reply)));
+        const char *end = (const char *) memchr (
+            start, '\n', size - (size_t) (start - (const char *) zframe_data (reply)));
         names[n] = strndup (start, (size_t) (end - start));
         start = end + 1;
     }

@@ -63,19 +63,19 @@ typedef struct {
 
 //  Where a subscription starts, for each origin.
 typedef enum {
-    SHOAL_FROM_NOW = 0,     //  every event recorded after the subscription started
-    SHOAL_FROM_BEGINNING,   //  the whole history each origin still holds
-    SHOAL_FROM_SEQ,         //  from seq (per origin in origins/seqs, else `seq`)
-    SHOAL_FROM_TIME         //  events recorded at or after time_ns
+    SHOAL_FROM_NOW = 0,   //  every event recorded after the subscription started
+    SHOAL_FROM_BEGINNING, //  the whole history each origin still holds
+    SHOAL_FROM_SEQ,       //  from seq (per origin in origins/seqs, else `seq`)
+    SHOAL_FROM_TIME       //  events recorded at or after time_ns
 } shoal_from_kind_t;
 
 typedef struct {
-    shoal_from_kind_t kind;                 //  see above
-    uint64_t seq;                           //  SHOAL_FROM_SEQ: first seq for unlisted origins
-    int64_t time_ns;                        //  SHOAL_FROM_TIME: unix ns
+    shoal_from_kind_t kind;                  //  see above
+    uint64_t seq;                            //  SHOAL_FROM_SEQ: first seq for unlisted origins
+    int64_t time_ns;                         //  SHOAL_FROM_TIME: unix ns
     const uint8_t (*origins)[SHOAL_ID_SIZE]; //  SHOAL_FROM_SEQ: origins with their own start
-    const uint64_t *seqs;                   //  SHOAL_FROM_SEQ: first seq for each of origins
-    size_t count;                           //  entries in origins and seqs
+    const uint64_t *seqs;                    //  SHOAL_FROM_SEQ: first seq for each of origins
+    size_t count;                            //  entries in origins and seqs
 } shoal_from_t;
 
 //  Counters, as reported in Status.counters too.
@@ -92,10 +92,10 @@ typedef struct {
 } shoal_node_stats_t;
 
 typedef struct {
-    uint8_t id[SHOAL_ID_SIZE];   //  peer node id
-    char name[64];               //  its name
-    char endpoint[128];          //  its ROUTER endpoint
-    char state[16];              //  "connected", "suspect" or "pending"
+    uint8_t id[SHOAL_ID_SIZE]; //  peer node id
+    char name[64];             //  its name
+    char endpoint[128];        //  its ROUTER endpoint
+    char state[16];            //  "connected", "suspect" or "pending"
 } shoal_peer_info_t;
 
 //  Fills config with the defaults.
@@ -129,8 +129,7 @@ int shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_
 
 //  Waits until seq of this node's stream is durable. 0 when it is, -1 on
 //  timeout or when the log failed. timeout_ms < 0 waits for ever.
-int shoal_node_wait_durable (shoal_node_t *self, const char *stream, uint64_t seq,
-                             int timeout_ms);
+int shoal_node_wait_durable (shoal_node_t *self, const char *stream, uint64_t seq, int timeout_ms);
 
 //  Subscribes to a stream (type NULL = all types) from a start position.
 //  Returns the subscription id (> 0) or -1 on a bad argument.

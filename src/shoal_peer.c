@@ -39,14 +39,14 @@ s_host (const char *endpoint, char *host, size_t size)
     if (!colon || colon == start || !colon[1]
         || strspn (colon + 1, "0123456789") != strlen (colon + 1))
         return -1;
-    snprintf (host, size, "%.*s", (int)(colon - start), start);
+    snprintf (host, size, "%.*s", (int) (colon - start), start);
     return 0;
 }
 
 shoal_peer_t *
 shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm, int64_t now_ms)
 {
-    shoal_peer_t *self = (shoal_peer_t *)zmalloc (sizeof (shoal_peer_t));
+    shoal_peer_t *self = (shoal_peer_t *) zmalloc (sizeof (shoal_peer_t));
     if (strlen (router_endpoint) >= sizeof self->router
         || s_host (router_endpoint, self->host, sizeof self->host)) {
         free (self);

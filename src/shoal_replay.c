@@ -30,7 +30,8 @@
     This is exactly what protobuf's canonical encoder writes (fields in
     number order, proto3 defaults left out). next_seq is the first seq not
     yet sent nor skipped; head_seq is the log's durable head when the
-    batch is built (nothing above it is ever announced). Error responses are rare and small, so protobuf-c packs them.
+    batch is built (nothing above it is ever announced). Error responses are rare and small, so
+   protobuf-c packs them.
 
     The engine calls shoal_replay_pump when a request or Credit arrived,
     when a log's durable watermark moved, and on a timer while sessions
@@ -143,10 +144,10 @@ static uint8_t *
 s_put_varint (uint8_t *p, uint64_t value)
 {
     while (value >= 0x80) {
-        *p++ = (uint8_t)(value | 0x80);
+        *p++ = (uint8_t) (value | 0x80);
         value >>= 7;
     }
-    *p++ = (uint8_t)value;
+    *p++ = (uint8_t) value;
     return p;
 }
 
@@ -159,7 +160,7 @@ s_scratch_add (shoal_replay_t *self, const uint8_t *data, size_t size)
         size_t alloc = self->scratch_alloc ? self->scratch_alloc : 4096;
         while (alloc < need)
             alloc *= 2;
-        uint8_t *scratch = (uint8_t *)realloc (self->scratch, alloc);
+        uint8_t *scratch = (uint8_t *) realloc (self->scratch, alloc);
         if (!scratch)
             return -1;
         self->scratch = scratch;
@@ -223,7 +224,7 @@ s_error_frame (uint64_t request_id, uint32_t code, const char *format, ...)
     vsnprintf (text, sizeof text, format, args);
     va_end (args);
     for (char *c = text; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+        if ((unsigned char) *c < 0x20 || (unsigned char) *c > 0x7e)
             *c = '?';
     Shoal__V1__Error error = SHOAL__V1__ERROR__INIT;
     error.code = code;
@@ -243,7 +244,7 @@ static const char *
 s_quote (const char *text, char *buffer, size_t size)
 {
     size_t length = strlen (text);
-    snprintf (buffer, size, "%.*s%s", (int)(length > 64 ? 64 : length), text,
+    snprintf (buffer, size, "%.*s%s", (int) (length > 64 ? 64 : length), text,
               length > 64 ? "..." : "");
     return buffer;
 }
@@ -302,7 +303,7 @@ static char *
 s_key (zframe_t *routing_id, uint64_t request_id)
 {
     size_t size = zframe_size (routing_id);
-    char *key = (char *)malloc (2 * size + 24);
+    char *key = (char *) malloc (2 * size + 24);
     if (!key)
         return NULL;
     const uint8_t *data = zframe_data (routing_id);
@@ -326,9 +327,9 @@ s_remove (shoal_replay_t *self, s_session_t *session)
 static void
 s_remove_where (shoal_replay_t *self, zframe_t *routing_id, shoal_log_t *log, int64_t idle_before)
 {
-    s_session_t *session = (s_session_t *)zlistx_first (self->sessions);
+    s_session_t *session = (s_session_t *) zlistx_first (self->sessions);
     while (session) {
-        s_session_t *next = (s_session_t *)zlistx_next (self->sessions);
+        s_session_t *next = (s_session_t *) zlistx_next (self->sessions);
         bool doomed = routing_id ? zframe_eq (session->routing_id, routing_id)
                       : log      ? session->log == log
                                  : session->active_at < idle_before;
@@ -357,7 +358,7 @@ static int
 s_hold (s_session_t *session, const uint8_t *data, size_t size)
 {
     if (size > session->held_alloc) {
-        uint8_t *held = (uint8_t *)realloc (session->held, size);
+        uint8_t *held = (uint8_t *) realloc (session->held, size);
         if (!held)
             return -1;
         session->held = held;
@@ -550,7 +551,7 @@ shoal_replay_t *
 shoal_replay_new (shoal_replay_lookup_fn *lookup, void *arg, const shoal_replay_config_t *config)
 {
     assert (lookup);
-    shoal_replay_t *self = (shoal_replay_t *)zmalloc (sizeof (shoal_replay_t));
+    shoal_replay_t *self = (shoal_replay_t *) zmalloc (sizeof (shoal_replay_t));
     if (!self)
         return NULL;
     self->lookup = lookup;
@@ -582,7 +583,7 @@ shoal_replay_destroy (shoal_replay_t **self_p)
         return;
     if (self->sessions) {
         s_session_t *session;
-        while ((session = (s_session_t *)zlistx_first (self->sessions)))
+        while ((session = (s_session_t *) zlistx_first (self->sessions)))
             s_remove (self, session);
     }
     zlistx_destroy (&self->sessions);
@@ -602,7 +603,7 @@ s_refuse (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id, uint64_t 
     if (frame && s_send (router, routing_id, &frame) && errno == EHOSTUNREACH)
         s_remove_where (self, routing_id, NULL, 0);
     zframe_destroy (&frame);
-    return (int)code;
+    return (int) code;
 }
 
 int
@@ -610,12 +611,12 @@ shoal_replay_start (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id,
                     uint64_t request_id, const void *request)
 {
     assert (self && router && routing_id && request);
-    const Shoal__V1__ReplayRequest *req = (const Shoal__V1__ReplayRequest *)request;
+    const Shoal__V1__ReplayRequest *req = (const Shoal__V1__ReplayRequest *) request;
     char text[400], quoted[80];
     char *key = s_key (routing_id, request_id);
     if (!key)
         return s_refuse (self, router, routing_id, request_id, SHOAL_WIRE_BUSY, "out of memory");
-    s_session_t *old = (s_session_t *)zhashx_lookup (self->by_key, key);
+    s_session_t *old = (s_session_t *) zhashx_lookup (self->by_key, key);
     if (old)
         s_remove (self, old);
 
@@ -677,7 +678,7 @@ shoal_replay_start (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id,
                                     from < first ? "trimmed by retention" : "beyond the head")
                         : snprintf (text, sizeof text, "no event at or after time %" PRId64,
                                     req->from_time_ns);
-            snprintf (text + n, sizeof text - (size_t)n,
+            snprintf (text + n, sizeof text - (size_t) n,
                       ": available are first %" PRIu64 ", head %" PRIu64, first, head);
         }
         if (to == 0 || to > head)
@@ -691,14 +692,14 @@ shoal_replay_start (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id,
     }
     s_session_t *session = NULL;
     if (!code) {
-        session = (s_session_t *)zmalloc (sizeof (s_session_t));
+        session = (s_session_t *) zmalloc (sizeof (s_session_t));
         if (session) {
             session->key = key;
             key = NULL;
             session->iter = iter;
             session->routing_id = zframe_dup (routing_id);
-            session->types = (char **)calloc (req->n_types + 1, sizeof (char *));
-            session->type_sizes = (size_t *)calloc (req->n_types + 1, sizeof (size_t));
+            session->types = (char **) calloc (req->n_types + 1, sizeof (char *));
+            session->type_sizes = (size_t *) calloc (req->n_types + 1, sizeof (size_t));
         }
         bool ok = session && session->routing_id && session->types && session->type_sizes;
         for (size_t i = 0; ok && i < req->n_types; i++) {
@@ -741,7 +742,7 @@ shoal_replay_credit (shoal_replay_t *self, zframe_t *routing_id, uint64_t replay
 {
     assert (self && routing_id);
     char *key = s_key (routing_id, replay_id);
-    s_session_t *session = key ? (s_session_t *)zhashx_lookup (self->by_key, key) : NULL;
+    s_session_t *session = key ? (s_session_t *) zhashx_lookup (self->by_key, key) : NULL;
     free (key);
     if (!session)
         return -1;
@@ -755,8 +756,8 @@ shoal_replay_pump (shoal_replay_t *self, zsock_t *router, size_t budget)
 {
     assert (self && router);
     s_session_t *session;
-    for (session = (s_session_t *)zlistx_first (self->sessions); session;
-         session = (s_session_t *)zlistx_next (self->sessions))
+    for (session = (s_session_t *) zlistx_first (self->sessions); session;
+         session = (s_session_t *) zlistx_next (self->sessions))
         session->blocked = false;
     //  Rounds: each session once per round, from the head of the list; a
     //  served session moves to the tail, so the next pump starts with the
@@ -767,7 +768,7 @@ shoal_replay_pump (shoal_replay_t *self, zsock_t *router, size_t budget)
         if (share == 0)
             share = 1;
         bool progress = false;
-        while (budget > 0 && (session = (s_session_t *)zlistx_first (self->sessions))
+        while (budget > 0 && (session = (s_session_t *) zlistx_first (self->sessions))
                && session->round != self->round) {
             session->round = self->round;
             zlistx_move_end (self->sessions, session->handle);
@@ -779,8 +780,8 @@ shoal_replay_pump (shoal_replay_t *self, zsock_t *router, size_t budget)
         if (!progress)
             break;
     }
-    for (session = (s_session_t *)zlistx_first (self->sessions); session;
-         session = (s_session_t *)zlistx_next (self->sessions))
+    for (session = (s_session_t *) zlistx_first (self->sessions); session;
+         session = (s_session_t *) zlistx_next (self->sessions))
         if (s_ready (session))
             return 1;
     return 0;

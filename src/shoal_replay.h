@@ -40,10 +40,11 @@ extern "C" {
 typedef struct _shoal_replay_t shoal_replay_t;
 
 typedef struct {
-    size_t batch_events;     //  most events per batch, default 256
-    size_t batch_bytes;      //  most event bytes per batch, default 64 KiB
-    size_t max_sessions;     //  sessions at once before Error 7, default 1024
-    int idle_timeout_ms;     //  a session with no credit and no news this long is dropped, default 30000
+    size_t batch_events; //  most events per batch, default 256
+    size_t batch_bytes;  //  most event bytes per batch, default 64 KiB
+    size_t max_sessions; //  sessions at once before Error 7, default 1024
+    int idle_timeout_ms; //  a session with no credit and no news this long is dropped, default
+                         //  30000
 } shoal_replay_config_t;
 
 void shoal_replay_config_defaults (shoal_replay_config_t *config);

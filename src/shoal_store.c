@@ -177,7 +177,7 @@ s_insert (void **array, size_t *count, size_t *alloc, size_t index, size_t size)
         *array = larger;
         *alloc = *alloc ? 2 * *alloc : 8;
     }
-    uint8_t *bytes = (uint8_t *)*array;
+    uint8_t *bytes = (uint8_t *) *array;
     memmove (bytes + (index + 1) * size, bytes + index * size, (*count - index) * size);
     (*count)++;
     return true;
@@ -244,7 +244,7 @@ s_text_body (char *text, size_t size, const char *magic, const char *path)
     char *version = text + magic_size;
     if (strncmp (version, S_VERSION "\n", 2) != 0) {
         s_fail (SHOAL_ERR_MISMATCH, "%s has format version %.*s, this build reads " S_VERSION, path,
-                (int)strcspn (version, "\n"), version);
+                (int) strcspn (version, "\n"), version);
         return NULL;
     }
     char expected[S_CRC_LINE + 1];
@@ -296,9 +296,9 @@ s_lock (shoal_store_t *self)
         return s_fail (SHOAL_ERR_IO, "cannot lock %s: %s", path, strerror (error));
     }
     char pid[32];
-    int length = snprintf (pid, sizeof pid, "%ld\n", (long)getpid ());
+    int length = snprintf (pid, sizeof pid, "%ld\n", (long) getpid ());
     if (self->io->ftruncate (self->io, fd, 0) != 0
-        || shoal_io_write_all (self->io, fd, pid, (size_t)length, 0) != 0) {
+        || shoal_io_write_all (self->io, fd, pid, (size_t) length, 0) != 0) {
         int error = errno;
         self->io->close (self->io, fd);
         return s_fail (s_errno_code (error), "cannot write lock file %s: %s", path,
@@ -317,7 +317,7 @@ s_node_id_load (shoal_store_t *self)
     uint8_t *data;
     size_t size;
     if (shoal_io_read_file (self->io, path, &data, &size) == 0) {
-        char *body = s_text_body ((char *)data, size, S_NODE_MAGIC, path);
+        char *body = s_text_body ((char *) data, size, S_NODE_MAGIC, path);
         char *line = body ? strsep (&body, "\n") : NULL;
         int rc = line ? 0 : -1;
         if (line
@@ -336,7 +336,7 @@ s_node_id_load (shoal_store_t *self)
     char hex[S_HEX_SIZE], text[128];
     shoal_id_to_hex (self->node_id, hex);
     int length = snprintf (text, sizeof text, S_NODE_MAGIC S_VERSION "\n%s\n", hex);
-    size_t total = s_text_seal (text, (size_t)length, sizeof text);
+    size_t total = s_text_seal (text, (size_t) length, sizeof text);
     if (shoal_io_replace_file (self->io, path, text, total) != 0)
         return s_fail (s_errno_code (errno), "cannot write %s: %s", path, strerror (errno));
     return 0;
@@ -359,7 +359,7 @@ s_log_find (const shoal_store_t *self, const uint8_t *origin, const char *stream
 static int
 s_log_add (shoal_store_t *self, shoal_log_t *log)
 {
-    if (!s_insert ((void **)&self->logs, &self->log_count, &self->log_alloc, self->log_count,
+    if (!s_insert ((void **) &self->logs, &self->log_count, &self->log_alloc, self->log_count,
                    sizeof (shoal_log_t *))) {
         shoal_log_close (&log);
         return s_fail (SHOAL_ERR_IO, "out of memory");
@@ -377,7 +377,7 @@ s_stream_entry (shoal_store_t *self, const char *path, const char *name, void *o
                        path);
     int error = SHOAL_ERR_IO;
     shoal_log_t *log =
-        shoal_log_open (path, (const uint8_t *)origin, name, false, &self->config, &error);
+        shoal_log_open (path, (const uint8_t *) origin, name, false, &self->config, &error);
     if (!log)
         return s_fail (error, "cannot open log %s: %s", path, shoal_log_open_error ());
     return s_log_add (self, log);
@@ -387,7 +387,7 @@ s_stream_entry (shoal_store_t *self, const char *path, const char *name, void *o
 static int
 s_origin_entry (shoal_store_t *self, const char *path, const char *name, void *arg)
 {
-    (void)arg;
+    (void) arg;
     uint8_t origin[SHOAL_ID_SIZE];
     char canonical[S_HEX_SIZE] = "";
     if (strlen (name) == 2 * SHOAL_ID_SIZE && shoal_id_from_hex (name, origin) == 0)
@@ -424,9 +424,9 @@ s_consumer_require (shoal_store_t *self, const char *name)
     s_consumer_t *consumer = s_consumer (self, name, &index);
     if (consumer)
         return consumer;
-    consumer = (s_consumer_t *)calloc (1, sizeof (s_consumer_t));
+    consumer = (s_consumer_t *) calloc (1, sizeof (s_consumer_t));
     if (!consumer
-        || !s_insert ((void **)&self->consumers, &self->consumer_count, &self->consumer_alloc,
+        || !s_insert ((void **) &self->consumers, &self->consumer_count, &self->consumer_alloc,
                       index, sizeof (s_consumer_t *))) {
         free (consumer);
         return NULL;
@@ -461,7 +461,7 @@ s_cursor_put (s_consumer_t *consumer, const uint8_t *origin, const char *stream,
     bool found;
     size_t index = s_cursor_find (consumer, origin, stream, &found);
     if (!found) {
-        if (!s_insert ((void **)&consumer->cursors, &consumer->cursor_count,
+        if (!s_insert ((void **) &consumer->cursors, &consumer->cursor_count,
                        &consumer->cursor_alloc, index, sizeof (s_cursor_t)))
             return false;
         memcpy (consumer->cursors[index].origin, origin, SHOAL_ID_SIZE);
@@ -496,7 +496,7 @@ s_consumer_load (shoal_store_t *self, const char *path, const char *name)
     size_t size;
     if (shoal_io_read_file (self->io, path, &data, &size) != 0)
         return s_fail (s_errno_code (errno), "cannot read %s: %s", path, strerror (errno));
-    char *body = s_text_body ((char *)data, size, S_CURSOR_MAGIC, path);
+    char *body = s_text_body ((char *) data, size, S_CURSOR_MAGIC, path);
     char *line = body ? strsep (&body, "\n") : NULL;
     int rc = line ? 0 : -1;
     if (line && (!body || strncmp (line, "consumer ", 9) != 0 || strcmp (line + 9, name) != 0))
@@ -528,7 +528,7 @@ s_consumer_load (shoal_store_t *self, const char *path, const char *name)
 static int
 s_consumer_entry (shoal_store_t *self, const char *path, const char *file, void *arg)
 {
-    (void)arg;
+    (void) arg;
     size_t length = strlen (file);
     if (length > 12 && strcmp (file + length - 12, ".cursors.tmp") == 0) {
         if (self->io->unlink (self->io, path) != 0 && errno != ENOENT)
@@ -537,7 +537,7 @@ s_consumer_entry (shoal_store_t *self, const char *path, const char *file, void 
     }
     char name[S_CONSUMER_MAX + 1] = "";
     if (length > 8 && length - 8 <= S_CONSUMER_MAX && strcmp (file + length - 8, ".cursors") == 0)
-        snprintf (name, sizeof name, "%.*s", (int)(length - 8), file);
+        snprintf (name, sizeof name, "%.*s", (int) (length - 8), file);
     if (!shoal_consumer_name_valid (name))
         return s_fail (SHOAL_ERR_CORRUPT,
                        "%s is not a consumer file: consumers/ holds only <name>.cursors", path);
@@ -550,19 +550,19 @@ s_consumer_write (shoal_store_t *self, s_consumer_t *consumer)
 {
     const size_t line_max = 2 * SHOAL_ID_SIZE + 1 + SHOAL_STREAM_MAX + 1 + 20 + 1;
     size_t capacity = 64 + S_CONSUMER_MAX + consumer->cursor_count * line_max + S_CRC_LINE + 1;
-    char *text = (char *)malloc (capacity);
+    char *text = (char *) malloc (capacity);
     if (!text) {
         errno = ENOMEM;
         return -1;
     }
-    size_t length = (size_t)snprintf (text, capacity, S_CURSOR_MAGIC S_VERSION "\nconsumer %s\n",
-                                      consumer->name);
+    size_t length = (size_t) snprintf (text, capacity, S_CURSOR_MAGIC S_VERSION "\nconsumer %s\n",
+                                       consumer->name);
     for (size_t index = 0; index < consumer->cursor_count; index++) {
         const s_cursor_t *cursor = &consumer->cursors[index];
         char hex[S_HEX_SIZE];
         shoal_id_to_hex (cursor->origin, hex);
-        length += (size_t)snprintf (text + length, capacity - length, "%s %s %" PRIu64 "\n", hex,
-                                    cursor->stream, cursor->seq);
+        length += (size_t) snprintf (text + length, capacity - length, "%s %s %" PRIu64 "\n", hex,
+                                     cursor->stream, cursor->seq);
     }
     length = s_text_seal (text, length, capacity);
     char path[S_PATH_MAX], file[S_CONSUMER_MAX + 16];
@@ -615,7 +615,7 @@ shoal_store_open (const char *dir, const shoal_log_config_t *log_config, int *er
     shoal_store_t *self = NULL;
     if (length == 0 || length > S_DIR_MAX)
         s_fail (SHOAL_ERR_INVALID, "data directory path is empty or too long");
-    else if (!(self = (shoal_store_t *)calloc (1, sizeof (shoal_store_t)))
+    else if (!(self = (shoal_store_t *) calloc (1, sizeof (shoal_store_t)))
              || !(self->dir = strndup (dir, length))) {
         free (self);
         self = NULL;
@@ -782,7 +782,7 @@ shoal_store_set_retention (shoal_store_t *self, const char *stream, uint64_t byt
         return;
     s_retention_t *setting = s_retention (self, stream);
     if (!setting) {
-        if (!s_insert ((void **)&self->retention, &self->retention_count, &self->retention_alloc,
+        if (!s_insert ((void **) &self->retention, &self->retention_count, &self->retention_alloc,
                        self->retention_count, sizeof (s_retention_t)))
             return;
         setting = &self->retention[self->retention_count - 1];

@@ -77,8 +77,7 @@ bool shoal_consumer_name_valid (const char *name);
 //  A cursor never moves backwards: a lower seq is ignored. 0 or -1
 //  (invalid name).
 int shoal_store_cursor_set (shoal_store_t *self, const char *consumer,
-                            const uint8_t origin[SHOAL_ID_SIZE], const char *stream,
-                            uint64_t seq);
+                            const uint8_t origin[SHOAL_ID_SIZE], const char *stream, uint64_t seq);
 //  The cursor, or 0 when the consumer has none for (origin, stream).
 uint64_t shoal_store_cursor (const shoal_store_t *self, const char *consumer,
                              const uint8_t origin[SHOAL_ID_SIZE], const char *stream);

@@ -103,7 +103,7 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
 {
     if (!shoal_stream_name_valid (stream) || (type && !shoal_type_name_valid (type)))
         return NULL;
-    shoal_sub_t *self = (shoal_sub_t *)zmalloc (sizeof (shoal_sub_t));
+    shoal_sub_t *self = (shoal_sub_t *) zmalloc (sizeof (shoal_sub_t));
     self->id = id;
     snprintf (self->stream, sizeof self->stream, "%s", stream);
     self->type = type ? strdup (type) : NULL;
@@ -116,8 +116,8 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
     if (from && from->kind == SHOAL_FROM_SEQ) {
         self->from_seq = from->seq ? from->seq : 1;
         if (from->count) {
-            self->from_origins = (uint8_t (*)[SHOAL_ID_SIZE])malloc (from->count * SHOAL_ID_SIZE);
-            self->from_seqs = (uint64_t *)malloc (from->count * sizeof (uint64_t));
+            self->from_origins = (uint8_t (*)[SHOAL_ID_SIZE]) malloc (from->count * SHOAL_ID_SIZE);
+            self->from_seqs = (uint64_t *) malloc (from->count * sizeof (uint64_t));
             memcpy (self->from_origins, from->origins, from->count * SHOAL_ID_SIZE);
             memcpy (self->from_seqs, from->seqs, from->count * sizeof (uint64_t));
             self->from_count = from->count;
@@ -141,7 +141,7 @@ shoal_sub_destroy (shoal_sub_t **self_p)
     }
     free (self->origins);
     shoal_event_t *event;
-    while ((event = (shoal_event_t *)zlistx_detach (self->ready, NULL)))
+    while ((event = (shoal_event_t *) zlistx_detach (self->ready, NULL)))
         shoal_event_destroy (&event);
     zlistx_destroy (&self->ready);
     free (self->type);
@@ -207,7 +207,7 @@ s_add (shoal_sub_t *self, const uint8_t *origin)
 {
     if (self->origin_count == self->origin_alloc) {
         size_t alloc = self->origin_alloc ? 2 * self->origin_alloc : 8;
-        self->origins = (s_origin_t *)realloc (self->origins, alloc * sizeof (s_origin_t));
+        self->origins = (s_origin_t *) realloc (self->origins, alloc * sizeof (s_origin_t));
         self->origin_alloc = alloc;
     }
     s_origin_t *o = &self->origins[self->origin_count++];
@@ -323,7 +323,7 @@ s_remember (s_origin_t *o, uint64_t seq)
         return;
     if (o->dropped_count == o->dropped_alloc) {
         o->dropped_alloc = o->dropped_alloc ? 2 * o->dropped_alloc : 16;
-        o->dropped = (uint64_t *)realloc (o->dropped, o->dropped_alloc * sizeof (uint64_t));
+        o->dropped = (uint64_t *) realloc (o->dropped, o->dropped_alloc * sizeof (uint64_t));
     }
     memmove (o->dropped + at + 1, o->dropped + at, (o->dropped_count - at) * sizeof (uint64_t));
     o->dropped[at] = seq;
@@ -410,7 +410,7 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
         return s_defer (self, o, event_p, seq, replayed && wanted);
     if (o->held_count == o->held_alloc) {
         o->held_alloc = o->held_alloc ? 2 * o->held_alloc : 64;
-        o->held = (s_held_t *)realloc (o->held, o->held_alloc * sizeof (s_held_t));
+        o->held = (s_held_t *) realloc (o->held, o->held_alloc * sizeof (s_held_t));
     }
     memmove (o->held + at + 1, o->held + at, (o->held_count - at) * sizeof (s_held_t));
     if (!wanted)
@@ -562,7 +562,7 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
         uint64_t credit = room < S_MAX_CREDIT ? room : S_MAX_CREDIT;
         if (credit == 0)
             credit = 1;
-        repair->credit = (uint32_t)credit;
+        repair->credit = (uint32_t) credit;
         o->repairing = true;
         o->progress = false;
         o->repair_ms = now_ms;
@@ -577,5 +577,5 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
 shoal_event_t *
 shoal_sub_pop (shoal_sub_t *self)
 {
-    return (shoal_event_t *)zlistx_detach (self->ready, NULL);
+    return (shoal_event_t *) zlistx_detach (self->ready, NULL);
 }

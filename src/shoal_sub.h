@@ -29,29 +29,29 @@ typedef struct _shoal_sub_t shoal_sub_t;
 
 //  A replay the subscription wants sent to a node holding origin's log.
 typedef struct {
-    uint8_t origin[SHOAL_ID_SIZE];  //  whose log
-    uint64_t from_seq;              //  first seq, 0 = seek by from_time_ns
-    int64_t from_time_ns;           //  used when from_seq is 0
-    uint64_t to_seq;                //  last seq wanted, 0 = up to the head
-    uint32_t credit;                //  events the subscription has room for
+    uint8_t origin[SHOAL_ID_SIZE]; //  whose log
+    uint64_t from_seq;             //  first seq, 0 = seek by from_time_ns
+    int64_t from_time_ns;          //  used when from_seq is 0
+    uint64_t to_seq;               //  last seq wanted, 0 = up to the head
+    uint32_t credit;               //  events the subscription has room for
 } shoal_sub_repair_t;
 
 //  What shoal_sub_on_event did with an event.
 typedef enum {
-    SHOAL_SUB_DELIVERED = 0,  //  in order: ready to deliver (or passed over by the filter)
-    SHOAL_SUB_BUFFERED,       //  ahead of a gap, or its origin not yet placed: held
-    SHOAL_SUB_DUPLICATE,      //  already delivered or already held: dropped
-    SHOAL_SUB_DEFERRED,       //  no room: dropped, a later repair brings it back
-    SHOAL_SUB_OTHER           //  another stream, no origin, or seq 0: dropped
+    SHOAL_SUB_DELIVERED = 0, //  in order: ready to deliver (or passed over by the filter)
+    SHOAL_SUB_BUFFERED,      //  ahead of a gap, or its origin not yet placed: held
+    SHOAL_SUB_DUPLICATE,     //  already delivered or already held: dropped
+    SHOAL_SUB_DEFERRED,      //  no room: dropped, a later repair brings it back
+    SHOAL_SUB_OTHER          //  another stream, no origin, or seq 0: dropped
 } shoal_sub_result_t;
 
 typedef struct {
-    uint64_t delivered;           //  events made ready for the application
-    uint64_t gaps_detected;       //  gaps found (seq jumps and heartbeats)
-    uint64_t events_repaired;     //  delivered events that came by replay
-    uint64_t duplicates_dropped;  //  events dropped as already seen
-    uint64_t deferred;            //  events dropped for lack of room
-    uint64_t lost;                //  events the mesh no longer holds (trimmed everywhere)
+    uint64_t delivered;          //  events made ready for the application
+    uint64_t gaps_detected;      //  gaps found (seq jumps and heartbeats)
+    uint64_t events_repaired;    //  delivered events that came by replay
+    uint64_t duplicates_dropped; //  events dropped as already seen
+    uint64_t deferred;           //  events dropped for lack of room
+    uint64_t lost;               //  events the mesh no longer holds (trimmed everywhere)
 } shoal_sub_stats_t;
 
 //  A subscription to stream (type NULL = all) starting at from, made at
@@ -70,16 +70,14 @@ bool shoal_sub_wants_type (const shoal_sub_t *self, const char *type);
 //  knows for its stream and their heads: "now" starts each after its head.
 //  Origins placed later ("now" or "time") start by a replay that seeks
 //  the subscription's start time.
-void shoal_sub_origin_known (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE],
-                             uint64_t head);
+void shoal_sub_origin_known (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t head);
 
 //  Feeds an event (ownership taken, *event_p nulled). replayed is true
 //  when it came in a replay batch.
 shoal_sub_result_t shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed);
 
 //  Feeds a heartbeat: origin's log of this stream reaches head.
-void shoal_sub_on_heartbeat (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE],
-                             uint64_t head);
+void shoal_sub_on_heartbeat (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t head);
 
 //  Feeds the end of a replay batch for origin's repair (its events went
 //  through on_event first): every seq below next_seq has been sent or

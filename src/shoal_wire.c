@@ -25,7 +25,7 @@ shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
     uint64_t result = 0;
     for (int shift = 0; shift < 64 && *p < end; shift += 7) {
         uint8_t byte = *(*p)++;
-        result |= (uint64_t)(byte & 0x7F) << shift;
+        result |= (uint64_t) (byte & 0x7F) << shift;
         if (!(byte & 0x80)) {
             *value = result;
             return 0;
@@ -39,10 +39,10 @@ shoal_wire_put_varint (uint8_t *out, uint64_t value)
 {
     size_t size = 0;
     while (value >= 0x80) {
-        out[size++] = (uint8_t)(value | 0x80);
+        out[size++] = (uint8_t) (value | 0x80);
         value >>= 7;
     }
-    out[size++] = (uint8_t)value;
+    out[size++] = (uint8_t) value;
     return size;
 }
 
@@ -67,7 +67,7 @@ shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
 {
     Shoal__V1__Error error = SHOAL__V1__ERROR__INIT;
     error.code = code;
-    error.message = (char *)message;
+    error.message = (char *) message;
     Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
     response.request_id = request_id;
     response.body_case = SHOAL__V1__RESPONSE__BODY_ERROR;
@@ -84,8 +84,8 @@ s_field (const uint8_t **p, const uint8_t *end, uint32_t *field, uint32_t *type,
     uint64_t key;
     if (shoal_wire_varint (p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
         return -1;
-    *field = (uint32_t)(key >> 3);
-    *type = (uint32_t)(key & 7);
+    *field = (uint32_t) (key >> 3);
+    *type = (uint32_t) (key & 7);
     switch (*type) {
         case 0: return shoal_wire_varint (p, end, value);
         case 1:
@@ -99,7 +99,7 @@ s_field (const uint8_t **p, const uint8_t *end, uint32_t *field, uint32_t *type,
             *p += 4;
             return 0;
         case 2:
-            if (shoal_wire_varint (p, end, value) || *value > (uint64_t)(end - *p))
+            if (shoal_wire_varint (p, end, value) || *value > (uint64_t) (end - *p))
                 return -1;
             *bytes = *p;
             *p += *value;
@@ -124,7 +124,7 @@ shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_
         else if (field >= 2 && field <= 7 && type == 2) {
             response->body = field;
             response->data = bytes;
-            response->size = (size_t)value;
+            response->size = (size_t) value;
         }
     }
     return 0;
@@ -166,7 +166,7 @@ shoal_wire_batch_next (shoal_wire_batch_t *batch, const uint8_t **event_p, size_
             return 0; //  scan_batch checked the whole batch already
         if (field == 1 && type == 2) {
             *event_p = bytes;
-            *size_p = (size_t)value;
+            *size_p = (size_t) value;
             return 1;
         }
     }

@@ -35,10 +35,10 @@ zframe_t *shoal_wire_error (uint64_t request_id, uint32_t code, const char *mess
 //  The outline of a Response: its request_id and which body it has
 //  (the field number: 2 hello .. 7 pong; 0 none) with the body's bytes.
 typedef struct {
-    uint64_t request_id;     //  echoed request id
-    uint32_t body;           //  field number of the body, 0 when absent
-    const uint8_t *data;     //  the body's bytes
-    size_t size;             //  their count
+    uint64_t request_id; //  echoed request id
+    uint32_t body;       //  field number of the body, 0 when absent
+    const uint8_t *data; //  the body's bytes
+    size_t size;         //  their count
 } shoal_wire_response_t;
 
 //  Scans a Response. 0, or -1 when the bytes are not one.
@@ -46,13 +46,13 @@ int shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_respo
 
 //  A ReplayBatch body, scanned: call shoal_wire_batch_next for each event.
 typedef struct {
-    const uint8_t *data;     //  the batch's bytes
-    const uint8_t *end;      //  their end
-    const uint8_t *cursor;   //  scan position
-    uint64_t next_seq;       //  ReplayBatch.next_seq
-    bool done;               //  ReplayBatch.done
-    uint64_t head_seq;       //  ReplayBatch.head_seq
-    size_t events;           //  events in the batch
+    const uint8_t *data;   //  the batch's bytes
+    const uint8_t *end;    //  their end
+    const uint8_t *cursor; //  scan position
+    uint64_t next_seq;     //  ReplayBatch.next_seq
+    bool done;             //  ReplayBatch.done
+    uint64_t head_seq;     //  ReplayBatch.head_seq
+    size_t events;         //  events in the batch
 } shoal_wire_batch_t;
 
 //  Reads the scalar fields and counts the events. 0, or -1 when malformed.

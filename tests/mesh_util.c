@@ -90,7 +90,7 @@ s_child_env (const char *const env[])
         count++;
     while (env && env[extra])
         extra++;
-    char **result = (char **)calloc (count + extra + 3, sizeof (char *));
+    char **result = (char **) calloc (count + extra + 3, sizeof (char *));
     size_t n = 0;
     for (size_t i = 0; i < count; i++)
         if (strncmp (environ[i], "SHOAL_", 6) != 0 && strncmp (environ[i], "HOME=", 5) != 0
@@ -105,7 +105,7 @@ s_child_env (const char *const env[])
         has_xdg |= strncmp (env[i], "XDG_DATA_HOME=", 14) == 0;
         //  "XDG_DATA_HOME=" (empty) means: leave it unset.
         if (strncmp (env[i], "XDG_DATA_HOME=", 14) != 0 || env[i][14] != 0)
-            result[n++] = (char *)env[i];
+            result[n++] = (char *) env[i];
     }
     if (!has_home)
         result[n++] = home;
@@ -146,7 +146,7 @@ s_spawn (const char *const argv[], const char *const env[], int in_fd, int out_f
         dup2 (in_fd, 0);
         dup2 (out_fd, 1);
         dup2 (err_fd, 2);
-        execve (argv[0], (char *const *)argv, child_env);
+        execve (argv[0], (char *const *) argv, child_env);
         fprintf (stderr, "exec %s: %s\n", argv[0], strerror (errno));
         _exit (127);
     }
@@ -162,7 +162,7 @@ static int s_err_count = 0;
 mesh_proc_t *
 mesh_start (const char *const argv[], const char *const env[], bool own_group)
 {
-    mesh_proc_t *proc = (mesh_proc_t *)calloc (1, sizeof (mesh_proc_t));
+    mesh_proc_t *proc = (mesh_proc_t *) calloc (1, sizeof (mesh_proc_t));
     proc->status = -1;
     snprintf (proc->err_path, sizeof proc->err_path, "%s/stderr-%d.txt", tap_tmpdir (),
               ++s_err_count);
@@ -193,7 +193,7 @@ mesh_drain (mesh_proc_t *proc)
         ssize_t got =
             read (proc->out_fd, proc->out + proc->out_size, sizeof proc->out - 1 - proc->out_size);
         if (got > 0)
-            proc->out_size += (size_t)got;
+            proc->out_size += (size_t) got;
         else {
             if (got == 0) {
                 close (proc->out_fd);
@@ -217,7 +217,7 @@ mesh_wait_line (mesh_proc_t *proc, const char *prefix, char *line, size_t size, 
             if (!eol)
                 break;
             if (strncmp (p, prefix, strlen (prefix)) == 0) {
-                size_t length = (size_t)(eol - p);
+                size_t length = (size_t) (eol - p);
                 if (length >= size)
                     length = size - 1;
                 memcpy (line, p, length);
@@ -230,7 +230,7 @@ mesh_wait_line (mesh_proc_t *proc, const char *prefix, char *line, size_t size, 
         if (left <= 0 || proc->out_fd < 0)
             return -1;
         struct pollfd fd = {proc->out_fd, POLLIN, 0};
-        poll (&fd, 1, left > 0.1 ? 100 : (int)(left * 1000) + 1);
+        poll (&fd, 1, left > 0.1 ? 100 : (int) (left * 1000) + 1);
     }
 }
 
@@ -378,11 +378,11 @@ mesh_process_with (const char *needle)
     struct dirent *entry;
     pid_t self = getpid ();
     while (!found && (entry = readdir (dir))) {
-        pid_t pid = (pid_t)atoi (entry->d_name);
+        pid_t pid = (pid_t) atoi (entry->d_name);
         if (pid <= 0 || pid == self)
             continue;
         char path[64], buffer[8192];
-        snprintf (path, sizeof path, "/proc/%d/cmdline", (int)pid);
+        snprintf (path, sizeof path, "/proc/%d/cmdline", (int) pid);
         int fd = open (path, O_RDONLY);
         if (fd < 0)
             continue;
@@ -409,8 +409,8 @@ mesh_free_port (void)
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
     socklen_t length = sizeof address;
-    if (fd < 0 || bind (fd, (struct sockaddr *)&address, sizeof address)
-        || getsockname (fd, (struct sockaddr *)&address, &length))
+    if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address)
+        || getsockname (fd, (struct sockaddr *) &address, &length))
         bail ("cannot find a free port: %s", strerror (errno));
     int port = ntohs (address.sin_port);
     close (fd);
@@ -450,21 +450,21 @@ static void
 s_put_utf8 (char *out, size_t *n, unsigned long c)
 {
     if (c < 0x80)
-        out[(*n)++] = (char)c;
+        out[(*n)++] = (char) c;
     else if (c < 0x800) {
-        out[(*n)++] = (char)(0xc0 | (c >> 6));
-        out[(*n)++] = (char)(0x80 | (c & 0x3f));
+        out[(*n)++] = (char) (0xc0 | (c >> 6));
+        out[(*n)++] = (char) (0x80 | (c & 0x3f));
     }
     else if (c < 0x10000) {
-        out[(*n)++] = (char)(0xe0 | (c >> 12));
-        out[(*n)++] = (char)(0x80 | ((c >> 6) & 0x3f));
-        out[(*n)++] = (char)(0x80 | (c & 0x3f));
+        out[(*n)++] = (char) (0xe0 | (c >> 12));
+        out[(*n)++] = (char) (0x80 | ((c >> 6) & 0x3f));
+        out[(*n)++] = (char) (0x80 | (c & 0x3f));
     }
     else {
-        out[(*n)++] = (char)(0xf0 | (c >> 18));
-        out[(*n)++] = (char)(0x80 | ((c >> 12) & 0x3f));
-        out[(*n)++] = (char)(0x80 | ((c >> 6) & 0x3f));
-        out[(*n)++] = (char)(0x80 | (c & 0x3f));
+        out[(*n)++] = (char) (0xf0 | (c >> 18));
+        out[(*n)++] = (char) (0x80 | ((c >> 12) & 0x3f));
+        out[(*n)++] = (char) (0x80 | ((c >> 6) & 0x3f));
+        out[(*n)++] = (char) (0x80 | (c & 0x3f));
     }
 }
 
@@ -474,16 +474,16 @@ s_parse_string (s_parser_t *parser, size_t *size_p)
     if (parser->p >= parser->end || *parser->p != '"')
         return NULL;
     parser->p++;
-    char *out = (char *)malloc ((size_t)(parser->end - parser->p) + 1);
+    char *out = (char *) malloc ((size_t) (parser->end - parser->p) + 1);
     size_t n = 0;
     while (parser->p < parser->end && *parser->p != '"') {
-        unsigned char c = (unsigned char)*parser->p++;
+        unsigned char c = (unsigned char) *parser->p++;
         if (c < 0x20) {
             free (out);
             return NULL;
         }
         if (c != '\\') {
-            out[n++] = (char)c;
+            out[n++] = (char) c;
             continue;
         }
         if (parser->p >= parser->end)
@@ -539,7 +539,7 @@ s_parse_string (s_parser_t *parser, size_t *size_p)
 static json_t *
 s_new (json_type_t type)
 {
-    json_t *value = (json_t *)calloc (1, sizeof (json_t));
+    json_t *value = (json_t *) calloc (1, sizeof (json_t));
     value->type = type;
     return value;
 }
@@ -578,8 +578,8 @@ s_parse_container (s_parser_t *parser, bool object)
             json_free (value);
             return NULL;
         }
-        value->items = (json_t **)realloc (value->items, (value->count + 1) * sizeof (json_t *));
-        value->keys = (char **)realloc (value->keys, (value->count + 1) * sizeof (char *));
+        value->items = (json_t **) realloc (value->items, (value->count + 1) * sizeof (json_t *));
+        value->keys = (char **) realloc (value->keys, (value->count + 1) * sizeof (char *));
         value->items[value->count] = item;
         value->keys[value->count] = key;
         value->count++;
@@ -620,7 +620,7 @@ s_parse_value (s_parser_t *parser)
     const char *words[] = {"true", "false", "null"};
     for (int i = 0; i < 3; i++) {
         size_t length = strlen (words[i]);
-        if ((size_t)(parser->end - parser->p) >= length
+        if ((size_t) (parser->end - parser->p) >= length
             && memcmp (parser->p, words[i], length) == 0) {
             parser->p += length;
             json_t *value = s_new (i == 2 ? JSON_NULL : JSON_BOOL);
@@ -638,7 +638,7 @@ s_parse_value (s_parser_t *parser)
     if (parser->p == start || (parser->p == start + 1 && *start == '-'))
         return NULL;
     json_t *value = s_new (JSON_NUMBER);
-    value->size = (size_t)(parser->p - start);
+    value->size = (size_t) (parser->p - start);
     value->text = strndup (start, value->size);
     char *stop;
     strtod (value->text, &stop);
@@ -738,7 +738,7 @@ json_u64 (const json_t *value, uint64_t fallback)
         return fallback;
     char *stop;
     unsigned long long v = strtoull (value->text, &stop, 10);
-    return *stop ? fallback : (uint64_t)v;
+    return *stop ? fallback : (uint64_t) v;
 }
 
 bool
@@ -767,30 +767,30 @@ mesh_base64_decode (const char *text, size_t *size_p)
     size_t length = strlen (text);
     if (length % 4)
         return NULL;
-    uint8_t *out = (uint8_t *)malloc (length / 4 * 3 + 1);
+    uint8_t *out = (uint8_t *) malloc (length / 4 * 3 + 1);
     size_t n = 0;
     for (size_t i = 0; i < length; i += 4) {
         uint32_t v = 0;
         int pad = 0;
         for (int j = 0; j < 4; j++) {
-            char c = text[i + (size_t)j];
+            char c = text[i + (size_t) j];
             const char *at = c ? strchr (alphabet, c) : NULL;
             if (c == '=' && i + 4 == length && j >= 2) {
                 pad++;
                 v <<= 6;
             }
             else if (at && !pad)
-                v = (v << 6) | (uint32_t)(at - alphabet);
+                v = (v << 6) | (uint32_t) (at - alphabet);
             else {
                 free (out);
                 return NULL;
             }
         }
-        out[n++] = (uint8_t)(v >> 16);
+        out[n++] = (uint8_t) (v >> 16);
         if (pad < 2)
-            out[n++] = (uint8_t)(v >> 8);
+            out[n++] = (uint8_t) (v >> 8);
         if (pad < 1)
-            out[n++] = (uint8_t)v;
+            out[n++] = (uint8_t) v;
     }
     *size_p = n;
     return out;

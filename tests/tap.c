@@ -18,11 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static int s_planned = -1;      //  announced count, -1 for a lazy plan
-static int s_run = 0;           //  checks run so far
-static int s_failed = 0;        //  checks failed so far
-static char s_tmpdir[4096];     //  our temporary directory, "" until made
-static pid_t s_tmpdir_owner;    //  process that made it and removes it
+static int s_planned = -1;   //  announced count, -1 for a lazy plan
+static int s_run = 0;        //  checks run so far
+static int s_failed = 0;     //  checks failed so far
+static char s_tmpdir[4096];  //  our temporary directory, "" until made
+static pid_t s_tmpdir_owner; //  process that made it and removes it
 
 void
 plan (int count)
@@ -89,7 +89,7 @@ tap_is_str (const char *file, int line, const char *got, const char *expected, c
             ...)
 {
     bool same = (got == NULL && expected == NULL)
-              || (got != NULL && expected != NULL && strcmp (got, expected) == 0);
+                || (got != NULL && expected != NULL && strcmp (got, expected) == 0);
     va_list args;
     va_start (args, format);
     bool result = s_report (same, format, args);
@@ -105,7 +105,7 @@ tap_is_mem (const char *file, int line, const void *got, const void *expected, s
             const char *format, ...)
 {
     bool same = (got == NULL && expected == NULL)
-              || (got != NULL && expected != NULL && memcmp (got, expected, size) == 0);
+                || (got != NULL && expected != NULL && memcmp (got, expected, size) == 0);
     va_list args;
     va_start (args, format);
     bool result = s_report (same, format, args);

@@ -42,14 +42,16 @@ int done_testing (void);
 
 //  One check each; all return the truth of the check.
 bool ok (bool condition, const char *format, ...) TAP_PRINTF (2, 3);
-#define is_int(got, expected, ...) tap_is_int (__FILE__, __LINE__, (long long) (got), (long long) (expected), __VA_ARGS__)
+#define is_int(got, expected, ...)                                                                 \
+    tap_is_int (__FILE__, __LINE__, (long long) (got), (long long) (expected), __VA_ARGS__)
 #define is_str(got, expected, ...) tap_is_str (__FILE__, __LINE__, (got), (expected), __VA_ARGS__)
-#define is_mem(got, expected, size, ...) tap_is_mem (__FILE__, __LINE__, (got), (expected), (size), __VA_ARGS__)
+#define is_mem(got, expected, size, ...)                                                           \
+    tap_is_mem (__FILE__, __LINE__, (got), (expected), (size), __VA_ARGS__)
 
-bool tap_is_int (const char *file, int line, long long got, long long expected, const char *format, ...)
-  TAP_PRINTF (5, 6);
-bool tap_is_str (const char *file, int line, const char *got, const char *expected, const char *format, ...)
-  TAP_PRINTF (5, 6);
+bool tap_is_int (const char *file, int line, long long got, long long expected, const char *format,
+                 ...) TAP_PRINTF (5, 6);
+bool tap_is_str (const char *file, int line, const char *got, const char *expected,
+                 const char *format, ...) TAP_PRINTF (5, 6);
 bool tap_is_mem (const char *file, int line, const void *got, const void *expected, size_t size,
                  const char *format, ...) TAP_PRINTF (6, 7);
 

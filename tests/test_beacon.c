@@ -109,7 +109,7 @@ s_reap (pid_t pid, int timeout_ms)
     while ((got = waitpid (pid, &status, WNOHANG)) == 0 && tap_now () < deadline)
         usleep (10000);
     if (got == 0) {
-        diag ("child %d did not exit in %d ms; killing it", (int)pid, timeout_ms);
+        diag ("child %d did not exit in %d ms; killing it", (int) pid, timeout_ms);
         kill (pid, SIGKILL);
         waitpid (pid, &status, 0);
     }
@@ -126,8 +126,8 @@ static void
 s_node_id (int n, uint8_t *id)
 {
     for (int i = 0; i < 15; i++)
-        id[i] = (uint8_t)(0xb0 + i);
-    id[15] = (uint8_t)n;
+        id[i] = (uint8_t) (0xb0 + i);
+    id[15] = (uint8_t) n;
 }
 
 //  The n of a test node id, or -1 when it is not one.
@@ -146,8 +146,8 @@ s_msg (uint64_t mesh_id, int n, bool leaving)
     memset (&msg, 0, sizeof msg);
     msg.mesh_id = mesh_id;
     s_node_id (n, msg.node);
-    msg.pub_port = (uint16_t)(7000 + n);
-    msg.router_port = (uint16_t)(8000 + n);
+    msg.pub_port = (uint16_t) (7000 + n);
+    msg.router_port = (uint16_t) (8000 + n);
     msg.leaving = leaving;
     return msg;
 }
@@ -209,7 +209,7 @@ s_spawn (s_child_fn *fn, void *arg)
     close (stop[0]);
     close (report[1]);
     s_child_add (pid);
-    if (s_parent_fd_count + 2 <= (int)(sizeof s_parent_fds / sizeof s_parent_fds[0])) {
+    if (s_parent_fd_count + 2 <= (int) (sizeof s_parent_fds / sizeof s_parent_fds[0])) {
         s_parent_fds[s_parent_fd_count++] = stop[1];
         s_parent_fds[s_parent_fd_count++] = report[0];
     }
@@ -295,7 +295,7 @@ s_test_codec (void)
     memset (&msg, 0, sizeof msg);
     msg.mesh_id = 0x0102030405060708ULL;
     for (int i = 0; i < 16; i++)
-        msg.node[i] = (uint8_t)(0xa0 + i);
+        msg.node[i] = (uint8_t) (0xa0 + i);
     msg.pub_port = 0x1234;
     msg.router_port = 0xbeef;
 
@@ -334,7 +334,7 @@ s_test_codec (void)
     msg.leaving = true;
     msg.has_key = true;
     for (int i = 0; i < 32; i++)
-        msg.key[i] = (uint8_t)(0x40 + i);
+        msg.key[i] = (uint8_t) (0x40 + i);
     memset (out, 0xee, sizeof out);
     size = shoal_beacon_encode (&msg, out);
     is_int (size, SHOAL_BEACON_SIZE_SECURE, "a beacon with a key is 65 bytes");
@@ -367,7 +367,7 @@ s_test_codec (void)
     int refused = 0;
     for (size_t i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++)
         refused += shoal_beacon_decode (big, bad_sizes[i], &back) == -1;
-    is_int (refused, (int)(sizeof bad_sizes / sizeof bad_sizes[0]),
+    is_int (refused, (int) (sizeof bad_sizes / sizeof bad_sizes[0]),
             "sizes other than 33 and 65 are refused (0, 1, 4, 12, 32, 34, 64, 66, 255, 265)");
     is_int (shoal_beacon_decode (NULL, 33, &back), -1, "NULL data is refused");
 
@@ -443,15 +443,15 @@ s_pump (s_node_t *nodes, int count, int ms, s_done_fn *done, void *arg)
         if (left <= 0 || (done && done (nodes, count, arg)))
             break;
         if (timeout > left * 1000)
-            timeout = (int)(left * 1000) + 1;
+            timeout = (int) (left * 1000) + 1;
         struct pollfd fds[MAX_CHILDREN];
         for (int i = 0; i < count; i++)
             fds[i] = (struct pollfd){.fd = shoal_beacon_fd (nodes[i].beacon), .events = POLLIN};
-        poll (fds, (nfds_t)count, timeout);
+        poll (fds, (nfds_t) count, timeout);
         for (int i = 0; i < count; i++)
             s_node_drain (&nodes[i]);
     }
-    return (int)((tap_now () - start) * 1000);
+    return (int) ((tap_now () - start) * 1000);
 }
 
 //  Done when every node saw the ids listed in arg (-1 terminated).
@@ -470,13 +470,13 @@ s_all_seen (s_node_t *nodes, int count, void *arg)
 static int
 s_free_port (void)
 {
-    srand ((unsigned)getpid () ^ (unsigned)time (NULL));
+    srand ((unsigned) getpid () ^ (unsigned) time (NULL));
     for (int attempt = 0; attempt < 100; attempt++) {
         int port = 20000 + rand () % 40000;
         int fd = socket (AF_INET, SOCK_DGRAM, 0);
-        struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+        struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons ((uint16_t) port)};
         inet_pton (AF_INET, "127.255.255.255", &address.sin_addr);
-        int rc = bind (fd, (struct sockaddr *)&address, sizeof address);
+        int rc = bind (fd, (struct sockaddr *) &address, sizeof address);
         close (fd);
         if (rc == 0)
             return port;
@@ -491,9 +491,9 @@ s_send_raw (int port, const void *data, size_t size)
     int fd = socket (AF_INET, SOCK_DGRAM, 0);
     int on = 1;
     setsockopt (fd, SOL_SOCKET, SO_BROADCAST, &on, sizeof on);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons ((uint16_t) port)};
     inet_pton (AF_INET, "127.255.255.255", &address.sin_addr);
-    if (sendto (fd, data, size, 0, (struct sockaddr *)&address, sizeof address) != (ssize_t)size)
+    if (sendto (fd, data, size, 0, (struct sockaddr *) &address, sizeof address) != (ssize_t) size)
         diag ("sendto of %zu bytes: %s", size, strerror (errno));
     close (fd);
 }
@@ -569,12 +569,12 @@ s_test_loopback (int port)
         "beacons of another mesh are not returned");
     uint64_t other_drops = shoal_beacon_dropped (nodes[0].beacon) - dropped_before;
     ok (other_drops >= 3, "beacons of another mesh are counted as dropped (%llu)",
-        (unsigned long long)other_drops);
+        (unsigned long long) other_drops);
     ok (!nodes[3].seen[0] && !nodes[3].seen[1] && !nodes[3].seen[2] && nodes[3].seen[3],
         "the other mesh's node sees only itself");
     ok (shoal_beacon_dropped (nodes[3].beacon) >= 6,
         "the other mesh's node drops our beacons (%llu)",
-        (unsigned long long)shoal_beacon_dropped (nodes[3].beacon));
+        (unsigned long long) shoal_beacon_dropped (nodes[3].beacon));
     shoal_beacon_destroy (&nodes[3].beacon);
     ok (nodes[3].beacon == NULL, "destroy sets the pointer to NULL");
     shoal_beacon_destroy (&nodes[3].beacon);
@@ -637,10 +637,10 @@ s_test_loopback (int port)
     template = s_msg (mesh, 8, false);
     shoal_beacon_encode (&template, valid);
     int fd = socket (AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in unicast = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    struct sockaddr_in unicast = {.sin_family = AF_INET, .sin_port = htons ((uint16_t) port)};
     inet_pton (AF_INET, "127.0.0.1", &unicast.sin_addr);
     for (int i = 0; i < 3; i++)
-        sendto (fd, valid, SHOAL_BEACON_SIZE, 0, (struct sockaddr *)&unicast, sizeof unicast);
+        sendto (fd, valid, SHOAL_BEACON_SIZE, 0, (struct sockaddr *) &unicast, sizeof unicast);
     close (fd);
     s_pump (nodes, 3, INTERVAL_MS, NULL, NULL);
     ok (!nodes[0].seen[8] && !nodes[1].seen[8] && !nodes[2].seen[8],
@@ -706,7 +706,7 @@ s_report_dropped (s_node_t *node, int report_fd)
     memset (&report, 0, sizeof report);
     memset (report.node, 0xff, sizeof report.node);
     snprintf (report.ip, sizeof report.ip, "%llu",
-              (unsigned long long)shoal_beacon_dropped (node->beacon));
+              (unsigned long long) shoal_beacon_dropped (node->beacon));
     if (write (report_fd, &report, sizeof report) != sizeof report)
         return;
 }
@@ -848,7 +848,7 @@ s_ip (const char *first, ...)
         int null = open ("/dev/null", O_WRONLY);
         if (null != -1)
             dup2 (null, STDOUT_FILENO);
-        execv (s_ip_path, (char *const *)argv);
+        execv (s_ip_path, (char *const *) argv);
         _exit (127);
     }
     s_child_add (pid); //  so a signal now kills it before removing namespaces
@@ -937,8 +937,8 @@ s_ns_child (int stop_fd, int report_fd, void *varg)
 static int
 s_refusal_child (int stop_fd, int report_fd, void *varg)
 {
-    (void)stop_fd;
-    (void)report_fd;
+    (void) stop_fd;
+    (void) report_fd;
     s_ns_child_arg_t *arg = varg;
     if (s_enter_netns (arg->netns))
         return 2;
@@ -977,7 +977,7 @@ s_test_netns (void)
         return;
     }
     double start = tap_now ();
-    int pid = (int)getpid ();
+    int pid = (int) getpid ();
     const char *tags[3] = {"a", "b", "c"};
     char ns[NETNS_COUNT][32], veth[3][16], port[3][16], bridge[16], address[3][32];
     for (int i = 0; i < 3; i++) {

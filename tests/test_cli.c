@@ -96,11 +96,11 @@ s_json_lines (const char *text, json_t **values, int max)
     const char *p = text ? text : "";
     while (*p) {
         const char *eol = strchr (p, '\n');
-        size_t length = eol ? (size_t)(eol - p) : strlen (p);
+        size_t length = eol ? (size_t) (eol - p) : strlen (p);
         if (length) {
             json_t *value = json_parse (p, length);
             if (!value) {
-                diag ("not JSON: %.*s", (int)(length > 200 ? 200 : length), p);
+                diag ("not JSON: %.*s", (int) (length > 200 ? 200 : length), p);
                 for (int i = 0; i < count; i++)
                     json_free (values[i]);
                 return -1;
@@ -336,7 +336,7 @@ test_pub (void)
     ok (rc == 0 && count == 3, "pub reads one event per stdin line (blank lines skipped)");
     bool in_order = count == 3;
     for (int i = 0; i < count; i++)
-        in_order = in_order && json_get_u64 (values[i], "seq", 0) == (uint64_t)i + 1
+        in_order = in_order && json_get_u64 (values[i], "seq", 0) == (uint64_t) i + 1
                    && streq (json_get_string (values[i], "origin") ?: "", s_beta.id);
     ok (in_order, "their acks come in seq order, with beta as origin");
     s_free_values (values, count);
@@ -530,8 +530,8 @@ s_seqs (const char *out, char *text, size_t size)
     size_t n = 0;
     text[0] = 0;
     for (int i = 0; i < count && n < size; i++)
-        n += (size_t)snprintf (text + n, size - n, "%s%" PRIu64, i ? "," : "",
-                               json_get_u64 (values[i], "seq", 0));
+        n += (size_t) snprintf (text + n, size - n, "%s%" PRIu64, i ? "," : "",
+                                json_get_u64 (values[i], "seq", 0));
     s_free_values (values, count);
 }
 

@@ -26,10 +26,10 @@ main (void)
     int mismatches = 0;
     uint8_t buffer[300];
     for (int round = 0; round < 20000; round++) {
-        size_t size = (size_t)rand () % sizeof buffer;
+        size_t size = (size_t) rand () % sizeof buffer;
         for (size_t i = 0; i < size; i++)
-            buffer[i] = (uint8_t)rand ();
-        size_t offset = size ? (size_t)rand () % (size + 1) : 0; //  unaligned starts too
+            buffer[i] = (uint8_t) rand ();
+        size_t offset = size ? (size_t) rand () % (size + 1) : 0; //  unaligned starts too
         if (shoal_crc32c_small (buffer + offset, size - offset)
             != shoal_crc32c (0, buffer + offset, size - offset))
             mismatches++;

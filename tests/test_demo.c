@@ -44,7 +44,7 @@ s_demo_dir (const char *out, char *dir, size_t size)
     if (at) {
         at += strlen ("throwaway data directories in ");
         size_t length = strcspn (at, "\n");
-        snprintf (dir, size, "%.*s", (int)length, at);
+        snprintf (dir, size, "%.*s", (int) length, at);
     }
 }
 

@@ -218,11 +218,11 @@ static void
 test_decode_errors (void)
 {
     is_int (s_decode_error (NULL, 0, 0), SHOAL_ERR_EMPTY, "no bytes: EMPTY");
-    is_int (s_decode_error ((const uint8_t *)"\x0a\x10\x01", 3, 0), SHOAL_ERR_MALFORMED,
+    is_int (s_decode_error ((const uint8_t *) "\x0a\x10\x01", 3, 0), SHOAL_ERR_MALFORMED,
             "field longer than the input: MALFORMED");
-    is_int (s_decode_error ((const uint8_t *)"\xff\xff\xff", 3, 0), SHOAL_ERR_MALFORMED,
+    is_int (s_decode_error ((const uint8_t *) "\xff\xff\xff", 3, 0), SHOAL_ERR_MALFORMED,
             "garbage: MALFORMED");
-    is_int (s_decode_error ((const uint8_t *)"\x0f", 1, 0), SHOAL_ERR_MALFORMED,
+    is_int (s_decode_error ((const uint8_t *) "\x0f", 1, 0), SHOAL_ERR_MALFORMED,
             "wire type 7: MALFORMED");
 
     Shoal__V1__Event raw = SHOAL__V1__EVENT__INIT;
@@ -338,7 +338,7 @@ test_truncated (void)
         free (prefix);
     }
     is_int (accepted_as_whole, 0, "no truncated encoding decodes to the whole event");
-    ok (refused > (int)size / 2, "most truncations are refused (%d of %zu)", refused, size);
+    ok (refused > (int) size / 2, "most truncations are refused (%d of %zu)", refused, size);
     free (data);
     shoal_event_destroy (&event);
 }
@@ -360,10 +360,10 @@ test_fuzz (void)
     const char *env = getenv ("SHOAL_FUZZ_ITERATIONS");
     long iterations = env ? atol (env) : 100000;
     const char *seed_env = getenv ("SHOAL_TEST_SEED");
-    uint64_t seed = seed_env ? strtoull (seed_env, NULL, 0) : (uint64_t)time (NULL);
+    uint64_t seed = seed_env ? strtoull (seed_env, NULL, 0) : (uint64_t) time (NULL);
     s_rng = seed ? seed : 1;
     diag ("fuzz: %ld inputs, seed %llu (SHOAL_TEST_SEED to repeat)", iterations,
-          (unsigned long long)seed);
+          (unsigned long long) seed);
 
     shoal_event_t *event = s_full_event ();
     uint8_t *valid;
@@ -381,23 +381,23 @@ test_fuzz (void)
             //  Random bytes of random length.
             size = s_rand () % sizeof buffer;
             for (size_t i = 0; i < size; i++)
-                buffer[i] = (uint8_t)s_rand ();
+                buffer[i] = (uint8_t) s_rand ();
         }
         else {
             //  The valid encoding with a few bytes changed, inserted or cut.
             size = valid_size;
             memcpy (buffer, valid, size);
-            int mutations = 1 + (int)(s_rand () % 4);
+            int mutations = 1 + (int) (s_rand () % 4);
             for (int m = 0; m < mutations; m++) {
                 size_t at = s_rand () % size;
                 switch (s_rand () % 4) {
-                    case 0: buffer[at] = (uint8_t)s_rand (); break;
-                    case 1: buffer[at] ^= (uint8_t)(1u << (s_rand () % 8)); break;
+                    case 0: buffer[at] = (uint8_t) s_rand (); break;
+                    case 1: buffer[at] ^= (uint8_t) (1u << (s_rand () % 8)); break;
                     case 2: size = at + 1; break;
                     default:
                         if (size < sizeof buffer) {
                             memmove (buffer + at + 1, buffer + at, size - at);
-                            buffer[at] = (uint8_t)s_rand ();
+                            buffer[at] = (uint8_t) s_rand ();
                             size++;
                         }
                 }
@@ -442,8 +442,8 @@ test_fuzz (void)
                 || (peek.origin == NULL) != (shoal_event_origin (decoded) == NULL)) {
                 if (peek_mismatch++ < 3)
                     diag ("peek %d seq %llu/%llu stream %zu/%zu type %zu/%zu origin %d/%d", peeked,
-                          (unsigned long long)peek.seq,
-                          (unsigned long long)shoal_event_seq (decoded), peek.stream_size,
+                          (unsigned long long) peek.seq,
+                          (unsigned long long) shoal_event_seq (decoded), peek.stream_size,
                           strlen (shoal_event_stream (decoded)), peek.type_size,
                           strlen (shoal_event_type (decoded)), peek.origin != NULL,
                           shoal_event_origin (decoded) != NULL);

@@ -46,7 +46,7 @@ static void
 s_fill (uint8_t *buffer, size_t size, unsigned seed)
 {
     for (size_t i = 0; i < size; i++)
-        buffer[i] = (uint8_t)((i * 131 + seed * 7 + (i >> 8)) & 0xff);
+        buffer[i] = (uint8_t) ((i * 131 + seed * 7 + (i >> 8)) & 0xff);
 }
 
 //  Creates path with content through the posix io, synced.
@@ -105,7 +105,8 @@ test_posix_round_trip (void)
     ok (memcmp (back, data, size) == 0, "read_all gives back the bytes written");
     is_int (shoal_io_read_all (io, fd, back, size + 100, 0), size,
             "read_all past the end returns the count up to the end");
-    is_int (shoal_io_read_all (io, fd, back, 100, (off_t)size), 0, "read_all at the end returns 0");
+    is_int (shoal_io_read_all (io, fd, back, 100, (off_t) size), 0,
+            "read_all at the end returns 0");
     is_int (shoal_io_read_all (io, fd, back, 1000, 4096), 1000, "read_all at an offset");
     ok (memcmp (back, data + 4096, 1000) == 0, "read_all at an offset reads the right bytes");
 
@@ -142,12 +143,12 @@ static void
 test_read_file (void)
 {
     shoal_io_t *io = shoal_io_posix ();
-    uint8_t *data = (uint8_t *)"untouched";
+    uint8_t *data = (uint8_t *) "untouched";
     size_t size = 12345;
     errno = 0;
     ok (shoal_io_read_file (io, tap_path ("missing"), &data, &size) == -1 && errno == ENOENT,
         "read_file of a missing file fails with ENOENT");
-    ok (size == 12345 && strcmp ((char *)data, "untouched") == 0,
+    ok (size == 12345 && strcmp ((char *) data, "untouched") == 0,
         "a failed read_file leaves the outputs alone");
 
     char path[4200];
@@ -155,7 +156,7 @@ test_read_file (void)
     s_put (path, "name = node-1", 13);
     ok (shoal_io_read_file (io, path, &data, &size) == 0, "read_file of a file");
     is_int (size, 13, "read_file gives the size");
-    is_str ((char *)data, "name = node-1", "read_file gives the bytes and a NUL after them");
+    is_str ((char *) data, "name = node-1", "read_file gives the bytes and a NUL after them");
     free (data);
 
     s_put (path, "", 0);
@@ -295,9 +296,9 @@ test_crash_after (void)
         shoal_io_faulty_crash_after (io, n);
         errno = 0;
         int rc = shoal_io_write_all (io, fd, data, 64, 0);
-        if (rc != -1 || errno != EIO || s_file_size (path) != (off_t)n) {
+        if (rc != -1 || errno != EIO || s_file_size (path) != (off_t) n) {
             if (!wrong)
-                diag ("crash_after (%zu): rc %d, size %lld", n, rc, (long long)s_file_size (path));
+                diag ("crash_after (%zu): rc %d, size %lld", n, rc, (long long) s_file_size (path));
             wrong++;
         }
         io->close (io, fd);
@@ -671,7 +672,7 @@ test_replace_atomic (bool had_old, bool power_loss)
         if (!is_old && !is_new) {
             if (!mixed)
                 diag ("%s at byte %zu: neither old nor new (size %lld)", label, n,
-                      (long long)s_file_size (path));
+                      (long long) s_file_size (path));
             mixed++;
         }
         if (rc == 0 && !is_new) {
@@ -761,7 +762,7 @@ test_counters (void)
     uint8_t data[256];
     s_fill (data, sizeof data, 9);
     for (int i = 0; i < 10; i++)
-        shoal_io_write_all (io, fd, data, sizeof data, (off_t)(i * sizeof data));
+        shoal_io_write_all (io, fd, data, sizeof data, (off_t) (i * sizeof data));
     is_int (shoal_io_faulty_bytes_written (io), 2560, "bytes_written adds every write");
     for (int i = 0; i < 3; i++)
         io->fsync (io, fd);

@@ -12,7 +12,7 @@
 static bool
 s_valid (const char *text)
 {
-    return shoal_json_valid ((const uint8_t *)text, strlen (text), NULL, NULL);
+    return shoal_json_valid ((const uint8_t *) text, strlen (text), NULL, NULL);
 }
 
 //  What a writer function prints, as a new string.
@@ -94,7 +94,7 @@ main (void)
     //  The error offset points at the first wrong byte.
     size_t at = 0;
     const char *why = NULL;
-    ok (!shoal_json_valid ((const uint8_t *)"[1,,2]", 6, &at, &why) && at == 3 && why,
+    ok (!shoal_json_valid ((const uint8_t *) "[1,,2]", 6, &at, &why) && at == 3 && why,
         "the error offset points at the first wrong byte");
 
     //  Compact form: whitespace between tokens goes, strings stay.
@@ -102,7 +102,7 @@ main (void)
     char *out = NULL;
     size_t out_size = 0;
     FILE *file = open_memstream (&out, &out_size);
-    shoal_json_put_compact (file, (const uint8_t *)spread, strlen (spread));
+    shoal_json_put_compact (file, (const uint8_t *) spread, strlen (spread));
     fclose (file);
     is_str (out, "{\"a b\":[1,2],\"c\":\"x \\\" y\"}", "compact form keeps strings intact");
     free (out);
@@ -125,7 +125,7 @@ main (void)
     const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
     const char *coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     for (size_t i = 0; i < 7; i++) {
-        char *text = shoal_base64_encode ((const uint8_t *)plain[i], strlen (plain[i]));
+        char *text = shoal_base64_encode ((const uint8_t *) plain[i], strlen (plain[i]));
         is_str (text, coded[i], "base64 of \"%s\"", plain[i]);
         free (text);
     }

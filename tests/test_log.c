@@ -67,11 +67,11 @@ static size_t
 s_payload (uint64_t salt, uint64_t seq, uint8_t *buffer)
 {
     uint64_t h = s_mix (salt * 1000003 + seq);
-    size_t size = seq % 97 == 0 ? 0 : (size_t)(h % S_MAX_PAYLOAD) + 1;
+    size_t size = seq % 97 == 0 ? 0 : (size_t) (h % S_MAX_PAYLOAD) + 1;
     for (size_t i = 0; i < size; i++) {
         if (i % 8 == 0)
             h = s_mix (h);
-        buffer[i] = (uint8_t)(h >> (8 * (i % 8)));
+        buffer[i] = (uint8_t) (h >> (8 * (i % 8)));
     }
     return size;
 }
@@ -79,7 +79,7 @@ s_payload (uint64_t salt, uint64_t seq, uint8_t *buffer)
 static int64_t
 s_time (uint64_t seq)
 {
-    return 1700000000000000000LL + (int64_t)seq * 1000;
+    return 1700000000000000000LL + (int64_t) seq * 1000;
 }
 
 static int
@@ -232,7 +232,7 @@ s_file (char *path, size_t size, const char *dir, uint64_t first_seq, const char
 static int
 s_compare_u64 (const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
     return x < y ? -1 : x > y;
 }
 
@@ -267,7 +267,7 @@ static int64_t
 s_file_size (const char *path)
 {
     struct stat st;
-    return stat (path, &st) == 0 ? (int64_t)st.st_size : -1;
+    return stat (path, &st) == 0 ? (int64_t) st.st_size : -1;
 }
 
 static bool
@@ -280,7 +280,7 @@ static void
 s_read_at (const char *path, int64_t offset, void *buffer, size_t size)
 {
     int fd = open (path, O_RDONLY);
-    if (fd < 0 || pread (fd, buffer, size, offset) != (ssize_t)size)
+    if (fd < 0 || pread (fd, buffer, size, offset) != (ssize_t) size)
         bail ("cannot read %s at %" PRId64 ": %s", path, offset, strerror (errno));
     close (fd);
 }
@@ -290,7 +290,7 @@ static void
 s_write_at (const char *path, int64_t offset, const void *buffer, size_t size)
 {
     int fd = open (path, O_WRONLY);
-    if (fd < 0 || pwrite (fd, buffer, size, offset) != (ssize_t)size)
+    if (fd < 0 || pwrite (fd, buffer, size, offset) != (ssize_t) size)
         bail ("cannot write %s at %" PRId64 ": %s", path, offset, strerror (errno));
     close (fd);
 }
@@ -300,7 +300,7 @@ s_flip_bit (const char *path, int64_t offset, int bit)
 {
     uint8_t byte;
     s_read_at (path, offset, &byte, 1);
-    byte ^= (uint8_t)(1u << bit);
+    byte ^= (uint8_t) (1u << bit);
     s_write_at (path, offset, &byte, 1);
 }
 
@@ -676,7 +676,7 @@ s_power_loss_policy (shoal_fsync_t policy, uint64_t salt, int records)
     uint64_t max_durable = 0;
     bool monotonic = true, always_durable = true, flush_catches_up = true;
     int waiting = 0, failed = 0;
-    for (uint64_t seq = 1; seq <= (uint64_t)records; seq++) {
+    for (uint64_t seq = 1; seq <= (uint64_t) records; seq++) {
         failed += s_append (log, salt, seq) != 0;
         if (shoal_log_durable (log) < shoal_log_head (log))
             waiting++;
@@ -746,7 +746,7 @@ s_power_loss_teeth (void)
     bool rest_ok = false;
     diag ("the checker should now report a lost record:");
     int64_t lost = s_lost_durable (dir, salt, reported, &head, &rest_ok);
-    is_int (lost, (int64_t)liars,
+    is_int (lost, (int64_t) liars,
             "the power-loss checker finds exactly the %" PRIu64
             " records whose fsync was lost missing",
             liars);
@@ -795,12 +795,12 @@ typedef struct {
 static void
 s_verify_report (void *arg, const char *file, uint64_t offset, const char *problem)
 {
-    s_verify_t *self = (s_verify_t *)arg;
+    s_verify_t *self = (s_verify_t *) arg;
     for (size_t i = 0; i < self->count; i++) {
         char path[S_PATH_MAX];
         s_file (path, sizeof path, self->dir, self->firsts[i], "seg");
         if (file && strcmp (file, path) == 0) {
-            if ((int64_t)offset >= s_file_size (path) || !problem || !*problem)
+            if ((int64_t) offset >= s_file_size (path) || !problem || !*problem)
                 self->stray++;
             self->reported[i]++;
             return;
@@ -958,11 +958,11 @@ s_test_bit_rot (void)
         char path[S_PATH_MAX];
         s_file (path, sizeof path, dir, firsts[i], "seg");
         int64_t size = s_file_size (path);
-        int flips = 1 + (int)(s_random () % 4);
+        int flips = 1 + (int) (s_random () % 4);
         for (int f = 0; f < flips; f++) {
             int64_t offset =
-                S_SEG_HEADER + (int64_t)(s_random () % (uint64_t)(size - S_SEG_HEADER));
-            int bit = (int)(s_random () % 8);
+                S_SEG_HEADER + (int64_t) (s_random () % (uint64_t) (size - S_SEG_HEADER));
+            int bit = (int) (s_random () % 8);
             s_flip_bit (path, offset, bit);
             diag ("flipped bit %d at offset %" PRId64 " of segment %zu (%020" PRIu64 ".seg)", bit,
                   offset, i, firsts[i]);
@@ -1007,8 +1007,8 @@ s_test_header_rot (void)
     int64_t offsets[] = {0, 8, 12, 20, 32, 40, 41, 110, 125, -1, -1};
     int rounds = 0, bad_rounds = 0;
     for (size_t r = 0; r < sizeof offsets / sizeof offsets[0]; r++) {
-        int64_t offset = offsets[r] >= 0 ? offsets[r] : (int64_t)(s_random () % S_SEG_HEADER);
-        uint8_t byte = original[offset] ^ (uint8_t)(1 + s_random () % 255);
+        int64_t offset = offsets[r] >= 0 ? offsets[r] : (int64_t) (s_random () % S_SEG_HEADER);
+        uint8_t byte = original[offset] ^ (uint8_t) (1 + s_random () % 255);
         s_write_at (path, offset, &byte, 1);
         shoal_log_config_t config;
         s_config (&config, SHOAL_FSYNC_BATCH, NULL);
@@ -1068,7 +1068,7 @@ s_frame_offset (uint64_t salt, uint64_t first, uint64_t seq)
     uint8_t payload[S_MAX_PAYLOAD];
     int64_t offset = S_SEG_HEADER;
     for (uint64_t at = first; at < seq; at++)
-        offset += S_FRAME + (int64_t)s_payload (salt, at, payload);
+        offset += S_FRAME + (int64_t) s_payload (salt, at, payload);
     return offset;
 }
 
@@ -1080,11 +1080,11 @@ s_next_entry (const char *idx, uint64_t seq)
     int64_t size = s_file_size (idx);
     if (size < 48)
         bail ("no index %s", idx);
-    uint8_t *index = malloc ((size_t)size);
-    s_read_at (idx, 0, index, (size_t)size);
-    uint64_t count = (uint64_t)index[12] | (uint64_t)index[13] << 8 | (uint64_t)index[14] << 16
-                     | (uint64_t)index[15] << 24;
-    if (memcmp (index, "SHOALIDX", 8) != 0 || (int64_t)(16 + 24 * count + 32) != size)
+    uint8_t *index = malloc ((size_t) size);
+    s_read_at (idx, 0, index, (size_t) size);
+    uint64_t count = (uint64_t) index[12] | (uint64_t) index[13] << 8 | (uint64_t) index[14] << 16
+                     | (uint64_t) index[15] << 24;
+    if (memcmp (index, "SHOALIDX", 8) != 0 || (int64_t) (16 + 24 * count + 32) != size)
         bail ("the index %s does not have the documented layout", idx);
     uint64_t next = 0;
     for (uint64_t e = 0; e < count && !next; e++)
@@ -1131,12 +1131,12 @@ s_test_damage_extent (void)
     int64_t idx_size = s_file_size (idx);
     if (idx_size < 48)
         bail ("no index for the first segment");
-    uint8_t *index = malloc ((size_t)idx_size);
-    s_read_at (idx, 0, index, (size_t)idx_size);
-    uint32_t entries = (uint32_t)index[12] | (uint32_t)index[13] << 8 | (uint32_t)index[14] << 16
-                       | (uint32_t)index[15] << 24;
+    uint8_t *index = malloc ((size_t) idx_size);
+    s_read_at (idx, 0, index, (size_t) idx_size);
+    uint32_t entries = (uint32_t) index[12] | (uint32_t) index[13] << 8 | (uint32_t) index[14] << 16
+                       | (uint32_t) index[15] << 24;
     if (memcmp (index, "SHOALIDX", 8) != 0
-        || (int64_t)(16 + 24 * (uint64_t)entries + 32) != idx_size || entries < 3)
+        || (int64_t) (16 + 24 * (uint64_t) entries + 32) != idx_size || entries < 3)
         bail ("the index of the first segment does not have the documented layout");
     //  A victim with a payload, one past an index entry, two or more before the next.
     uint64_t victim = 0, next_entry = 0;
@@ -1144,7 +1144,7 @@ s_test_damage_extent (void)
     for (uint32_t e = 1; e + 1 < entries && !victim; e++) {
         uint64_t seq = s_get64 (index + 16 + 24 * e) + 1;
         uint64_t next = s_get64 (index + 16 + 24 * (e + 1));
-        int64_t offset = (int64_t)s_get64 (index + 16 + 24 * e + 8);
+        int64_t offset = (int64_t) s_get64 (index + 16 + 24 * e + 8);
         if (offset != s_frame_offset (salt, firsts[0], seq - 1))
             bail ("index entry %u does not point at its record's frame", e);
         if (next > seq + 1 && s_payload (salt, seq, payload) > 0)
@@ -1358,20 +1358,20 @@ s_test_retention (void)
         char path[S_PATH_MAX];
         s_file (path, sizeof path, dir, firsts[i], "seg");
         sizes[i] = s_file_size (path);
-        total += (uint64_t)sizes[i];
+        total += (uint64_t) sizes[i];
     }
     ok (count >= 10 && shoal_log_size (log) == total,
         "shoal_log_size (%" PRIu64 ") is the bytes of the %zu segment files", total, count);
     uint64_t retain = total / 3;
     size_t drop = 0;
     for (uint64_t left = total; drop + 1 < count && left > retain; drop++)
-        left -= (uint64_t)sizes[drop];
+        left -= (uint64_t) sizes[drop];
     shoal_log_set_retention (log, retain, 0);
     int dropped = shoal_log_apply_retention (log, 0);
     is_int (dropped, drop, "retain_bytes %" PRIu64 " drops the %zu oldest whole segments", retain,
             drop);
     ok (drop > 0 && shoal_log_size (log) <= retain
-            && shoal_log_size (log) + (uint64_t)sizes[drop - 1] > retain,
+            && shoal_log_size (log) + (uint64_t) sizes[drop - 1] > retain,
         "the log is now within retain_bytes, and one segment fewer would not be");
     char path[S_PATH_MAX];
     s_file (path, sizeof path, dir, firsts[0], "seg");
@@ -1383,7 +1383,7 @@ s_test_retention (void)
 
     shoal_log_set_retention (log, 1, 0);
     dropped = shoal_log_apply_retention (log, 0);
-    ok (dropped == (int)(count - drop - 1) && shoal_log_segments (log) == 1,
+    ok (dropped == (int) (count - drop - 1) && shoal_log_segments (log) == 1,
         "retain_bytes 1 drops all but the active segment, which is never dropped");
     uint64_t active_first = firsts[count - 1];
     s_check_trimmed (log, dir, "retain_bytes 1", salt, active_first, n);
@@ -1415,7 +1415,7 @@ s_test_retention (void)
     is_int (shoal_log_apply_retention (log, s_time (firsts[1] - 1) + age), 0,
             "a segment whose newest record is exactly retain_age old is kept");
     dropped = shoal_log_apply_retention (log, now);
-    ok (drop > 0 && dropped == (int)drop,
+    ok (drop > 0 && dropped == (int) drop,
         "retain_age drops the %zu oldest segments whose newest record is older than now - age",
         drop);
     s_check_trimmed (log, dir, "age retention", salt, firsts[drop], n);
@@ -1428,7 +1428,7 @@ s_test_retention (void)
     log = s_open_or_bail (dir, &config);
     s_check_trimmed (log, dir, "age retention, reopened", salt, firsts[drop], n);
     dropped = shoal_log_apply_retention (log, INT64_MAX / 2);
-    ok (dropped == (int)(count - drop - 1) && shoal_log_segments (log) == 1
+    ok (dropped == (int) (count - drop - 1) && shoal_log_segments (log) == 1
             && shoal_log_first (log) == firsts[count - 1],
         "a now far past every record drops all but the active segment");
     s_check_trimmed (log, dir, "age retention of all", salt, firsts[count - 1], n);
@@ -1446,12 +1446,12 @@ s_index_valid (const char *idx, const char *seg)
     int64_t size = s_file_size (idx);
     if (size < 48)
         return false;
-    uint8_t *index = malloc ((size_t)size);
-    s_read_at (idx, 0, index, (size_t)size);
-    uint64_t count = (uint64_t)index[12] | (uint64_t)index[13] << 8 | (uint64_t)index[14] << 16
-                     | (uint64_t)index[15] << 24;
-    bool valid = memcmp (index, "SHOALIDX", 8) == 0 && (int64_t)(16 + 24 * count + 32) == size
-                 && (int64_t)s_get64 (index + 16 + 24 * count) == s_file_size (seg);
+    uint8_t *index = malloc ((size_t) size);
+    s_read_at (idx, 0, index, (size_t) size);
+    uint64_t count = (uint64_t) index[12] | (uint64_t) index[13] << 8 | (uint64_t) index[14] << 16
+                     | (uint64_t) index[15] << 24;
+    bool valid = memcmp (index, "SHOALIDX", 8) == 0 && (int64_t) (16 + 24 * count + 32) == size
+                 && (int64_t) s_get64 (index + 16 + 24 * count) == s_file_size (seg);
     free (index);
     return valid;
 }
@@ -1522,16 +1522,16 @@ s_test_index_rebuild (void)
 static int
 s_skip_fsync (shoal_io_t *io, int fd)
 {
-    (void)io;
-    (void)fd;
+    (void) io;
+    (void) fd;
     return 0;
 }
 
 static int
 s_skip_sync_dir (shoal_io_t *io, const char *path)
 {
-    (void)io;
-    (void)path;
+    (void) io;
+    (void) path;
     return 0;
 }
 
@@ -1623,9 +1623,9 @@ s_test_clean_reopen (void)
     if (size == 0)
         bail ("the last record should have a payload");
     for (size_t i = 0; i < size; i++)
-        garbage[i] = (uint8_t)~payload[i];
+        garbage[i] = (uint8_t) ~payload[i];
     int64_t seg_size = s_file_size (seg);
-    s_write_at (seg, seg_size - (int64_t)size, garbage, size);
+    s_write_at (seg, seg_size - (int64_t) size, garbage, size);
     ok (s_file_size (seg) == seg_size, "garbage of the same length leaves the segment size alone");
     log = s_open_or_bail (dir, &config);
     ok (!shoal_log_was_scanned (log),
@@ -1642,7 +1642,7 @@ s_test_clean_reopen (void)
     shoal_log_close (&log);
     //  The same bytes with a stale index: now the open scans and cuts them.
     char idx[S_PATH_MAX];
-    snprintf (idx, sizeof idx, "%.*sidx", (int)strlen (seg) - 3, seg);
+    snprintf (idx, sizeof idx, "%.*sidx", (int) strlen (seg) - 3, seg);
     unlink (idx);
     log = s_open_or_bail (dir, &config);
     ok (shoal_log_was_scanned (log) && shoal_log_head (log) == n - 1
@@ -1658,7 +1658,7 @@ s_test_clean_reopen (void)
     free (firsts);
     s_file (seg, sizeof seg, dir, 1, "seg");
     int64_t copy_from = s_frame_offset (salt, 1, 49);
-    size_t copy_size = (size_t)(s_frame_offset (salt, 1, 50) - copy_from);
+    size_t copy_size = (size_t) (s_frame_offset (salt, 1, 50) - copy_from);
     uint8_t copy[S_FRAME + S_MAX_PAYLOAD];
     s_read_at (seg, copy_from, copy, copy_size);
     s_write_at (seg, s_file_size (seg), copy, copy_size);
@@ -1707,7 +1707,7 @@ s_mono_ns (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void
@@ -1716,7 +1716,7 @@ s_sleep_until (int64_t mono_ns)
     int64_t now;
     while ((now = s_mono_ns ()) < mono_ns) {
         int64_t wait = mono_ns - now;
-        struct timespec ts = {(time_t)(wait / 1000000000), (long)(wait % 1000000000)};
+        struct timespec ts = {(time_t) (wait / 1000000000), (long) (wait % 1000000000)};
         nanosleep (&ts, NULL);
     }
 }
@@ -1725,7 +1725,7 @@ s_sleep_until (int64_t mono_ns)
 static int64_t
 s_seek_time (uint64_t seq)
 {
-    return 1000000 + (int64_t)((seq - 1) / 3) * 1000;
+    return 1000000 + (int64_t) ((seq - 1) / 3) * 1000;
 }
 
 static void
@@ -1873,7 +1873,7 @@ main (void)
     s_small = getenv ("SHOAL_FUZZ_ITERATIONS") != NULL;
     const char *seed_env = getenv ("SHOAL_TEST_SEED");
     uint64_t seed = seed_env ? strtoull (seed_env, NULL, 0)
-                             : (uint64_t)time (NULL) ^ ((uint64_t)getpid () << 16);
+                             : (uint64_t) time (NULL) ^ ((uint64_t) getpid () << 16);
     seed &= 0xffffffffu;
     diag ("seed %" PRIu64 " (set SHOAL_TEST_SEED=%" PRIu64 " to repeat)", seed, seed);
     s_rng = seed;

@@ -24,9 +24,9 @@
 #define MAX_CHILDREN 8
 #define NAMESPACES 4 //  three node namespaces and the bridge's
 
-static pid_t s_owner;                          //  the test's own process
+static pid_t s_owner;                           //  the test's own process
 static volatile pid_t s_children[MAX_CHILDREN]; //  children alive, 0 = free
-static char s_netns[NAMESPACES][64];           //  /var/run/netns/NAME of ours, "" = none
+static char s_netns[NAMESPACES][64];            //  /var/run/netns/NAME of ours, "" = none
 
 //  --------------------------------------------------------------------------
 //  Cleanup: children by pid, then namespaces. Signal-safe.
@@ -62,27 +62,27 @@ s_on_signal (int signum)
 //  Children
 
 typedef struct {
-    pid_t pid;       //  child process
-    int fd;          //  read end of its report pipe
+    pid_t pid;          //  child process
+    int fd;             //  read end of its report pipe
     char buffer[65536]; //  partial lines
-    size_t used;     //  bytes in buffer
+    size_t used;        //  bytes in buffer
 } s_child_t;
 
 typedef struct {
-    const char *name;          //  node name
-    char data[4200];           //  data directory
-    const char *interface;     //  "none", "lo" or a veth
-    const char *netns;         //  namespace to enter, NULL = none
-    const char *router;        //  ROUTER endpoint, NULL = ephemeral on loopback
-    const char *peers[2];      //  static peers
-    size_t peer_count;         //  entries in peers
-    int beacon_port;           //  for lo and veth
-    const char *mesh;          //  mesh name
-    int publish;               //  events to publish (acked ones are reported)
-    int publish_interval_us;   //  pause between publishes
-    int expect;                //  events to receive (stream "mesh", from the beginning)
-    int run_ms;                //  how long to run at most
-    bool stay;                 //  keep serving until run_ms or a signal, not just until done
+    const char *name;        //  node name
+    char data[4200];         //  data directory
+    const char *interface;   //  "none", "lo" or a veth
+    const char *netns;       //  namespace to enter, NULL = none
+    const char *router;      //  ROUTER endpoint, NULL = ephemeral on loopback
+    const char *peers[2];    //  static peers
+    size_t peer_count;       //  entries in peers
+    int beacon_port;         //  for lo and veth
+    const char *mesh;        //  mesh name
+    int publish;             //  events to publish (acked ones are reported)
+    int publish_interval_us; //  pause between publishes
+    int expect;              //  events to receive (stream "mesh", from the beginning)
+    int run_ms;              //  how long to run at most
+    bool stay;               //  keep serving until run_ms or a signal, not just until done
 } s_role_t;
 
 static int s_report_fd = -1;
@@ -235,8 +235,8 @@ s_read_line (s_child_t *child, char *line, size_t size, int timeout_ms)
         struct pollfd item = {child->fd, POLLIN, 0};
         if (poll (&item, 1, (int) left) <= 0)
             continue;
-        ssize_t got = read (child->fd, child->buffer + child->used,
-                            sizeof child->buffer - child->used - 1);
+        ssize_t got =
+            read (child->fd, child->buffer + child->used, sizeof child->buffer - child->used - 1);
         if (got <= 0) {
             close (child->fd);
             child->fd = -1;
@@ -267,10 +267,10 @@ s_finish (s_child_t *child, int timeout_ms)
 
 //  What a receiving child saw of one origin: counts and order.
 typedef struct {
-    char origin[33];    //  whose events
-    int received;       //  events of that origin
-    int out_of_order;   //  not at the next seq
-    uint64_t last;      //  last seq
+    char origin[33];  //  whose events
+    int received;     //  events of that origin
+    int out_of_order; //  not at the next seq
+    uint64_t last;    //  last seq
 } s_seen_t;
 
 //  Reads "got" lines until `expect` events of origin arrived or timeout.
@@ -364,7 +364,8 @@ test_static_peers_and_exchange (void)
     first.expect = 500;
     s_spawn (&children[1], &first);
     char s1_id[64], s1_router[256];
-    ok (s_ready (&children[1], s1_id, s1_router), "subscriber 1 started, seeded with the publisher");
+    ok (s_ready (&children[1], s1_id, s1_router),
+        "subscriber 1 started, seeded with the publisher");
 
     //  The second subscriber knows only the first: it learns the publisher
     //  by peer exchange in Hello.
@@ -497,8 +498,7 @@ s_ip (const char *const *args)
     return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
 }
 
-#define IP(...)                                                                                    \
-    s_ip ((const char *const[]) {"ip", __VA_ARGS__, NULL})
+#define IP(...) s_ip ((const char *const[]){"ip", __VA_ARGS__, NULL})
 
 static void
 test_namespaces (void)
@@ -528,7 +528,7 @@ test_namespaces (void)
     for (int i = 0; i < 3 && made; i++)
         made = IP ("-n", ns[i], "link", "add", veth[i], "type", "veth", "peer", "name", port[i],
                    "netns", ns[3])
-                 == 0
+                   == 0
                && IP ("-n", ns[3], "link", "set", port[i], "master", bridge, "up") == 0
                && IP ("-n", ns[i], "addr", "add", address[i], "broadcast", "+", "dev", veth[i]) == 0
                && IP ("-n", ns[i], "link", "set", "lo", "up") == 0
@@ -564,8 +564,8 @@ test_namespaces (void)
             "node %c found node %c by zbeacon across the bridge and got its 20 events in order",
             tags[i], tags[other]);
         if (seen.received != 20 || seen.out_of_order)
-            diag ("node %c: %d events of %c, %d out of order", tags[i], seen.received,
-                  tags[other], seen.out_of_order);
+            diag ("node %c: %d events of %c, %d out of order", tags[i], seen.received, tags[other],
+                  seen.out_of_order);
     }
     for (int i = 0; i < 3; i++)
         s_finish (&children[i], 5000);

@@ -185,7 +185,7 @@ test_static_peers_and_pubsub (void)
     //  A subscriber restarted mid-stream resumes with no gap and no duplicate.
     shoal_node_unsubscribe (b, sub);
     uint64_t resume = 501;
-    const uint8_t (*origins)[16] = (const uint8_t (*)[16])shoal_node_id (a);
+    const uint8_t (*origins)[16] = (const uint8_t (*)[16]) shoal_node_id (a);
     shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, origins, &resume, 1};
     int again = shoal_node_subscribe (b, "orders", NULL, &from);
     tally = s_receive (b, again, shoal_node_id (a), 501, 510, 10000);
@@ -271,9 +271,9 @@ s_replay_error (zsock_t *dealer, const uint8_t *origin, size_t origin_size, cons
                 uint64_t from, uint64_t to)
 {
     Shoal__V1__ReplayRequest replay = SHOAL__V1__REPLAY_REQUEST__INIT;
-    replay.origin.data = (uint8_t *)origin;
+    replay.origin.data = (uint8_t *) origin;
     replay.origin.len = origin_size;
-    replay.stream = (char *)stream;
+    replay.stream = (char *) stream;
     replay.from_seq = from;
     replay.to_seq = to;
     replay.credit = 100;
@@ -289,10 +289,10 @@ s_thin_publish (zsock_t *dealer, const char *stream, const char *type, const uin
                 size_t payload_size)
 {
     Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
-    event.stream = (char *)stream;
-    event.type = (char *)type;
+    event.stream = (char *) stream;
+    event.type = (char *) type;
     if (id) {
-        event.id.data = (uint8_t *)id;
+        event.id.data = (uint8_t *) id;
         event.id.len = 16;
     }
     uint8_t *payload = calloc (1, payload_size + 1);
@@ -430,9 +430,9 @@ test_router_contract (void)
                 memcpy (routing, zframe_data (first), routing_size);
                 zmsg_destroy (&hello_msg);
                 uint8_t junk[300];
-                size_t size = 1 + (size_t)rand () % sizeof junk;
+                size_t size = 1 + (size_t) rand () % sizeof junk;
                 for (size_t i = 0; i < size; i++)
-                    junk[i] = (uint8_t)rand ();
+                    junk[i] = (uint8_t) rand ();
                 if (round % 2)
                     memcpy (junk, "\xff\0\0\0\0\0\0\0\1\x7f", size > 10 ? 10 : size);
                 zmq_send (zsock_resolve (raw), routing, routing_size, ZMQ_SNDMORE);
@@ -459,8 +459,8 @@ test_router_contract (void)
     fake.node.len = 16;
     fake.mesh = "test-node";
     fake.name = "fake";
-    fake.pub_port = (uint32_t)fake_port;
-    fake.router_port = (uint32_t)fake_router_port;
+    fake.pub_port = (uint32_t) fake_port;
+    fake.router_port = (uint32_t) fake_router_port;
     greet.hello = &fake;
     response = s_call_request (dealer, &greet);
     ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
@@ -472,7 +472,7 @@ test_router_contract (void)
     for (int i = 0; i < 50; i++) {
         uint8_t junk[64];
         for (size_t j = 0; j < sizeof junk; j++)
-            junk[j] = (uint8_t)rand ();
+            junk[j] = (uint8_t) rand ();
         zsock_send (fake_pub, "sb", i % 2 ? "orders/" : "orders/Junk", junk, sizeof junk);
         zsock_send (fake_pub, "s", "orders/OneFrame");
     }
@@ -490,7 +490,7 @@ test_router_contract (void)
     shoal_node_stats (a, &after);
     ok (after.bad_requests >= bad + 50, "junk frames are counted as bad (%" PRIu64 ")",
         after.bad_requests);
-    (void)before;
+    (void) before;
     zsock_destroy (&fake_pub);
     zsock_destroy (&fake_router);
     zsock_destroy (&dealer);
@@ -501,7 +501,7 @@ static void
 s_loopback (shoal_node_config_t *config)
 {
     config->interface = "lo";
-    config->beacon_port = 20000 + (int)(getpid () % 20000);
+    config->beacon_port = 20000 + (int) (getpid () % 20000);
     config->mesh = "test-node-lo";
 }
 
@@ -593,8 +593,8 @@ test_replicate_all (void)
     for (uint64_t seq = 1; la && lb && seq <= 50; seq++) {
         uint8_t *x = NULL, *y = NULL;
         size_t xs = 0, ys = 0;
-        if (shoal_log_read (la, seq, &x, &xs, NULL) == 0 && shoal_log_read (lb, seq, &y, &ys, NULL) == 0
-            && xs == ys && memcmp (x, y, xs) == 0)
+        if (shoal_log_read (la, seq, &x, &xs, NULL) == 0
+            && shoal_log_read (lb, seq, &y, &ys, NULL) == 0 && xs == ys && memcmp (x, y, xs) == 0)
             same++;
         free (x);
         free (y);

@@ -43,7 +43,7 @@ s_payload_size (const char *stream, uint64_t seq)
 {
     if (strcmp (stream, "bulky") == 0 && seq % 5 == 0)
         return 3000; //  bigger than the batch_bytes that test uses
-    return 20 + (size_t)(seq % 50);
+    return 20 + (size_t) (seq % 50);
 }
 
 static uint8_t *
@@ -51,24 +51,24 @@ s_event_bytes (const char *stream, uint64_t seq, size_t *size_p)
 {
     shoal_event_t *event = shoal_event_new ();
     char key[32], payload[3000];
-    snprintf (key, sizeof key, "key-%llu", (unsigned long long)seq);
+    snprintf (key, sizeof key, "key-%llu", (unsigned long long) seq);
     size_t payload_size = s_payload_size (stream, seq);
     for (size_t i = 0; i < payload_size; i++)
-        payload[i] = (char)('a' + (seq + i) % 26);
+        payload[i] = (char) ('a' + (seq + i) % 26);
     uint8_t id[16];
     for (int i = 0; i < 16; i++)
-        id[i] = (uint8_t)(seq >> (8 * (i % 8))) ^ (uint8_t)i;
+        id[i] = (uint8_t) (seq >> (8 * (i % 8))) ^ (uint8_t) i;
     if (!event || shoal_event_set_stream (event, stream)
         || shoal_event_set_type (event, s_type_of (seq)) || shoal_event_set_key (event, key)
         || shoal_event_set_payload (event, payload, payload_size))
-        bail ("cannot build event %llu", (unsigned long long)seq);
+        bail ("cannot build event %llu", (unsigned long long) seq);
     shoal_event_set_origin (event, s_origin);
     shoal_event_set_id (event, id);
     shoal_event_set_seq (event, seq);
-    shoal_event_set_time_ns (event, S_T0 + (int64_t)seq * 1000);
+    shoal_event_set_time_ns (event, S_T0 + (int64_t) seq * 1000);
     uint8_t *data;
     if (shoal_event_encode (event, &data, size_p))
-        bail ("cannot encode event %llu", (unsigned long long)seq);
+        bail ("cannot encode event %llu", (unsigned long long) seq);
     shoal_event_destroy (&event);
     return data;
 }
@@ -79,8 +79,8 @@ s_append (shoal_log_t *log, uint64_t from, uint64_t to)
     for (uint64_t seq = from; seq <= to; seq++) {
         size_t size;
         uint8_t *data = s_event_bytes (shoal_log_stream (log), seq, &size);
-        if (shoal_log_append (log, seq, S_T0 + (int64_t)seq * 1000, data, size))
-            bail ("append %llu: %s", (unsigned long long)seq, shoal_log_error_text (log));
+        if (shoal_log_append (log, seq, S_T0 + (int64_t) seq * 1000, data, size))
+            bail ("append %llu: %s", (unsigned long long) seq, shoal_log_error_text (log));
         free (data);
     }
 }
@@ -106,7 +106,7 @@ static shoal_log_t *s_logs[S_MAX_LOGS];
 static shoal_log_t *
 s_lookup (void *arg, const uint8_t origin[SHOAL_ID_SIZE], const char *stream)
 {
-    (void)arg;
+    (void) arg;
     for (int i = 0; i < S_MAX_LOGS; i++)
         if (s_logs[i] && memcmp (origin, shoal_log_origin (s_logs[i]), 16) == 0
             && strcmp (stream, shoal_log_stream (s_logs[i])) == 0)
@@ -150,7 +150,7 @@ static int s_pair_count;
 static s_pair_t *
 s_pair_new (int hwm)
 {
-    s_pair_t *pair = (s_pair_t *)calloc (1, sizeof (s_pair_t));
+    s_pair_t *pair = (s_pair_t *) calloc (1, sizeof (s_pair_t));
     char *endpoint = pair->endpoint;
     snprintf (endpoint, sizeof pair->endpoint, "inproc://test-replay-%d", ++s_pair_count);
     pair->router = zsock_new (ZMQ_ROUTER);
@@ -219,11 +219,11 @@ s_start (shoal_replay_t *replay, s_pair_t *pair, zsock_t *dealer, uint64_t reque
          const s_ask_t *ask)
 {
     Shoal__V1__ReplayRequest replay_request = SHOAL__V1__REPLAY_REQUEST__INIT;
-    replay_request.origin.data = (uint8_t *)(ask->origin ? ask->origin : s_origin);
+    replay_request.origin.data = (uint8_t *) (ask->origin ? ask->origin : s_origin);
     replay_request.origin.len = ask->origin_size ? ask->origin_size : 16;
-    if (ask->origin_size == (size_t)-1)
+    if (ask->origin_size == (size_t) -1)
         replay_request.origin.len = 0;
-    replay_request.stream = (char *)ask->stream;
+    replay_request.stream = (char *) ask->stream;
     replay_request.from_seq = ask->from;
     replay_request.to_seq = ask->to;
     replay_request.credit = ask->credit;
@@ -232,7 +232,7 @@ s_start (shoal_replay_t *replay, s_pair_t *pair, zsock_t *dealer, uint64_t reque
     while (ask->types && ask->types[n_types])
         n_types++;
     replay_request.n_types = n_types;
-    replay_request.types = (char **)ask->types;
+    replay_request.types = (char **) ask->types;
     Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
     request.request_id = request_id;
     request.body_case = SHOAL__V1__REQUEST__BODY_REPLAY;
@@ -306,7 +306,7 @@ s_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
     *value = 0;
     for (int shift = 0; shift < 64 && *p < end; shift += 7) {
         uint8_t byte = *(*p)++;
-        *value |= (uint64_t)(byte & 0x7f) << shift;
+        *value |= (uint64_t) (byte & 0x7f) << shift;
         if (!(byte & 0x80))
             return 0;
     }
@@ -341,7 +341,7 @@ s_take_event (s_got_t *got, const uint8_t *data, size_t size, const Shoal__V1__E
         got->decoded = false;
     if (got->types) {
         char needle[160];
-        snprintf (needle, sizeof needle, "|%.*s|", (int)peek.type_size, peek.type);
+        snprintf (needle, sizeof needle, "|%.*s|", (int) peek.type_size, peek.type);
         if (!strstr (got->types, needle))
             got->types_ok = false;
     }
@@ -362,7 +362,7 @@ s_take_batch (s_got_t *got, const uint8_t *data, size_t size, const Shoal__V1__R
                 break;
             continue;
         }
-        if ((key & 7) != 2 || s_varint (&p, end, &length) || length > (uint64_t)(end - p))
+        if ((key & 7) != 2 || s_varint (&p, end, &length) || length > (uint64_t) (end - p))
             break;
         if (key == 0x22) {
             body = p;
@@ -380,7 +380,7 @@ s_take_batch (s_got_t *got, const uint8_t *data, size_t size, const Shoal__V1__R
         if (s_varint (&p, end, &key))
             break;
         if (key == 0x0a) {
-            if (s_varint (&p, end, &length) || length > (uint64_t)(end - p))
+            if (s_varint (&p, end, &length) || length > (uint64_t) (end - p))
                 break;
             s_take_event (got, p, length, index < batch->n_events ? batch->events[index] : NULL);
             index++;
@@ -427,7 +427,7 @@ s_drain (s_pair_t *pair, s_got_t *gots, size_t got_count, int wait_ms)
             if (got->done || got->error)
                 got->after_end = true;
             size_t packed_size = shoal__v1__response__get_packed_size (response);
-            uint8_t *packed = (uint8_t *)malloc (packed_size);
+            uint8_t *packed = (uint8_t *) malloc (packed_size);
             shoal__v1__response__pack (response, packed);
             if (packed_size != zframe_size (frame)
                 || memcmp (packed, zframe_data (frame), packed_size) != 0)
@@ -767,7 +767,7 @@ s_refused (shoal_replay_t *replay, s_pair_t *pair, uint64_t request_id, const s_
     size_t before = shoal_replay_sessions (replay);
     is_int (s_start (replay, pair, NULL, request_id, ask), code, "%s: returns code %d", what, code);
     s_drain (pair, &got, 1, 20);
-    ok (got.error == (uint32_t)code && got.batches == 0 && !got.after_end,
+    ok (got.error == (uint32_t) code && got.batches == 0 && !got.after_end,
         "%s: one Error %d response, echoing request_id", what, code);
     ok (s_contains (got.message, part), "%s: the message says \"%s\"", what, part);
     is_int (shoal_replay_sessions (replay), before, "%s: no session is made", what);
@@ -784,7 +784,7 @@ test_errors (void)
 
     ask.origin_size = 8;
     s_refused (replay, pair, 11, &ask, 1, "16 bytes", "origin of 8 bytes");
-    ask.origin_size = (size_t)-1;
+    ask.origin_size = (size_t) -1;
     s_refused (replay, pair, 12, &ask, 1, "16 bytes", "missing origin");
     ask.origin_size = 0;
     ask.stream = "Bad Stream!";
@@ -830,12 +830,12 @@ test_errors (void)
     shoal_log_set_retention (log, 6000, 0);
     ok (shoal_log_apply_retention (log, shoal_time_ns ()) > 0, "retention drops old segments");
     uint64_t first = shoal_log_first (log);
-    ok (first > 1, "first seq is now %llu", (unsigned long long)first);
+    ok (first > 1, "first seq is now %llu", (unsigned long long) first);
     replay = s_replay_new (0, 0, 0, 0);
     pair = s_pair_new (0);
     char part[80];
     snprintf (part, sizeof part, "trimmed by retention: available are first %llu, head 200",
-              (unsigned long long)first);
+              (unsigned long long) first);
     ask = (s_ask_t){.stream = "trimmed", .from = 1, .credit = 10};
     s_refused (replay, pair, 30, &ask, 3, part, "trimmed from_seq");
     ask.from = first;
@@ -883,9 +883,9 @@ test_corrupt (void)
     snprintf (path, sizeof path, "%s/00000000000000000001.seg", tap_path ("corrupt"));
     int fd = open (path, O_RDWR);
     uint8_t byte = 0;
-    bool flipped = fd >= 0 && pread (fd, &byte, 1, (off_t)offset) == 1;
+    bool flipped = fd >= 0 && pread (fd, &byte, 1, (off_t) offset) == 1;
     byte ^= 0x20;
-    flipped = flipped && pwrite (fd, &byte, 1, (off_t)offset) == 1;
+    flipped = flipped && pwrite (fd, &byte, 1, (off_t) offset) == 1;
     if (fd >= 0)
         close (fd);
     ok (flipped, "flipped a payload byte of record 20 in a closed segment");
@@ -944,7 +944,7 @@ test_fair (void)
     int pumps = 0;
     while (shoal_replay_pump (replay, pair->router, 30) && pumps++ < 1000) {
         s_drain (pair, gots, 2, 0);
-        long gap = (long)gots[0].events - (long)gots[1].events;
+        long gap = (long) gots[0].events - (long) gots[1].events;
         if (gap > 20 || gap < -20)
             fair = false;
     }
@@ -986,7 +986,7 @@ test_fair (void)
     s_run (replay, pair, gots, 2, 500);
     ok (within_budget, "no pump sends more than its budget of 500 events");
     ok (gots[0].events == 20000 && gots[0].in_order && gots[0].identical && gots[0].done,
-        "the 20000-event replay completes in order (%zu pumps)", (size_t)pumps);
+        "the 20000-event replay completes in order (%zu pumps)", (size_t) pumps);
     ok (small_served && small_pumps <= 2, "the small replay is done within %d pump(s)",
         small_pumps);
     ok (gots[1].events == 10 && gots[1].done, "the small replay got its 10 events");
@@ -1092,7 +1092,7 @@ test_full_pipe (void)
         shoal_replay_pump (replay, pair->router, 1000);
     uint64_t sent = shoal_replay_events_sent (replay);
     ok (sent > 0 && sent < 400, "a full pipe stops the replay (%llu of 400 sent)",
-        (unsigned long long)sent);
+        (unsigned long long) sent);
     is_int (shoal_replay_pump (replay, pair->router, 1000), 0,
             "a session blocked on the socket is not reported ready");
     is_int (shoal_replay_sessions (replay), 1, "the session waits, EAGAIN is not fatal");

@@ -104,7 +104,7 @@ s_read (const char *path)
     FILE *file = fopen (path, "r");
     if (!file)
         return NULL;
-    char *text = (char *)calloc (1, 65536);
+    char *text = (char *) calloc (1, 65536);
     size_t got = fread (text, 1, 65535, file);
     text[got] = 0;
     fclose (file);
@@ -278,7 +278,7 @@ s_config_value (const char *text, const char *key)
     if (at) {
         at += strlen (pattern);
         size_t length = strcspn (at, "\"");
-        snprintf (value, sizeof value, "%.*s", (int)length, at);
+        snprintf (value, sizeof value, "%.*s", (int) length, at);
     }
     return value;
 }
@@ -397,7 +397,7 @@ test_run_and_stop (void)
     int rc =
         s_shoald ((const char *[]){"--data", data, "--interface", "none", NULL}, NULL, NULL, &err);
     char pid[32];
-    snprintf (pid, sizeof pid, "process %d", (int)node->pid);
+    snprintf (pid, sizeof pid, "process %d", (int) node->pid);
     is_int (rc, 3, "a second shoald on the same data directory exits 3");
     ok (s_contains (err, data) && s_contains (err, pid) && s_contains (err, "--data"),
         "its message names the directory, the pid holding it, and --data");
@@ -508,8 +508,8 @@ static void
 test_loopback_discovery (void)
 {
     char mesh[64], port[16], a_dir[4200], b_dir[4200];
-    snprintf (mesh, sizeof mesh, "test-shoald-%d-%ld", (int)getpid (), (long)time (NULL));
-    snprintf (port, sizeof port, "%d", 20000 + (int)(getpid () % 20000));
+    snprintf (mesh, sizeof mesh, "test-shoald-%d-%ld", (int) getpid (), (long) time (NULL));
+    snprintf (port, sizeof port, "%d", 20000 + (int) (getpid () % 20000));
     snprintf (a_dir, sizeof a_dir, "%s/lo-a", tap_tmpdir ());
     snprintf (b_dir, sizeof b_dir, "%s/lo-b", tap_tmpdir ());
     s_ready_t a_ready, b_ready;

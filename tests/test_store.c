@@ -175,7 +175,7 @@ test_lock (void)
     char dir[4200], path[4300], message[1024], pid[32];
     s_tmp (dir, sizeof dir, "lock");
     snprintf (path, sizeof path, "%s/LOCK", dir);
-    snprintf (pid, sizeof pid, "%ld", (long)getpid ());
+    snprintf (pid, sizeof pid, "%ld", (long) getpid ());
     shoal_store_t *first = s_open (dir, NULL);
     char *holder = s_read (path, NULL);
     ok (holder && atol (holder) == getpid (), "LOCK holds the pid of the holder");
@@ -230,8 +230,8 @@ s_append (shoal_log_t *log, const char *prefix, uint64_t first, int count)
     for (int i = 0; i < count; i++) {
         char data[64];
         uint64_t seq = shoal_log_head (log) ? shoal_log_head (log) + 1 : first;
-        int size = snprintf (data, sizeof data, "%s-%llu", prefix, (unsigned long long)seq);
-        rc |= shoal_log_append (log, seq, 1000 + (int64_t)seq, data, (size_t)size);
+        int size = snprintf (data, sizeof data, "%s-%llu", prefix, (unsigned long long) seq);
+        rc |= shoal_log_append (log, seq, 1000 + (int64_t) seq, data, (size_t) size);
     }
     return rc;
 }
@@ -245,12 +245,13 @@ s_contents_ok (shoal_log_t *log, const char *prefix, uint64_t first, uint64_t he
     for (uint64_t seq = first; seq <= head; seq++) {
         char expected[64];
         int length =
-            snprintf (expected, sizeof expected, "%s-%llu", prefix, (unsigned long long)seq);
+            snprintf (expected, sizeof expected, "%s-%llu", prefix, (unsigned long long) seq);
         uint8_t *data = NULL;
         size_t size = 0;
         int64_t time_ns = 0;
-        bool same = shoal_log_read (log, seq, &data, &size, &time_ns) == 0 && size == (size_t)length
-                    && memcmp (data, expected, size) == 0 && time_ns == 1000 + (int64_t)seq;
+        bool same = shoal_log_read (log, seq, &data, &size, &time_ns) == 0
+                    && size == (size_t) length && memcmp (data, expected, size) == 0
+                    && time_ns == 1000 + (int64_t) seq;
         free (data);
         if (!same)
             return false;
@@ -471,7 +472,7 @@ static size_t
 s_file_size (const char *path)
 {
     struct stat st;
-    return stat (path, &st) == 0 ? (size_t)st.st_size : 0;
+    return stat (path, &st) == 0 ? (size_t) st.st_size : 0;
 }
 
 static void
@@ -490,7 +491,7 @@ test_batching (void)
         char stream[16];
         snprintf (stream, sizeof stream, "s%d", i % 5);
         shoal_store_cursor_set (store, i % 2 ? "one" : "two", i % 3 ? s_origin_a : s_origin_b,
-                                stream, (uint64_t)i + 1);
+                                stream, (uint64_t) i + 1);
     }
     uint64_t fsyncs = shoal_io_faulty_fsyncs (io);
     uint64_t bytes = shoal_io_faulty_bytes_written (io);
@@ -600,7 +601,7 @@ test_crash (void)
     shoal_store_cursors_flush (store);
     uint64_t size = shoal_io_faulty_bytes_written (io) - before;
     shoal_store_close (&store);
-    ok (size > 0 && size < 1000, "a cursor write takes %llu bytes", (unsigned long long)size);
+    ok (size > 0 && size < 1000, "a cursor write takes %llu bytes", (unsigned long long) size);
 
     //  A dying store complains on stderr at close; keep the test output clean.
     fflush (stderr);
@@ -610,7 +611,7 @@ test_crash (void)
     close (null);
     int opened = 0, old_state = 0, new_state = 0, mixed = 0;
     for (uint64_t budget = 0; budget <= size; budget++) {
-        snprintf (name, sizeof name, "crash-%llu", (unsigned long long)budget);
+        snprintf (name, sizeof name, "crash-%llu", (unsigned long long) budget);
         s_tmp (dir, sizeof dir, name);
         store = s_open (dir, &config);
         s_cursors_old (store);
@@ -717,7 +718,7 @@ test_retention (void)
     int rc = 0;
     for (size_t index = 0; index < 3; index++)
         for (uint64_t seq = 1; seq <= 60; seq++)
-            rc |= shoal_log_append (logs[index], seq, (int64_t)seq, payload, sizeof payload);
+            rc |= shoal_log_append (logs[index], seq, (int64_t) seq, payload, sizeof payload);
     ok (rc == 0 && shoal_store_flush (store) == 0, "60 records appended to three logs");
     size_t segments[3];
     for (size_t index = 0; index < 3; index++)

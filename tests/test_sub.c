@@ -61,8 +61,8 @@ static void
 s_make_id (uint8_t id[SHOAL_ID_SIZE], int n)
 {
     for (int i = 0; i < SHOAL_ID_SIZE; i++)
-        id[i] = (uint8_t)(0x40 + n + i);
-    id[0] = (uint8_t)n;
+        id[i] = (uint8_t) (0x40 + n + i);
+    id[0] = (uint8_t) n;
 }
 
 static shoal_event_t *
@@ -74,7 +74,7 @@ s_event (const char *stream, const uint8_t *origin, uint64_t seq, const char *ty
     char payload[64];
     int size = snprintf (payload, sizeof payload, "{\"seq\":%" PRIu64 "}", seq);
     if (shoal_event_set_stream (event, stream) || shoal_event_set_type (event, type)
-        || shoal_event_set_payload (event, payload, (size_t)size))
+        || shoal_event_set_payload (event, payload, (size_t) size))
         bail ("cannot build event %" PRIu64, seq);
     if (origin)
         shoal_event_set_origin (event, origin);
@@ -116,7 +116,7 @@ s_log_append (s_log_t *log, const char *type, int64_t time_ns)
 {
     if (log->head == log->alloc) {
         log->alloc = log->alloc ? 2 * log->alloc : 64;
-        log->events = (shoal_event_t **)realloc (log->events, log->alloc * sizeof (void *));
+        log->events = (shoal_event_t **) realloc (log->events, log->alloc * sizeof (void *));
         if (!log->events)
             bail ("out of memory");
     }
@@ -191,7 +191,7 @@ s_log_answer (const s_log_t *log, const shoal_sub_repair_t *rq, const char *type
         return SHOAL_WIRE_BAD_REQUEST;
     uint64_t end = rq->to_seq && rq->to_seq < log->head ? rq->to_seq : log->head;
     size_t alloc = 4;
-    s_batch_t *batches = (s_batch_t *)calloc (alloc, sizeof (s_batch_t));
+    s_batch_t *batches = (s_batch_t *) calloc (alloc, sizeof (s_batch_t));
     size_t count = 1;
     uint32_t sent = 0;
     while (pos <= end) {
@@ -208,13 +208,13 @@ s_log_answer (const s_log_t *log, const shoal_sub_repair_t *rq, const char *type
             batch->head = log->head;
             if (count == alloc) {
                 alloc *= 2;
-                batches = (s_batch_t *)realloc (batches, alloc * sizeof (s_batch_t));
+                batches = (s_batch_t *) realloc (batches, alloc * sizeof (s_batch_t));
             }
             batch = &batches[count++];
             memset (batch, 0, sizeof *batch);
         }
         if (!batch->events)
-            batch->events = (shoal_event_t **)malloc (batch_size * sizeof (void *));
+            batch->events = (shoal_event_t **) malloc (batch_size * sizeof (void *));
         batch->events[batch->count++] = shoal_event_dup (event);
         sent++;
         pos++;
@@ -320,7 +320,7 @@ s_range (uint64_t low, uint64_t high)
     text[0] = 0;
     for (uint64_t seq = low; seq <= high && used + 24 < sizeof text; seq++)
         used +=
-            (size_t)snprintf (text + used, sizeof text - used, "%s%" PRIu64, used ? " " : "", seq);
+            (size_t) snprintf (text + used, sizeof text - used, "%s%" PRIu64, used ? " " : "", seq);
     return text;
 }
 
@@ -351,7 +351,7 @@ s_drive (shoal_sub_t *sub, s_log_t *logs, size_t log_count, const char *type, in
 static int64_t
 s_time (uint64_t ms)
 {
-    return S_BASE_NS + (int64_t)ms * S_MS_NS;
+    return S_BASE_NS + (int64_t) ms * S_MS_NS;
 }
 
 //  Records events until the log's head is head: seq i has the type
@@ -987,7 +987,7 @@ test_unplaced (void)
     s_log_t other;
     s_log_init (&other, 2);
     s_log_fill (&other, 6, "A");
-    const uint8_t (*origins)[SHOAL_ID_SIZE] = (const uint8_t (*)[SHOAL_ID_SIZE])other.id;
+    const uint8_t (*origins)[SHOAL_ID_SIZE] = (const uint8_t (*)[SHOAL_ID_SIZE]) other.id;
     uint64_t seqs[] = {4};
     shoal_from_t map = {
         .kind = SHOAL_FROM_SEQ, .seq = 9, .origins = origins, .seqs = seqs, .count = 1};
@@ -1059,7 +1059,7 @@ s_net_send (s_net_t *net, s_msg_kind_t kind, int origin, int64_t delay)
 {
     if (net->count == net->alloc) {
         net->alloc = net->alloc ? 2 * net->alloc : 256;
-        net->msgs = (s_msg_t *)realloc (net->msgs, net->alloc * sizeof (s_msg_t));
+        net->msgs = (s_msg_t *) realloc (net->msgs, net->alloc * sizeof (s_msg_t));
         if (!net->msgs)
             bail ("out of memory");
     }
@@ -1181,38 +1181,38 @@ static void
 s_pserve (s_prun_t *run, s_net_t *net, const s_msg_t *msg)
 {
     const s_porigin_t *po = &run->origins[msg->origin];
-    unsigned roll = (unsigned)s_between (0, 99);
+    unsigned roll = (unsigned) s_between (0, 99);
     if (roll < 8)
         return; //  lost: the subscription times out
     if (roll < 14) {
-        s_msg_t *error = s_net_send (net, M_ERROR, msg->origin, (int64_t)s_between (1, 40));
+        s_msg_t *error = s_net_send (net, M_ERROR, msg->origin, (int64_t) s_between (1, 40));
         error->code = roll < 11 ? SHOAL_WIRE_BUSY : 0;
         return;
     }
     s_batch_t *batches;
     size_t count;
-    uint32_t code = s_log_answer (&po->log, &msg->repair, run->type, (size_t)s_between (1, 16),
+    uint32_t code = s_log_answer (&po->log, &msg->repair, run->type, (size_t) s_between (1, 16),
                                   &batches, &count);
     if (code) {
         if (code != SHOAL_WIRE_UNAVAILABLE)
             run->bad_request = true;
-        s_msg_t *error = s_net_send (net, M_ERROR, msg->origin, (int64_t)s_between (1, 10));
+        s_msg_t *error = s_net_send (net, M_ERROR, msg->origin, (int64_t) s_between (1, 10));
         error->code = code;
         return;
     }
     //  Mostly prompt, sometimes slower than the timeout (a stale answer
     //  after the re-ask), sometimes cut short by a lost peer.
-    int64_t delay = s_chance (6) ? (int64_t)s_between (S_TIMEOUT_MS, 3 * S_TIMEOUT_MS)
-                                 : (int64_t)s_between (1, 30);
+    int64_t delay = s_chance (6) ? (int64_t) s_between (S_TIMEOUT_MS, 3 * S_TIMEOUT_MS)
+                                 : (int64_t) s_between (1, 30);
     size_t keep = count;
     bool cut = s_chance (5);
     if (cut)
-        keep = (size_t)s_between (0, count - 1);
+        keep = (size_t) s_between (0, count - 1);
     for (size_t i = 0; i < count; i++) {
         if (i < keep) {
             s_msg_t *reply = s_net_send (net, M_BATCH, msg->origin, delay);
             reply->batch = batches[i];
-            delay += (int64_t)s_between (0, 5);
+            delay += (int64_t) s_between (0, 5);
         }
         else
             s_batch_free (&batches[i]);
@@ -1249,12 +1249,12 @@ s_record (s_prun_t *run, s_net_t *net, int n)
 {
     s_log_t *log = &run->origins[n].log;
     const char *type = s_chance (40) ? "B" : "A";
-    shoal_event_t *event = s_log_append (log, type, s_time ((uint64_t)net->now) + n);
+    shoal_event_t *event = s_log_append (log, type, s_time ((uint64_t) net->now) + n);
     if (s_chance (30))
         return; //  lost on the wire (high-water mark, reconnect, ...)
     int copies = s_chance (10) ? 2 : 1;
     for (int i = 0; i < copies; i++) {
-        s_msg_t *msg = s_net_send (net, M_LIVE, n, (int64_t)s_between (0, P_MAX_DELAY));
+        s_msg_t *msg = s_net_send (net, M_LIVE, n, (int64_t) s_between (0, P_MAX_DELAY));
         msg->event = shoal_event_dup (event);
     }
 }
@@ -1263,12 +1263,12 @@ s_record (s_prun_t *run, s_net_t *net, int n)
 static shoal_sub_t *
 s_psubscribe (s_prun_t *run, s_net_t *net)
 {
-    int64_t now_ns = s_time ((uint64_t)net->now);
+    int64_t now_ns = s_time ((uint64_t) net->now);
     for (int n = 0; n < P_ORIGINS; n++) {
         s_porigin_t *po = &run->origins[n];
         po->lo_seq = 1;
         po->lo_time = 0;
-        if (po->safe_head && s_chance ((unsigned)run->trim_percent))
+        if (po->safe_head && s_chance ((unsigned) run->trim_percent))
             s_log_trim (&po->log, s_between (2, po->safe_head + 1));
     }
     shoal_from_t from = {.kind = run->kind};
@@ -1303,11 +1303,11 @@ s_psubscribe (s_prun_t *run, s_net_t *net)
                     from.count++;
                 }
             }
-            from.origins = (const uint8_t (*)[SHOAL_ID_SIZE])ids;
+            from.origins = (const uint8_t (*)[SHOAL_ID_SIZE]) ids;
             from.seqs = seqs;
             break;
         case SHOAL_FROM_TIME:
-            from.time_ns = s_chance (10) ? 0 : s_time (s_between (0, (uint64_t)net->now));
+            from.time_ns = s_chance (10) ? 0 : s_time (s_between (0, (uint64_t) net->now));
             for (int n = 0; n < P_ORIGINS; n++)
                 run->origins[n].lo_time = from.time_ns;
             break;
@@ -1351,9 +1351,9 @@ s_prun (s_prun_t *run)
     s_net_t net = {0};
     for (int n = 0; n < P_ORIGINS; n++) {
         s_log_init (&run->origins[n].log, n + 1);
-        run->origins[n].stop_ms = (int64_t)s_between (300, 900);
+        run->origins[n].stop_ms = (int64_t) s_between (300, 900);
     }
-    int64_t start_ms = (int64_t)s_between (P_MAX_DELAY + 30, 300);
+    int64_t start_ms = (int64_t) s_between (P_MAX_DELAY + 30, 300);
     int64_t end_ms = 900;
     int64_t give_up_ms = end_ms + 30000;
     int64_t quiet_ms = -1; //  when everything owed was delivered
@@ -1371,7 +1371,7 @@ s_prun (s_prun_t *run)
                 s_record (run, &net, n);
             if ((net.now + 7 * n) % P_HEARTBEAT_MS == 0 && !s_chance (10)) {
                 s_msg_t *hb =
-                    s_net_send (&net, M_HEARTBEAT, n, (int64_t)s_between (0, P_MAX_DELAY));
+                    s_net_send (&net, M_HEARTBEAT, n, (int64_t) s_between (0, P_MAX_DELAY));
                 hb->head = po->log.head;
             }
         }
@@ -1390,11 +1390,11 @@ s_prun (s_prun_t *run)
                 run->bad_request = true;
                 break;
             }
-            s_msg_t *request = s_net_send (&net, M_REQUEST, n, (int64_t)s_between (0, 10));
+            s_msg_t *request = s_net_send (&net, M_REQUEST, n, (int64_t) s_between (0, 10));
             request->repair = rq;
             repairs++;
         }
-        if (s_chance ((unsigned)run->pop_percent))
+        if (s_chance ((unsigned) run->pop_percent))
             s_pop_some (run, sub, run->pop_percent >= 100 ? 1 << 30 : 3);
         if (net.now >= end_ms && run->failures == 0) {
             bool owed = false;
@@ -1459,13 +1459,13 @@ test_property (uint64_t seed, int rounds)
         int failed = 0, over_limit = 0, bad_request = 0;
         for (int round = 0; round < rounds; round++) {
             //  Each round has a seed of its own, so one can be replayed alone.
-            uint64_t round_seed = seed + 1000003ULL * k + (uint64_t)round;
+            uint64_t round_seed = seed + 1000003ULL * k + (uint64_t) round;
             s_rng = round_seed ? round_seed : 1;
             s_prun_t run;
             memset (&run, 0, sizeof run);
             run.kind = kinds[k];
             run.type = s_chance (25) ? "A" : NULL;
-            run.limit = s_chance (50) ? 10000 : (size_t)s_between (8, 64);
+            run.limit = s_chance (50) ? 10000 : (size_t) s_between (8, 64);
             run.pop_percent = s_chance (50) ? 100 : 30;
             run.trim_percent = s_chance (50) ? 40 : 0;
             s_prun (&run);
@@ -1490,12 +1490,12 @@ main (void)
 {
     plan_lazy ();
     const char *seed_env = getenv ("SHOAL_TEST_SEED");
-    uint64_t seed = seed_env ? strtoull (seed_env, NULL, 0) : (uint64_t)time (NULL);
+    uint64_t seed = seed_env ? strtoull (seed_env, NULL, 0) : (uint64_t) time (NULL);
     int rounds = 40;
     const char *iterations = getenv ("SHOAL_FUZZ_ITERATIONS");
     if (iterations) {
         long count = strtol (iterations, NULL, 10) / 2500;
-        rounds = count < 1 ? 1 : count < rounds ? (int)count : rounds;
+        rounds = count < 1 ? 1 : count < rounds ? (int) count : rounds;
     }
     diag ("randomized part: seed %" PRIu64 " (SHOAL_TEST_SEED to repeat), %d runs per start kind",
           seed, rounds);
