@@ -188,20 +188,6 @@ s_parse_u64 (const char *text, uint64_t *value)
     return 0;
 }
 
-static char *
-s_default_data_dir (void)
-{
-    const char *xdg = getenv ("XDG_DATA_HOME");
-    if (xdg && xdg[0] == '/')
-        return zsys_sprintf ("%s/shoal", xdg);
-    const char *home = getenv ("HOME");
-    if (!home || !*home) {
-        struct passwd *pw = getpwuid (getuid ());
-        home = pw ? pw->pw_dir : "/";
-    }
-    return zsys_sprintf ("%s/.local/share/shoal", home);
-}
-
 //  Local time with milliseconds, for people.
 static void
 s_format_time (int64_t time_ns, char *text, size_t size)
@@ -487,7 +473,7 @@ static int
 s_resolve (s_cli_t *cli)
 {
     const char *data = cli->data ? cli->data : getenv ("SHOAL_DATA");
-    cli->data_dir = data && *data ? strdup (data) : s_default_data_dir ();
+    cli->data_dir = data && *data ? strdup (data) : shoal_store_default_dir ();
     const char *node = cli->node;
     if (!node && !cli->data) {
         const char *env = getenv ("SHOAL_NODE");

@@ -790,21 +790,6 @@ s_log_init (const char *level)
 //  --------------------------------------------------------------------------
 //  Defaults that depend on the machine
 
-//  $XDG_DATA_HOME/shoal, else ~/.local/share/shoal. Caller owns result.
-static char *
-s_default_data_dir (void)
-{
-    const char *xdg = getenv ("XDG_DATA_HOME");
-    if (xdg && xdg[0] == '/')
-        return zsys_sprintf ("%s/shoal", xdg);
-    const char *home = getenv ("HOME");
-    if (!home || !*home) {
-        struct passwd *pw = getpwuid (getuid ());
-        home = pw ? pw->pw_dir : "/";
-    }
-    return zsys_sprintf ("%s/.local/share/shoal", home);
-}
-
 //  The first interface that is up, can broadcast, is not loopback and
 //  has an IPv4 address, or NULL. Caller owns result.
 static char *
@@ -1104,7 +1089,7 @@ main (int argc, char *argv[])
 
     //  Machine-dependent defaults.
     if (!settings.value[OPT_DATA])
-        settings.value[OPT_DATA] = s_default_data_dir ();
+        settings.value[OPT_DATA] = shoal_store_default_dir ();
     if (!settings.value[OPT_INTERFACE]) {
         char *found = s_default_interface ();
         settings.value[OPT_INTERFACE] = found ? found : strdup ("none");

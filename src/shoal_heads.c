@@ -23,6 +23,8 @@
 
 #include "shoal_heads.h"
 
+#include "shoal_clock.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <pthread.h>
@@ -147,16 +149,7 @@ shoal_heads_update (shoal_heads_t *self, const char *stream, uint64_t head, uint
 int
 shoal_heads_wait (shoal_heads_t *self, const char *stream, uint64_t seq, int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime (CLOCK_MONOTONIC, &deadline);
-    if (timeout_ms > 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000;
-        }
-    }
+    struct timespec deadline = shoal_deadline_after (timeout_ms);
     int rc = -1;
     pthread_mutex_lock (&self->state_lock);
     while (!self->closed) {

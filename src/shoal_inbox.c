@@ -11,6 +11,8 @@
 
 #include "shoal_inbox.h"
 
+#include "shoal_clock.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <pthread.h>
@@ -126,16 +128,7 @@ shoal_inbox_push (shoal_inbox_t *self, int subscription, shoal_event_t *event)
 shoal_event_t *
 shoal_inbox_pop (shoal_inbox_t *self, int timeout_ms, int *subscription_p)
 {
-    struct timespec deadline;
-    clock_gettime (CLOCK_MONOTONIC, &deadline);
-    if (timeout_ms > 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000;
-        }
-    }
+    struct timespec deadline = shoal_deadline_after (timeout_ms);
     pthread_mutex_lock (&self->mutex);
     while (self->count == 0 && !self->closed && timeout_ms != 0) {
         if (timeout_ms < 0)

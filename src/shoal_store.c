@@ -87,6 +87,7 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -930,4 +931,24 @@ shoal_store_consumer_delete (shoal_store_t *self, const char *consumer_name)
              (self->consumer_count - index - 1) * sizeof (s_consumer_t *));
     self->consumer_count--;
     return self->io->sync_dir (self->io, consumers);
+}
+
+char *
+shoal_store_default_dir (void)
+{
+    const char *xdg = getenv ("XDG_DATA_HOME");
+    char *dir = NULL;
+    if (xdg && xdg[0] == '/') {
+        if (asprintf (&dir, "%s/shoal", xdg) < 0)
+            dir = NULL;
+        return dir;
+    }
+    const char *home = getenv ("HOME");
+    if (!home || !*home) {
+        struct passwd *pw = getpwuid (getuid ());
+        home = pw ? pw->pw_dir : "/";
+    }
+    if (asprintf (&dir, "%s/.local/share/shoal", home) < 0)
+        dir = NULL;
+    return dir;
 }

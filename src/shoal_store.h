@@ -39,6 +39,11 @@ shoal_store_t *shoal_store_open (const char *dir, const shoal_log_config_t *log_
 //  Flushes and closes every log, writes dirty cursors, releases the lock.
 void shoal_store_close (shoal_store_t **self_p);
 
+//  The default data directory: $XDG_DATA_HOME/shoal when XDG_DATA_HOME is
+//  an absolute path, else ~/.local/share/shoal. Caller owns return value
+//  (free ()).
+char *shoal_store_default_dir (void);
+
 //  Why the last shoal_store_open in this thread failed, in words.
 const char *shoal_store_open_error (void);
 
