@@ -758,6 +758,34 @@ test_retention (void)
     shoal_store_close (&store);
 }
 
+//  The default data directory follows XDG, then HOME.
+static void
+test_default_dir (void)
+{
+    char *saved_xdg = getenv ("XDG_DATA_HOME") ? strdup (getenv ("XDG_DATA_HOME")) : NULL;
+    char *saved_home = getenv ("HOME") ? strdup (getenv ("HOME")) : NULL;
+    setenv ("XDG_DATA_HOME", "/srv/data", 1);
+    char *dir = shoal_store_default_dir ();
+    is_str (dir, "/srv/data/shoal", "default data dir: $XDG_DATA_HOME/shoal");
+    free (dir);
+    setenv ("XDG_DATA_HOME", "relative/path", 1);
+    setenv ("HOME", "/home/ada", 1);
+    dir = shoal_store_default_dir ();
+    is_str (dir, "/home/ada/.local/share/shoal",
+            "a relative XDG_DATA_HOME is ignored: ~/.local/share/shoal");
+    free (dir);
+    unsetenv ("XDG_DATA_HOME");
+    dir = shoal_store_default_dir ();
+    is_str (dir, "/home/ada/.local/share/shoal", "no XDG_DATA_HOME: ~/.local/share/shoal");
+    free (dir);
+    if (saved_xdg)
+        setenv ("XDG_DATA_HOME", saved_xdg, 1);
+    if (saved_home)
+        setenv ("HOME", saved_home, 1);
+    free (saved_xdg);
+    free (saved_home);
+}
+
 int
 main (void)
 {
@@ -770,5 +798,6 @@ main (void)
     test_crash ();
     test_not_writable ();
     test_retention ();
+    test_default_dir ();
     return done_testing ();
 }
