@@ -55,6 +55,7 @@
 #define S_DAMP_WINDOW_MS 60000   //  a peer gone twice within this is flapping
 #define S_DAMP_MAX_MS 30000      //  longest hold-off of a flapping peer
 #define S_PENDING_MAX_MS 60000   //  forget replay requests older than this
+#define S_REHELLO_EVERY 5        //  heartbeats between two Hellos to a greeted peer
 
 //  A thin client's publish waiting for durability before its ack.
 typedef struct {
@@ -138,6 +139,7 @@ typedef struct {
     int64_t cursors_dirty_ms;     //  when acknowledgements began waiting to be written, -1
     int next_replica_id;          //  last id given to a replication subscription (negative)
     bool replicate_all;           //  config says "all"
+    uint64_t heartbeat_count;     //  heartbeat rounds so far
     int64_t next_retention_ms;    //  when retention runs next
     zhashx_t *sub_streams;        //  stream -> count of subscriptions (boxed)
     zhashx_t *pending;            //  request id (decimal) -> s_pending_t
@@ -587,6 +589,27 @@ s_cursors_flush (s_engine_t *self)
     return 0;
 }
 
+//  Deletes a consumer: its cursors, and the bond of its live
+//  subscriptions to it. They go on as plain subscriptions; their
+//  acknowledgements must not make the consumer again. 0, or -1 when
+//  there is no such consumer.
+static int
+s_consumer_delete (s_engine_t *self, const char *consumer)
+{
+    if (shoal_store_consumer_delete (self->store, consumer))
+        return -1;
+    s_durable_t *durable = (s_durable_t *) zlistx_first (self->durables);
+    while (durable) {
+        if (streq (durable->consumer, consumer)) {
+            zlistx_delete (self->durables, zlistx_cursor (self->durables));
+            durable = (s_durable_t *) zlistx_first (self->durables);
+        }
+        else
+            durable = (s_durable_t *) zlistx_next (self->durables);
+    }
+    return 0;
+}
+
 //  The start of a durable consumer: after its cursor for each origin it
 //  has one for, from the beginning for the others.
 static void
@@ -667,6 +690,18 @@ s_replica_append (s_engine_t *self, shoal_sub_t *sub)
             shoal_log_t *log =
                 shoal_store_log (self->store, origin, shoal_event_stream (event), true, &error);
             uint64_t seq = shoal_event_seq (event);
+            if (log && shoal_log_head (log) > 0 && seq > shoal_log_head (log) + 1) {
+                //  The subscription skips a range only when the origin
+                //  trimmed it: a replica has no holes, so it starts again
+                //  where the origin's history now starts.
+                s_log (self, S_WARNING,
+                       "replica of %s: seqs %" PRIu64 "..%" PRIu64
+                       " were trimmed at the origin; the replica restarts at %" PRIu64,
+                       shoal_event_stream (event), shoal_log_head (log) + 1, seq - 1, seq);
+                if (shoal_log_reset (log))
+                    s_log (self, S_ERROR, "replica of %s: %s", shoal_event_stream (event),
+                           shoal_log_error_text (log));
+            }
             uint8_t *data;
             size_t size;
             if (log && seq > shoal_log_head (log)
@@ -988,6 +1023,24 @@ s_peer_connect_pub (s_engine_t *self, shoal_peer_t *peer)
         s_log (self, S_WARNING, "cannot connect to %s", pub);
 }
 
+//  Connects SUB to the PUB port a peer announces; a peer that restarted
+//  on the same ROUTER endpoint may announce another one, and then the old
+//  connection hears nothing more (no events, no heartbeats).
+static void
+s_peer_pub_update (s_engine_t *self, shoal_peer_t *peer, uint32_t pub_port)
+{
+    if (pub_port == 0 || pub_port >= 65536)
+        return;
+    const char *old = shoal_peer_pub_endpoint (peer);
+    const char *colon = old ? strrchr (old, ':') : NULL;
+    if (colon && (uint32_t) atoi (colon + 1) == pub_port)
+        return;
+    if (old)
+        zsock_disconnect (self->sub, "%s", old);
+    shoal_peer_set_pub_port (peer, (int) pub_port);
+    s_peer_connect_pub (self, peer);
+}
+
 static void
 s_send_hello (s_engine_t *self, shoal_peer_t *peer)
 {
@@ -1038,10 +1091,7 @@ s_peer_identify (s_engine_t *self, shoal_peer_t *peer, const uint8_t *id, const 
         return false;
     }
     shoal_peer_set_identity (peer, id, name);
-    if (!shoal_peer_pub_endpoint (peer) && pub_port > 0 && pub_port < 65536) {
-        shoal_peer_set_pub_port (peer, (int) pub_port);
-        s_peer_connect_pub (self, peer);
-    }
+    s_peer_pub_update (self, peer, pub_port);
     if (!shoal_peer_greeted (peer)) {
         shoal_peer_set_greeted (peer, true);
         char hex[2 * SHOAL_ID_SIZE + 1];
@@ -1140,6 +1190,7 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
         if (peer) {
             shoal_peer_touch (peer, s_now ());
             shoal_peer_set_replicates (peer, hello->replicates, hello->n_replicates);
+            s_peer_pub_update (self, peer, hello->pub_port);
         }
         else {
             char endpoint[96];
@@ -1445,7 +1496,7 @@ s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         }
     }
     else if (streq (op, "delete")) {
-        if (shoal_store_consumer_delete (self->store, request->name)) {
+        if (s_consumer_delete (self, request->name)) {
             s_reply_error (self, routing_id, request_id, SHOAL_WIRE_UNKNOWN, "no such consumer");
             return;
         }
@@ -1915,7 +1966,7 @@ s_handle_pipe_message (s_engine_t *self, zmsg_t *msg)
     }
     else if (streq (command, "CONSUMERDELETE")) {
         char *name = zmsg_popstr (msg);
-        int deleted = name ? shoal_store_consumer_delete (self->store, name) : -1;
+        int deleted = name ? s_consumer_delete (self, name) : -1;
         zstr_send (self->pipe, deleted == 0 ? "0" : "-1");
         zstr_free (&name);
     }
@@ -2352,9 +2403,13 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                 shoal_replay_pump (self->replay, self->router, S_REPLAY_BUDGET) == 1;
             if (now >= self->next_heartbeat_ms) {
                 s_send_heartbeats (self);
+                //  Every few heartbeats a Hello even to greeted peers: a
+                //  peer may have restarted on its endpoint with another
+                //  PUB port, and its known peers change.
+                bool rehello = ++self->heartbeat_count % S_REHELLO_EVERY == 0;
                 for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
                      peer = (shoal_peer_t *) zlistx_next (self->peers)) {
-                    if (shoal_peer_greeted (peer))
+                    if (shoal_peer_greeted (peer) && !rehello)
                         s_send_ping (self, peer);
                     else
                         s_send_hello (self, peer);

@@ -1443,6 +1443,36 @@ shoal_log_apply_retention (shoal_log_t *self, int64_t now_ns)
 }
 
 int
+shoal_log_reset (shoal_log_t *self)
+{
+    if (self->fd >= 0) {
+        self->io->close (self->io, self->fd);
+        self->fd = -1;
+    }
+    s_reader_close (self, &self->reader);
+    self->buffered = 0;
+    while (self->segment_count > 0) {
+        s_segment_t *oldest = &self->segments[0];
+        char path[4200];
+        s_seg_path (self, oldest->first_seq, "seg", path, sizeof path);
+        if (self->io->unlink (self->io, path) && errno != ENOENT)
+            return s_fail_io (self, errno, "remove segment");
+        s_seg_path (self, oldest->first_seq, "idx", path, sizeof path);
+        self->io->unlink (self->io, path);
+        free (oldest->entries);
+        memmove (self->segments, self->segments + 1,
+                 (self->segment_count - 1) * sizeof (s_segment_t));
+        self->segment_count--;
+    }
+    self->head = self->written = self->durable = 0;
+    self->empty_first = 1;
+    self->pending_since = -1;
+    if (self->io->sync_dir (self->io, self->dir))
+        return s_fail_io (self, errno, "sync of the log directory");
+    return 0;
+}
+
+int
 shoal_log_verify (shoal_log_t *self, shoal_log_report_fn *report, void *arg)
 {
     if (s_write_buffer (self))

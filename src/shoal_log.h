@@ -133,6 +133,13 @@ void shoal_log_iter_destroy (shoal_log_iter_t **self_p);
 int shoal_log_iter_next (shoal_log_iter_t *self, uint64_t *seq_p, int64_t *time_ns_p,
                          const uint8_t **data_p, size_t *size_p);
 
+//  Empties the log: removes every segment with its index, oldest first
+//  (so a crash leaves a shorter valid log, or an empty one), then syncs
+//  the directory. The next append may have any seq, as for a new log.
+//  For a replica whose origin trimmed past everything it holds. 0, or -1
+//  with shoal_log_error () set (IO; the log is then FAILED).
+int shoal_log_reset (shoal_log_t *self);
+
 //  Drops whole segments (never the one being written) from the oldest
 //  while the log exceeds retain_bytes or a segment's newest record is
 //  older than retain_age_ns before now_ns. Returns segments dropped or -1.

@@ -28,6 +28,8 @@ struct _shoal_node_t {
     zactor_t *actor;           //  the engine
     pthread_mutex_t pipe_lock; //  one thread at a time on the pipe (publish is thread-safe)
     int next_sub_id;           //  last subscription id handed out
+    bool *durable;             //  durable[id]: subscription id is a durable consumer's
+    size_t durable_alloc;      //  entries allocated in durable
     char *strings[8];          //  owned copies of the config strings
     char **peers;              //  owned copy of config.peers
     char **replicate;          //  owned copy of config.replicate
@@ -82,6 +84,7 @@ s_free (shoal_node_t *self)
         free (self->strings[i]);
     s_free_list (self->peers);
     s_free_list (self->replicate);
+    free (self->durable);
     pthread_mutex_destroy (&self->pipe_lock);
     free (self);
 }
@@ -346,6 +349,18 @@ shoal_node_subscribe_durable (shoal_node_t *self, const char *consumer, const ch
     snprintf (request->stream, sizeof request->stream, "%s", stream);
     snprintf (request->type, sizeof request->type, "%s", type ? type : "");
     int id = request->id;
+    if ((size_t) id >= self->durable_alloc) {
+        size_t alloc = 2 * (size_t) id + 16;
+        bool *durable = (bool *) realloc (self->durable, alloc * sizeof (bool));
+        if (!durable) {
+            free (request);
+            return -1;
+        }
+        memset (durable + self->durable_alloc, 0, (alloc - self->durable_alloc) * sizeof (bool));
+        self->durable = durable;
+        self->durable_alloc = alloc;
+    }
+    self->durable[id] = true;
     pthread_mutex_lock (&self->pipe_lock);
     zsock_send (zactor_sock (self->actor), "sb", "SUBSCRIBE", &request, sizeof request);
     pthread_mutex_unlock (&self->pipe_lock);
@@ -355,8 +370,8 @@ shoal_node_subscribe_durable (shoal_node_t *self, const char *consumer, const ch
 int
 shoal_node_ack (shoal_node_t *self, int subscription, const shoal_event_t *event, bool cumulative)
 {
-    if (subscription <= 0 || subscription > self->next_sub_id || !event
-        || !shoal_event_origin (event))
+    if (subscription <= 0 || (size_t) subscription >= self->durable_alloc
+        || !self->durable[subscription] || !event || !shoal_event_origin (event))
         return -1;
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "ACK");
@@ -441,6 +456,8 @@ shoal_node_unsubscribe (shoal_node_t *self, int subscription)
 {
     if (subscription <= 0 || subscription > self->next_sub_id)
         return -1;
+    if ((size_t) subscription < self->durable_alloc)
+        self->durable[subscription] = false;
     pthread_mutex_lock (&self->pipe_lock);
     zsock_send (zactor_sock (self->actor), "si", "UNSUBSCRIBE", subscription);
     pthread_mutex_unlock (&self->pipe_lock);
