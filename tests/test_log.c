@@ -1866,6 +1866,41 @@ s_test_batch_window (void)
     shoal_log_close (&log);
 }
 
+//  Reset empties a log (a replica whose origin trimmed past it): no
+//  segment left, and the next append may start anywhere.
+static void
+s_test_reset (void)
+{
+    diag ("reset: an emptied log starts again at any seq");
+    char dir[4200];
+    s_dir (dir, sizeof dir, "reset");
+    shoal_log_config_t config;
+    s_config (&config, SHOAL_FSYNC_BATCH, NULL);
+    config.segment_size = 4096;
+    shoal_log_t *log = s_open_or_bail (dir, &config);
+    char payload[100] = "reset";
+    for (uint64_t seq = 1; seq <= 200; seq++)
+        shoal_log_append (log, seq, (int64_t) seq, payload, sizeof payload);
+    shoal_log_flush (log);
+    ok (shoal_log_segments (log) > 1, "several segments before the reset");
+    is_int (shoal_log_reset (log), 0, "reset succeeds");
+    ok (shoal_log_head (log) == 0 && shoal_log_segments (log) == 0 && shoal_log_size (log) == 0,
+        "after reset: head 0, no segment, no bytes");
+    uint8_t *data = NULL;
+    size_t size = 0;
+    ok (shoal_log_read (log, 100, &data, &size, NULL) == -1, "old seqs are gone");
+    is_int (shoal_log_append (log, 5000, 5000, payload, sizeof payload), 0,
+            "the next append may start at any seq");
+    shoal_log_close (&log);
+    log = s_open_or_bail (dir, &config);
+    ok (shoal_log_first (log) == 5000 && shoal_log_head (log) == 5000,
+        "reopened: the log holds 5000 only");
+    ok (shoal_log_read (log, 5000, &data, &size, NULL) == 0 && size == sizeof payload,
+        "and reads it back");
+    free (data);
+    shoal_log_close (&log);
+}
+
 int
 main (void)
 {
@@ -1892,6 +1927,7 @@ main (void)
     s_test_clean_reopen ();
     s_test_seek_time ();
     s_test_batch_window ();
+    s_test_reset ();
 
     diag ("total %.1f s", tap_now () - start);
     return done_testing ();
