@@ -348,10 +348,29 @@ s_send_live (s_engine_t *self, const char *stream, const uint8_t *data, size_t s
     zmq_send (pub, data, size, ZMQ_DONTWAIT);
 }
 
+//  TEST ONLY: planted bugs that prove the failure harness (shoal-sim --bug)
+//  catches broken nodes. SHOAL_TEST_BUG=ack-before-fsync acknowledges thin
+//  clients' publishes at append time and holds the flush back for up to
+//  300 ms; SHOAL_TEST_BUG=skip-repair never sends a repair. Never set it
+//  outside tests.
+static bool
+s_test_bug (const char *name)
+{
+    static const char *bug = "";
+    if (bug && !*bug)
+        bug = getenv ("SHOAL_TEST_BUG"); //  read once: NULL when unset
+    return bug && streq (bug, name);
+}
+
 //  Flushes every own log that has appends, then sends what became durable.
 static void
 s_commit (s_engine_t *self)
 {
+    static int64_t bug_flushed_ms; //  TEST ONLY: last flush under ack-before-fsync
+    bool bug_ack = s_test_bug ("ack-before-fsync");
+    if (bug_ack && s_now () - bug_flushed_ms < 300)
+        goto bug_skip_flush;
+    bug_flushed_ms = s_now ();
     //  One group commit for every log that took appends: own and replicas.
     for (size_t i = 0; i < shoal_store_log_count (self->store); i++) {
         shoal_log_t *log = shoal_store_log_at (self->store, i);
@@ -360,6 +379,7 @@ s_commit (s_engine_t *self)
             s_log (self, S_ERROR, "flush of %s failed: %s", shoal_log_stream (log),
                    shoal_log_error_text (log));
     }
+bug_skip_flush:
     for (s_own_t *own = (s_own_t *) zhashx_first (self->own); own;
          own = (s_own_t *) zhashx_next (self->own)) {
         shoal_log_t *log = own->log;
@@ -391,7 +411,8 @@ s_commit (s_engine_t *self)
             own->sent = durable;
         }
         s_ack_t *ack;
-        while ((ack = (s_ack_t *) zlistx_first (own->acks)) && ack->seq <= durable) {
+        uint64_t acked = bug_ack ? shoal_log_head (log) : durable; //  TEST ONLY
+        while ((ack = (s_ack_t *) zlistx_first (own->acks)) && ack->seq <= acked) {
             Shoal__V1__PublishAck body = SHOAL__V1__PUBLISH_ACK__INIT;
             body.origin.data = self->id;
             body.origin.len = SHOAL_ID_SIZE;
@@ -896,6 +917,8 @@ s_repairs (s_engine_t *self)
 {
     int64_t now = s_now ();
     int timeout = S_REPAIR_TIMEOUT_MS;
+    if (s_test_bug ("skip-repair")) //  TEST ONLY
+        return;
     for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
          sub = (shoal_sub_t *) zlistx_next (self->subs)) {
         shoal_sub_repair_t repair;
