@@ -1048,9 +1048,11 @@ test_origin_killed (void)
         "it catches up from the replica: all %" PRIu64 " events, in order, no gap (%" PRIu64
         " in %d ms)",
         held, seen->count, (int) (s_now () - started));
+    //  It may hold more than the replica: events the origin made durable
+    //  and sent live before it died, that had not reached the replica yet.
     S_WAIT_UNTIL (s_have (early, origin->id, false)->count >= held, 10000);
     seen = s_have (early, origin->id, false);
-    ok (seen->count == held && seen->bad == 0,
+    ok (seen->count >= held && seen->bad == 0,
         "the subscriber that was live when the origin died gets the rest from the replica (%" PRIu64
         " of %" PRIu64 ", in order)",
         seen->count, held);

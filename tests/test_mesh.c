@@ -341,10 +341,9 @@ test_namespaces (void)
     snprintf (mesh, sizeof mesh, "mesh-ns-%d", pid);
     mesh_child_t children[3];
     char ids[3][64], routers[3][256];
+    static const char *names[3] = {"ns-a", "ns-b", "ns-c"};
     for (int i = 0; i < 3; i++) {
-        char name[16];
-        snprintf (name, sizeof name, "ns-%c", tags[i]);
-        s_role_t role = s_role (strdup (name), mesh);
+        s_role_t role = s_role (names[i], mesh);
         role.interface = veth[i];
         role.netns = ns[i];
         role.beacon_port = 5680;
