@@ -378,23 +378,6 @@ mesh_enter_netns (const char *name)
 }
 
 int
-mesh_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address;
-    memset (&address, 0, sizeof address);
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    int port = -1;
-    if (bind (fd, (struct sockaddr *) &address, sizeof address) == 0
-        && getsockname (fd, (struct sockaddr *) &address, &length) == 0)
-        port = ntohs (address.sin_port);
-    close (fd);
-    return port;
-}
-
-int
 mesh_run (const char *const *argv)
 {
     fflush (stdout);

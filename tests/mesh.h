@@ -95,10 +95,6 @@ bool mesh_command (char *line, size_t size);
 //  Child: enters the network namespace /var/run/netns/NAME. 0 or -1.
 int mesh_enter_netns (const char *name);
 
-//  A free TCP port on loopback, for a node that must keep its endpoint
-//  across a restart.
-int mesh_free_port (void);
-
 //  Runs a program (argv[0] found on PATH) with its output discarded;
 //  returns its exit status, or -1 when it did not exit normally.
 int mesh_run (const char *const *argv);

@@ -400,23 +400,6 @@ mesh_process_with (const char *needle)
     return found;
 }
 
-int
-mesh_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address;
-    memset (&address, 0, sizeof address);
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address)
-        || getsockname (fd, (struct sockaddr *) &address, &length))
-        bail ("cannot find a free port: %s", strerror (errno));
-    int port = ntohs (address.sin_port);
-    close (fd);
-    return port;
-}
-
 //  --------------------------------------------------------------------------
 //  JSON
 

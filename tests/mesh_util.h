@@ -74,9 +74,6 @@ int mesh_run (const char *const argv[], const char *const env[], const char *inp
 //  command line (to check that nothing was left behind).
 bool mesh_process_with (const char *needle);
 
-//  A TCP port on 127.0.0.1 that is free now.
-int mesh_free_port (void);
-
 //  --------------------------------------------------------------------------
 //  JSON
 

@@ -17,6 +17,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static int s_planned = -1;   //  announced count, -1 for a lazy plan
 static int s_run = 0;        //  checks run so far
@@ -212,4 +215,21 @@ tap_now (void)
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+int
+tap_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address;
+    memset (&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address)
+        || getsockname (fd, (struct sockaddr *) &address, &length))
+        bail ("cannot find a free port: %s", strerror (errno));
+    int port = ntohs (address.sin_port);
+    close (fd);
+    return port;
 }

@@ -71,6 +71,10 @@ const char *tap_tmpdir (void);
 //  A path inside tap_tmpdir (); returns a static buffer reused by the next call.
 const char *tap_path (const char *name);
 
+//  A TCP port free on 127.0.0.1 now, for a node that must keep its
+//  endpoint across a restart. Bails when none can be had.
+int tap_free_port (void);
+
 //  Seconds since an arbitrary start, monotonic; for bounding loops.
 double tap_now (void);
 

@@ -198,7 +198,7 @@ static void
 test_unreachable (void)
 {
     char endpoint[64];
-    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", mesh_free_port ());
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", tap_free_port ());
     char *err = NULL;
     double start = tap_now ();
     int rc = SHOAL (NULL, NULL, &err, "--node", endpoint, "--timeout", "300", "status");

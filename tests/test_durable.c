@@ -666,8 +666,8 @@ s_role (const char *name, const char *mesh, const char *stream)
 static void
 s_fixed_endpoints (s_role_t *role)
 {
-    snprintf (role->pub, sizeof role->pub, "tcp://127.0.0.1:%d", mesh_free_port ());
-    snprintf (role->router, sizeof role->router, "tcp://127.0.0.1:%d", mesh_free_port ());
+    snprintf (role->pub, sizeof role->pub, "tcp://127.0.0.1:%d", tap_free_port ());
+    snprintf (role->router, sizeof role->router, "tcp://127.0.0.1:%d", tap_free_port ());
 }
 
 static void
@@ -1062,7 +1062,7 @@ test_origin_killed (void)
     //  The origin comes back on its data and ROUTER endpoint, with
     //  another PUB port (as an ephemeral one would be), and goes on.
     origin->role.publish = 0;
-    snprintf (origin->role.pub, sizeof origin->role.pub, "tcp://127.0.0.1:%d", mesh_free_port ());
+    snprintf (origin->role.pub, sizeof origin->role.pub, "tcp://127.0.0.1:%d", tap_free_port ());
     ok (s_start (origin), "origin restarted (same ROUTER endpoint, another PUB port)");
     mesh_send (&origin->child, "publish 500");
     S_WAIT_UNTIL (origin->published == 500, 15000);

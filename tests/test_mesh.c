@@ -237,7 +237,7 @@ test_publisher_killed (void)
 {
     char mesh[64], router[64];
     snprintf (mesh, sizeof mesh, "mesh-kill-%d", (int) getpid ());
-    snprintf (router, sizeof router, "tcp://127.0.0.1:%d", mesh_free_port ());
+    snprintf (router, sizeof router, "tcp://127.0.0.1:%d", tap_free_port ());
     s_role_t publisher = s_role ("p-kill", mesh);
     publisher.router = router;
     publisher.publish = -1; //  until killed
