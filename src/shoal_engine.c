@@ -69,7 +69,9 @@ typedef struct {
 typedef struct {
     char stream[SHOAL_STREAM_MAX + 1]; //  stream name
     shoal_log_t *log;                  //  its log (owned by the store)
-    shoal_log_iter_t *iter;            //  reads back what became durable, to send it
+    uint8_t *sendq;                    //  appended, not yet sent: see s_own_append
+    size_t sendq_used;                 //  bytes in sendq
+    size_t sendq_alloc;                //  bytes allocated
     zlistx_t *acks;                    //  s_ack_t waiting for durability
     uint64_t sent;                     //  highest seq handed to PUB and local subscriptions
     zhashx_t *dedupe;                  //  event id (hex) -> seq, thin-client publishes
@@ -275,7 +277,7 @@ s_own_destroy (s_own_t **self_p)
     if (!*self_p)
         return;
     s_own_t *own = *self_p;
-    shoal_log_iter_destroy (&own->iter);
+    free (own->sendq);
     zlistx_destroy (&own->acks);
     zhashx_destroy (&own->dedupe);
     zlistx_destroy (&own->dedupe_order);
@@ -311,19 +313,42 @@ s_own (s_engine_t *self, const char *stream, bool create)
     return own;
 }
 
-//  Appends an encoded own event; it goes out once durable (s_commit reads
-//  it back from the log then, so nothing is copied while it waits).
+//  Appends an encoded own event. It goes out once durable: until then it
+//  waits in the stream's send queue, records of
+//      seq (8 bytes), size (4), type length (1), type, the encoded event
+//  in seq order, which s_commit sends and drops as they become durable.
 static int
 s_own_append (s_engine_t *self, s_own_t *own, uint64_t seq, const uint8_t *data, size_t size,
-              int64_t time_ns)
+              int64_t time_ns, const char *type, size_t type_size)
 {
-    if (shoal_log_append (own->log, seq, time_ns, data, size)) {
+    size_t record = 13 + type_size + size;
+    if (own->sendq_used + record > own->sendq_alloc) {
+        size_t alloc = own->sendq_alloc ? own->sendq_alloc : 64 * 1024;
+        while (alloc < own->sendq_used + record)
+            alloc *= 2;
+        uint8_t *sendq = (uint8_t *) realloc (own->sendq, alloc);
+        if (!sendq) {
+            s_log (self, S_ERROR, "append to %s failed: out of memory", own->stream);
+            return -1;
+        }
+        own->sendq = sendq;
+        own->sendq_alloc = alloc;
+    }
+    if (type_size > SHOAL_TYPE_MAX || shoal_log_append (own->log, seq, time_ns, data, size)) {
         s_log (self, S_ERROR, "append to %s failed: %s", own->stream,
                shoal_log_error_text (own->log));
         shoal_heads_update (self->args->heads, own->stream, shoal_log_head (own->log),
                             shoal_log_durable (own->log), shoal_log_failed (own->log));
         return -1;
     }
+    uint8_t *p = own->sendq + own->sendq_used;
+    uint32_t size32 = (uint32_t) size;
+    memcpy (p, &seq, 8);
+    memcpy (p + 8, &size32, 4);
+    p[12] = (uint8_t) type_size;
+    memcpy (p + 13, type, type_size);
+    memcpy (p + 13 + type_size, data, size);
+    own->sendq_used += record;
     self->stats.published++;
     return 0;
 }
@@ -332,17 +357,15 @@ static void s_feed_local (s_engine_t *self, const uint8_t *data, size_t size);
 
 //  Sends one own event on PUB: topic "<stream>/<type>", then the event.
 static void
-s_send_live (s_engine_t *self, const char *stream, const uint8_t *data, size_t size)
+s_send_live (s_engine_t *self, const char *stream, const char *type, size_t type_size,
+             const uint8_t *data, size_t size)
 {
-    shoal_event_peek_t peek;
-    if (shoal_event_peek (data, size, &peek) || peek.type_size > SHOAL_TYPE_MAX)
-        return;
     char topic[SHOAL_STREAM_MAX + SHOAL_TYPE_MAX + 2];
     size_t length = strlen (stream);
     memcpy (topic, stream, length);
     topic[length++] = '/';
-    memcpy (topic + length, peek.type, peek.type_size);
-    length += peek.type_size;
+    memcpy (topic + length, type, type_size);
+    length += type_size;
     void *pub = zsock_resolve (self->pub);
     zmq_send (pub, topic, length, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (pub, data, size, ZMQ_DONTWAIT);
@@ -387,29 +410,30 @@ bug_skip_flush:
         if (durable == own->sent && zlistx_size (own->acks) == 0)
             continue;
         //  Write, fsync, then publish (invariant of shoal_log): nothing
-        //  above durable leaves this node. The records are read back from
-        //  the log, which has them in its page cache.
-        if (durable > own->sent && !own->iter)
-            own->iter = shoal_log_iter_new (log, own->sent + 1, 0);
-        uint64_t seq;
-        int64_t time_ns;
-        const uint8_t *data;
-        size_t size;
+        //  above durable leaves this node.
         bool local = s_has_subs (self, own->stream);
-        while (own->iter && own->sent < durable
-               && shoal_log_iter_next (own->iter, &seq, &time_ns, &data, &size) == 1) {
-            s_send_live (self, own->stream, data, size);
+        size_t at = 0;
+        while (at < own->sendq_used) {
+            const uint8_t *p = own->sendq + at;
+            uint64_t seq;
+            uint32_t size;
+            memcpy (&seq, p, 8);
+            if (seq > durable)
+                break;
+            memcpy (&size, p + 8, 4);
+            const uint8_t *data = p + 13 + p[12];
+            s_send_live (self, own->stream, (const char *) p + 13, p[12], data, size);
             if (local)
                 s_feed_local (self, data, size);
             own->sent = seq;
+            at += 13 + p[12] + size;
         }
-        if (own->sent < durable) {
-            //  Unreadable own records (I/O error): skip them rather than stall.
-            s_log (self, S_ERROR, "cannot read back %s: %s", own->stream,
-                   shoal_log_error_text (log));
-            shoal_log_iter_destroy (&own->iter);
-            own->sent = durable;
-        }
+        memmove (own->sendq, own->sendq + at, own->sendq_used - at);
+        own->sendq_used -= at;
+        if (shoal_log_failed (log))
+            own->sendq_used = 0; //  never durable: never sent
+        if (own->sent < durable)
+            own->sent = durable; //  nothing waited for these (cannot happen)
         s_ack_t *ack;
         uint64_t acked = bug_ack ? shoal_log_head (log) : durable; //  TEST ONLY
         while ((ack = (s_ack_t *) zlistx_first (own->acks)) && ack->seq <= acked) {
@@ -1393,7 +1417,7 @@ s_dedupe_remember (s_engine_t *self, s_own_t *own, const uint8_t *id, uint64_t s
     }
 }
 
-static int s_pipe_read (s_engine_t *self);
+static int s_outbox_read (s_engine_t *self);
 
 //  A thin client publishes through this node: the node is the origin.
 //  Returns 0, or 1 when the heads lock was busy and the request must be
@@ -1458,8 +1482,7 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         shoal_event_destroy (&event);
         return 1;
     }
-    while (s_pipe_read (self) > 0)
-        ;
+    s_outbox_read (self);
     uint64_t seq = shoal_heads_take (self->args->heads, stream);
     shoal_event_set_origin (event, self->id);
     shoal_event_set_seq (event, seq);
@@ -1468,7 +1491,9 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
     size_t size;
     int rc = seq == 0 ? -1 : shoal_event_encode (event, &data, &size);
     if (rc == 0) {
-        rc = s_own_append (self, own, seq, data, size, shoal_event_time_ns (event));
+        const char *type = shoal_event_type (event);
+        rc = s_own_append (self, own, seq, data, size, shoal_event_time_ns (event), type,
+                           strlen (type));
         free (data);
     }
     shoal_heads_unlock (self->args->heads);
@@ -1910,32 +1935,37 @@ s_reply_peers (s_engine_t *self)
 
 //  An event the facade sequenced: a zero byte, then the encoded event.
 static void
-s_handle_publish_frame (s_engine_t *self, const uint8_t *data, size_t size)
+s_handle_publish_record (s_engine_t *self, const shoal_outbox_record_t *record)
 {
-    shoal_event_peek_t peek;
-    char stream[SHOAL_STREAM_MAX + 1];
-    if (size < 2 || shoal_event_peek (data + 1, size - 1, &peek) || peek.stream_size == 0
-        || peek.stream_size > SHOAL_STREAM_MAX) {
-        s_log (self, S_ERROR, "engine got a malformed publish frame");
-        return;
-    }
-    memcpy (stream, peek.stream, peek.stream_size);
-    stream[peek.stream_size] = 0;
-    s_own_t *own = s_own (self, stream, true);
+    s_own_t *own = s_own (self, record->stream, true);
     if (!own)
-        shoal_heads_update (self->args->heads, stream, 0, 0, true);
-    else if (peek.seq != shoal_log_head (own->log) + 1) {
-        //  A seq lost between the facade and here (a failed send): number
+        shoal_heads_update (self->args->heads, record->stream, 0, 0, true);
+    else if (record->seq != shoal_log_head (own->log) + 1) {
+        //  A seq lost between the facade and here (a failed push): number
         //  again after the real head, so the stream does not stall.
-        s_log (self, S_ERROR, "%s: event seq %" PRIu64 " dropped, log head is %" PRIu64, stream,
-               peek.seq, shoal_log_head (own->log));
-        shoal_heads_update (self->args->heads, stream, shoal_log_head (own->log),
+        s_log (self, S_ERROR, "%s: event seq %" PRIu64 " dropped, log head is %" PRIu64,
+               record->stream, record->seq, shoal_log_head (own->log));
+        shoal_heads_update (self->args->heads, record->stream, shoal_log_head (own->log),
                             shoal_log_durable (own->log), true);
-        shoal_heads_update (self->args->heads, stream, shoal_log_head (own->log),
+        shoal_heads_update (self->args->heads, record->stream, shoal_log_head (own->log),
                             shoal_log_durable (own->log), false);
     }
     else
-        s_own_append (self, own, peek.seq, data + 1, size - 1, peek.time_ns);
+        s_own_append (self, own, record->seq, record->data, record->size, record->time_ns,
+                      record->type, record->type_size);
+}
+
+//  Appends everything the facade published so far. Returns 1 when there was any.
+static int
+s_outbox_read (s_engine_t *self)
+{
+    shoal_outbox_t *outbox = self->args->outbox;
+    if (!shoal_outbox_take (outbox))
+        return 0;
+    shoal_outbox_record_t record;
+    while (shoal_outbox_next (outbox, &record))
+        s_handle_publish_record (self, &record);
+    return 1;
 }
 
 //  Handles one pipe message (destroys it). Returns -1 on $TERM.
@@ -2011,36 +2041,16 @@ s_handle_pipe_message (s_engine_t *self, zmsg_t *msg)
     return rc;
 }
 
-//  Reads one pipe message without waiting: publish frames are handled
-//  straight from the ZeroMQ message, commands go through zmsg. Returns 1
-//  when it read one, 0 when the pipe was empty, -1 on $TERM.
+//  Reads one pipe message without waiting, after what the outbox holds
+//  (a command must see every publish made before it). Returns 1 when it
+//  read one, 0 when the pipe was empty, -1 on $TERM.
 static int
 s_pipe_read (s_engine_t *self)
 {
-    void *pipe = zsock_resolve (self->pipe);
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    if (zmq_msg_recv (&frame, pipe, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&frame);
+    zmsg_t *msg = zmsg_recv_nowait (self->pipe);
+    if (!msg)
         return 0;
-    }
-    const uint8_t *data = (const uint8_t *) zmq_msg_data (&frame);
-    size_t size = zmq_msg_size (&frame);
-    if (!zmq_msg_more (&frame) && size > 0 && data[0] == 0) {
-        s_handle_publish_frame (self, data, size);
-        zmq_msg_close (&frame);
-        return 1;
-    }
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addmem (msg, data, size);
-    while (zmq_msg_more (&frame)) {
-        zmq_msg_close (&frame);
-        zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, pipe, 0) < 0)
-            break;
-        zmsg_addmem (msg, zmq_msg_data (&frame), zmq_msg_size (&frame));
-    }
-    zmq_msg_close (&frame);
+    s_outbox_read (self);
     return s_handle_pipe_message (self, msg) < 0 ? -1 : 1;
 }
 
@@ -2322,7 +2332,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
         while (!self->terminated) {
             if (self->peers_changed) {
                 self->peers_changed = false;
-                item_count = 5 + zlistx_size (self->peers);
+                item_count = 6 + zlistx_size (self->peers);
                 free (items);
                 items = (zmq_pollitem_t *) zmalloc (item_count * sizeof *items);
                 items[0].socket = zsock_resolve (pipe);
@@ -2334,7 +2344,8 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                     items[4].socket = shoal_beacon_socket (self->beacon);
                     items[4].fd = shoal_beacon_fd (self->beacon);
                 }
-                size_t i = 5;
+                items[5].fd = shoal_outbox_fd (self->args->outbox);
+                size_t i = 6;
                 for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
                      peer = (shoal_peer_t *) zlistx_next (self->peers))
                     items[i++].socket = zsock_resolve (shoal_peer_dealer (peer));
@@ -2350,7 +2361,9 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                     continue;
                 break;
             }
-            //  Read what is ready, a bounded amount from each source.
+            //  Read what is ready, a bounded amount from each source (the
+            //  outbox whole: one group commit for everything published).
+            s_outbox_read (self);
             for (int n = 0; n < S_READ_BATCH && !self->terminated; n++)
                 if (s_pipe_read (self) <= 0)
                     break;

@@ -2,11 +2,13 @@
     shoal_engine - the node's actor: every socket, file and timer
 
     Started by shoal_node_new as a czmq actor. The facade and the engine
-    share three things only: the configuration (copied), shoal_heads (own
-    streams' seqs) and shoal_inbox (deliveries). Everything else reaches
-    the engine as a command on the actor pipe:
+    share four things only: the configuration (copied), shoal_heads (own
+    streams' seqs), shoal_outbox (events the facade sequenced, on their way
+    to the log) and shoal_inbox (deliveries). Everything else reaches the
+    engine as a command on the actor pipe; the engine takes the outbox
+    before it acts on any command, so a command sees every publish made
+    before it was sent:
 
-        PUBLISH  stream type seq bytes      an event the facade sequenced
         SUBSCRIBE pointer                   a shoal_engine_sub_t (engine owns it)
         UNSUBSCRIBE id
         ACK id origin seq cumulative         an acknowledgement
@@ -26,6 +28,7 @@
 #include "shoal_heads.h"
 #include "shoal_inbox.h"
 #include "shoal_node.h"
+#include "shoal_outbox.h"
 
 #include <czmq.h>
 
@@ -33,6 +36,7 @@ typedef struct {
     shoal_node_config_t config; //  configuration, strings owned by the facade
     shoal_heads_t *heads;       //  shared seq table
     shoal_inbox_t *inbox;       //  shared delivery queue
+    shoal_outbox_t *outbox;     //  shared publish queue
     //  Filled by the engine before it signals the pipe:
     uint8_t node_id[SHOAL_ID_SIZE]; //  the node id
     char pub_endpoint[128];         //  PUB endpoint bound

@@ -2,10 +2,11 @@
     shoal_event - one event: the unit that shoal records, sends and replays
 
     The event keeps its fields in plain C form (owned strings, fixed 16-byte
-    ids, a copied payload, an ordered header list) and goes through the
-    generated protobuf-c code only to encode and decode. The generated code
-    never leaks into the public header: proto/shoal.proto is the model, this
-    file the hand-written codec in front of it.
+    ids, a copied payload, an ordered header list). proto/shoal.proto is the
+    model; this file is a hand-written codec for it (a strict one-pass
+    decoder, an encoder that gives protobuf-c's exact bytes), so the hot
+    path makes no intermediate protobuf-c message. The tests hold both
+    against protobuf-c and protoc.
 
     Invariants kept by every function here:
     1. A string field is NULL (unset, read as "") or an owned, valid UTF-8
@@ -17,6 +18,10 @@
     4. decode returns either a fully valid event or NULL with the one error
        code that names the first problem found; it never returns a partial
        event and never reads outside the given bytes.
+    5. A decoded event is one allocation: its strings and payload live in
+       a tail right after the struct. A string or payload pointer either
+       points into that tail (released with the event) or is an allocation
+       of its own (a setter's); s_release frees only the latter.
     ========================================================================= */
 
 #include "shoal_event.h"
@@ -53,6 +58,8 @@ struct _shoal_event_t {
     s_header_t *headers;           //  header list, header_count used
     size_t header_count;           //  headers in use
     size_t header_alloc;           //  headers allocated
+    uint8_t *tail;                 //  decoded strings and payload, in this allocation
+    size_t tail_size;              //  bytes in tail
 };
 
 //  --------------------------------------------------------------------------
@@ -139,9 +146,18 @@ s_utf8_valid (const char *string)
     return true;
 }
 
+//  Frees a string or payload unless it lives in the event's tail.
+static void
+s_release (const shoal_event_t *self, void *pointer)
+{
+    const uint8_t *p = (const uint8_t *) pointer;
+    if (p && !(p >= self->tail && p < self->tail + self->tail_size))
+        free (pointer);
+}
+
 //  Replaces *field by a copy of value ("" and NULL both clear it).
 static int
-s_set_string (char **field, const char *value)
+s_set_string (shoal_event_t *self, char **field, const char *value)
 {
     char *copy = NULL;
     if (value && *value) {
@@ -149,17 +165,17 @@ s_set_string (char **field, const char *value)
         if (!copy)
             return -1;
     }
-    free (*field);
+    s_release (self, *field);
     *field = copy;
     return 0;
 }
 
 static int
-s_set_text (char **field, const char *value)
+s_set_text (shoal_event_t *self, char **field, const char *value)
 {
     if (value && !s_utf8_valid (value))
         return -1;
-    return s_set_string (field, value);
+    return s_set_string (self, field, value);
 }
 
 //  --------------------------------------------------------------------------
@@ -190,13 +206,13 @@ shoal_event_destroy (shoal_event_t **self_p)
     if (!self_p || !*self_p)
         return;
     shoal_event_t *self = *self_p;
-    free (self->stream);
-    free (self->type);
-    free (self->key);
-    free (self->correlation_id);
-    free (self->causation_id);
-    free (self->content_type);
-    free (self->payload);
+    s_release (self, self->stream);
+    s_release (self, self->type);
+    s_release (self, self->key);
+    s_release (self, self->correlation_id);
+    s_release (self, self->causation_id);
+    s_release (self, self->content_type);
+    s_release (self, self->payload);
     s_clear_headers (self);
     free (self);
     *self_p = NULL;
@@ -217,11 +233,12 @@ shoal_event_dup (const shoal_event_t *self)
     copy->seq = self->seq;
     copy->time_ns = self->time_ns;
     copy->schema_version = self->schema_version;
-    int rc = s_set_string (&copy->stream, self->stream) | s_set_string (&copy->type, self->type)
-             | s_set_string (&copy->key, self->key)
-             | s_set_string (&copy->correlation_id, self->correlation_id)
-             | s_set_string (&copy->causation_id, self->causation_id)
-             | s_set_string (&copy->content_type, self->content_type)
+    int rc = s_set_string (copy, &copy->stream, self->stream)
+             | s_set_string (copy, &copy->type, self->type)
+             | s_set_string (copy, &copy->key, self->key)
+             | s_set_string (copy, &copy->correlation_id, self->correlation_id)
+             | s_set_string (copy, &copy->causation_id, self->causation_id)
+             | s_set_string (copy, &copy->content_type, self->content_type)
              | shoal_event_set_payload (copy, self->payload, self->payload_size);
     for (size_t i = 0; rc == 0 && i < self->header_count; i++)
         rc = shoal_event_set_header (copy, self->headers[i].name, self->headers[i].value);
@@ -274,7 +291,7 @@ shoal_event_set_stream (shoal_event_t *self, const char *stream)
 {
     if (!shoal_stream_name_valid (stream))
         return -1;
-    return s_set_string (&self->stream, stream);
+    return s_set_string (self, &self->stream, stream);
 }
 
 int
@@ -282,31 +299,31 @@ shoal_event_set_type (shoal_event_t *self, const char *type)
 {
     if (!shoal_type_name_valid (type))
         return -1;
-    return s_set_string (&self->type, type);
+    return s_set_string (self, &self->type, type);
 }
 
 int
 shoal_event_set_key (shoal_event_t *self, const char *key)
 {
-    return s_set_text (&self->key, key);
+    return s_set_text (self, &self->key, key);
 }
 
 int
 shoal_event_set_correlation_id (shoal_event_t *self, const char *correlation_id)
 {
-    return s_set_text (&self->correlation_id, correlation_id);
+    return s_set_text (self, &self->correlation_id, correlation_id);
 }
 
 int
 shoal_event_set_causation_id (shoal_event_t *self, const char *causation_id)
 {
-    return s_set_text (&self->causation_id, causation_id);
+    return s_set_text (self, &self->causation_id, causation_id);
 }
 
 int
 shoal_event_set_content_type (shoal_event_t *self, const char *content_type)
 {
-    return s_set_text (&self->content_type, content_type);
+    return s_set_text (self, &self->content_type, content_type);
 }
 
 void
@@ -355,7 +372,7 @@ shoal_event_set_payload (shoal_event_t *self, const void *payload, size_t size)
     }
     else
         size = 0;
-    free (self->payload);
+    s_release (self, self->payload);
     self->payload = copy;
     self->payload_size = size;
     return 0;
@@ -654,115 +671,131 @@ shoal_event_peek (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
 //  --------------------------------------------------------------------------
 //  Codec
 
-//  Up to this many headers are encoded without a heap allocation.
-#define S_STACK_HEADERS 16
+//  The encoder is our own too, written to give exactly the bytes that
+//  protobuf-c's pack gives (fields in number order, proto3 defaults left
+//  out, map entries in header order); the tests compare the two.
 
-//  The protobuf-c view of an event: pointers into the event, nothing owned.
-typedef struct {
-    Shoal__V1__Event message;                                  //  the message proper
-    Shoal__V1__Event__HeadersEntry entries[S_STACK_HEADERS];   //  header entries
-    Shoal__V1__Event__HeadersEntry *pointers[S_STACK_HEADERS]; //  what message.headers holds
-    Shoal__V1__Event__HeadersEntry *heap_entries;              //  used above S_STACK_HEADERS
-    Shoal__V1__Event__HeadersEntry **heap_pointers;            //  used above S_STACK_HEADERS
-} s_view_t;
-
-static int
-s_view_init (s_view_t *view, const shoal_event_t *self)
+static size_t
+s_varint_size (uint64_t value)
 {
-    Shoal__V1__Event init = SHOAL__V1__EVENT__INIT;
-    view->message = init;
-    view->heap_entries = NULL;
-    view->heap_pointers = NULL;
-    Shoal__V1__Event *m = &view->message;
-    if (self->has_origin) {
-        m->origin.data = (uint8_t *) self->origin;
-        m->origin.len = SHOAL_ID_SIZE;
+    size_t size = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        size++;
     }
-    if (self->has_id) {
-        m->id.data = (uint8_t *) self->id;
-        m->id.len = SHOAL_ID_SIZE;
-    }
-    m->stream = (char *) S_TEXT (self->stream);
-    m->type = (char *) S_TEXT (self->type);
-    m->key = (char *) S_TEXT (self->key);
-    m->correlation_id = (char *) S_TEXT (self->correlation_id);
-    m->causation_id = (char *) S_TEXT (self->causation_id);
-    m->content_type = (char *) S_TEXT (self->content_type);
-    m->seq = self->seq;
-    m->time_ns = self->time_ns;
-    m->schema_version = self->schema_version;
-    m->payload.data = self->payload;
-    m->payload.len = self->payload_size;
-    if (self->header_count == 0)
-        return 0;
-    Shoal__V1__Event__HeadersEntry *entries = view->entries;
-    Shoal__V1__Event__HeadersEntry **pointers = view->pointers;
-    if (self->header_count > S_STACK_HEADERS) {
-        view->heap_entries = entries = (Shoal__V1__Event__HeadersEntry *) malloc (
-            self->header_count * sizeof (Shoal__V1__Event__HeadersEntry));
-        view->heap_pointers = pointers = (Shoal__V1__Event__HeadersEntry **) malloc (
-            self->header_count * sizeof (Shoal__V1__Event__HeadersEntry *));
-        if (!entries || !pointers) {
-            free (view->heap_entries);
-            free (view->heap_pointers);
-            return -1;
-        }
-    }
-    Shoal__V1__Event__HeadersEntry entry_init = SHOAL__V1__EVENT__HEADERS_ENTRY__INIT;
-    for (size_t i = 0; i < self->header_count; i++) {
-        entries[i] = entry_init;
-        entries[i].key = self->headers[i].name;
-        entries[i].value = self->headers[i].value;
-        pointers[i] = &entries[i];
-    }
-    m->n_headers = self->header_count;
-    m->headers = pointers;
-    return 0;
+    return size;
 }
 
-static void
-s_view_fini (s_view_t *view)
+static uint8_t *
+s_put_varint (uint8_t *p, uint64_t value)
 {
-    free (view->heap_entries);
-    free (view->heap_pointers);
+    return p + shoal_wire_put_varint (p, value);
+}
+
+//  A length-delimited field of number < 16 holding size bytes.
+static size_t
+s_bytes_size (size_t size)
+{
+    return 1 + s_varint_size (size) + size;
+}
+
+static uint8_t *
+s_put_bytes (uint8_t *p, uint32_t field, const void *data, size_t size)
+{
+    *p++ = (uint8_t) (field << 3 | 2);
+    p = s_put_varint (p, size);
+    memcpy (p, data, size);
+    return p + size;
+}
+
+//  A string field, left out when empty.
+static size_t
+s_text_size (const char *text)
+{
+    return text && *text ? s_bytes_size (strlen (text)) : 0;
+}
+
+static uint8_t *
+s_put_text (uint8_t *p, uint32_t field, const char *text)
+{
+    return text && *text ? s_put_bytes (p, field, text, strlen (text)) : p;
+}
+
+//  A varint field, left out when zero.
+static size_t
+s_number_size (uint64_t value)
+{
+    return value ? 1 + s_varint_size (value) : 0;
+}
+
+static uint8_t *
+s_put_number (uint8_t *p, uint32_t field, uint64_t value)
+{
+    if (!value)
+        return p;
+    *p++ = (uint8_t) (field << 3);
+    return s_put_varint (p, value);
+}
+
+//  The body of a header map entry: { 1: name, 2: value }.
+static size_t
+s_entry_size (const s_header_t *header)
+{
+    return s_text_size (header->name) + s_text_size (header->value);
 }
 
 size_t
 shoal_event_encoded_size (const shoal_event_t *self)
 {
-    s_view_t view;
-    if (s_view_init (&view, self))
-        return 0;
-    size_t size = shoal__v1__event__get_packed_size (&view.message);
-    s_view_fini (&view);
+    size_t size = (self->has_origin ? s_bytes_size (SHOAL_ID_SIZE) : 0) + s_text_size (self->stream)
+                  + s_number_size (self->seq) + s_text_size (self->type) + s_text_size (self->key)
+                  + s_number_size ((uint64_t) self->time_ns)
+                  + (self->has_id ? s_bytes_size (SHOAL_ID_SIZE) : 0)
+                  + s_text_size (self->correlation_id) + s_text_size (self->causation_id)
+                  + s_number_size (self->schema_version) + s_text_size (self->content_type)
+                  + (self->payload_size ? s_bytes_size (self->payload_size) : 0);
+    for (size_t i = 0; i < self->header_count; i++)
+        size += s_bytes_size (s_entry_size (&self->headers[i]));
     return size;
 }
 
 size_t
 shoal_event_encode_to (const shoal_event_t *self, uint8_t *buffer)
 {
-    s_view_t view;
-    if (s_view_init (&view, self))
-        return 0;
-    size_t size = shoal__v1__event__pack (&view.message, buffer);
-    s_view_fini (&view);
-    return size;
+    uint8_t *p = buffer;
+    if (self->has_origin)
+        p = s_put_bytes (p, 1, self->origin, SHOAL_ID_SIZE);
+    p = s_put_text (p, 2, self->stream);
+    p = s_put_number (p, 3, self->seq);
+    p = s_put_text (p, 4, self->type);
+    p = s_put_text (p, 5, self->key);
+    p = s_put_number (p, 6, (uint64_t) self->time_ns);
+    if (self->has_id)
+        p = s_put_bytes (p, 7, self->id, SHOAL_ID_SIZE);
+    p = s_put_text (p, 8, self->correlation_id);
+    p = s_put_text (p, 9, self->causation_id);
+    p = s_put_number (p, 10, self->schema_version);
+    p = s_put_text (p, 11, self->content_type);
+    if (self->payload_size)
+        p = s_put_bytes (p, 12, self->payload, self->payload_size);
+    for (size_t i = 0; i < self->header_count; i++) {
+        *p++ = 13 << 3 | 2;
+        p = s_put_varint (p, s_entry_size (&self->headers[i]));
+        p = s_put_text (p, 1, self->headers[i].name);
+        p = s_put_text (p, 2, self->headers[i].value);
+    }
+    return (size_t) (p - buffer);
 }
 
 int
 shoal_event_encode (const shoal_event_t *self, uint8_t **data_p, size_t *size_p)
 {
-    s_view_t view;
-    if (s_view_init (&view, self))
-        return -1;
-    size_t size = shoal__v1__event__get_packed_size (&view.message);
+    size_t size = shoal_event_encoded_size (self);
     //  malloc (0) may return NULL; an empty event still gets a buffer.
     uint8_t *data = (uint8_t *) malloc (size ? size : 1);
-    if (data)
-        shoal__v1__event__pack (&view.message, data);
-    s_view_fini (&view);
     if (!data)
         return -1;
+    shoal_event_encode_to (self, data);
     *data_p = data;
     *size_p = size;
     return 0;
@@ -925,8 +958,26 @@ s_parse (const uint8_t *data, size_t size, s_fields_t *fields)
     return SHOAL_OK;
 }
 
-//  A string field as a new C string: BAD_UTF8 when it holds a NUL (a C
-//  string would cut it) or is not UTF-8.
+//  A string field as a C string at *cursor in the event's tail: BAD_UTF8
+//  when it holds a NUL (a C string would cut it) or is not UTF-8.
+static int
+s_tail_string (char **field, s_span_t span, uint8_t **cursor)
+{
+    if (span.size == 0)
+        return SHOAL_OK;
+    if (memchr (span.data, 0, span.size))
+        return SHOAL_ERR_BAD_UTF8;
+    char *copy = (char *) *cursor;
+    memcpy (copy, span.data, span.size);
+    copy[span.size] = 0;
+    if (!s_utf8_valid (copy))
+        return SHOAL_ERR_BAD_UTF8;
+    *field = copy;
+    *cursor += span.size + 1;
+    return SHOAL_OK;
+}
+
+//  A string field as a new C string, with the checks of s_tail_string.
 static int
 s_take_string (char **field, s_span_t span)
 {
@@ -960,8 +1011,9 @@ s_build (shoal_event_t *self, const s_fields_t *f)
     int rc;
     char **targets[6] = {&self->stream,         &self->type,         &self->key,
                          &self->correlation_id, &self->causation_id, &self->content_type};
+    uint8_t *cursor = self->tail;
     for (int i = 0; i < 6; i++)
-        if ((rc = s_take_string (targets[i], f->text[i])))
+        if ((rc = s_tail_string (targets[i], f->text[i], &cursor)))
             return rc;
     if (!self->stream || !shoal_stream_name_valid (self->stream))
         return SHOAL_ERR_BAD_STREAM;
@@ -974,8 +1026,11 @@ s_build (shoal_event_t *self, const s_fields_t *f)
     self->seq = f->seq;
     self->time_ns = (int64_t) f->time_ns;
     self->schema_version = (uint32_t) f->schema_version;
-    if (shoal_event_set_payload (self, f->payload.data, f->payload.size))
-        return SHOAL_ERR_INVALID;
+    if (f->payload.size) {
+        memcpy (cursor, f->payload.data, f->payload.size);
+        self->payload = cursor;
+        self->payload_size = f->payload.size;
+    }
     for (size_t i = 0; i < f->header_count; i++) {
         char *name = NULL, *value = NULL;
         rc = s_take_string (&name, f->headers[2 * i]);
@@ -1011,7 +1066,16 @@ shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *erro
         memset (&fields, 0, sizeof fields);
         error = s_parse (data, size, &fields);
         if (!error) {
-            self = shoal_event_new ();
+            //  One allocation: the struct, then its strings and payload.
+            size_t tail = fields.payload.size;
+            for (int i = 0; i < 6; i++)
+                tail += fields.text[i].size ? fields.text[i].size + 1 : 0;
+            self = (shoal_event_t *) malloc (sizeof (shoal_event_t) + tail);
+            if (self) {
+                memset (self, 0, sizeof *self);
+                self->tail = (uint8_t *) (self + 1);
+                self->tail_size = tail;
+            }
             error = self ? s_build (self, &fields) : SHOAL_ERR_INVALID;
             if (error)
                 shoal_event_destroy (&self);

@@ -7,11 +7,11 @@
     else is a command to the engine over the actor pipe (shoal_engine.h).
 
     Publishing is the hot path and makes no round trip: under the heads
-    lock the thread takes the stream's next seq, encodes the event with
-    it, and sends it down the pipe before releasing the lock, so the
-    engine sees each stream's events in seq order whatever the number of
-    publishing threads. The pipe send is the only step that can wait (the
-    pipe's high-water mark is the back-pressure on fast producers).
+    lock the thread takes the stream's next seq and encodes the event with
+    it straight into the outbox before releasing the lock, so the engine
+    sees each stream's events in seq order whatever the number of
+    publishing threads. The outbox push is the only step that can wait
+    (its byte limit is the back-pressure on producers faster than the disk).
     ========================================================================= */
 
 #include "shoal_node.h"
@@ -78,6 +78,7 @@ s_free (shoal_node_t *self)
     if (self->args) {
         shoal_heads_destroy (&self->args->heads);
         shoal_inbox_destroy (&self->args->inbox);
+        shoal_outbox_destroy (&self->args->outbox);
         free (self->args);
     }
     for (size_t i = 0; i < sizeof self->strings / sizeof self->strings[0]; i++)
@@ -157,7 +158,9 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
     }
     self->args->heads = shoal_heads_new ();
     self->args->inbox = shoal_inbox_new (copy->reorder_limit);
-    if (!error && !self->args->inbox) {
+    //  Room for a few group commits' worth of events, and any one event.
+    self->args->outbox = shoal_outbox_new (4 * 1024 * 1024 + copy->max_event_size);
+    if (!error && (!self->args->inbox || !self->args->outbox)) {
         snprintf (s_start_error, sizeof s_start_error, "cannot make the delivery queue");
         error = SHOAL_ERR_IO;
     }
@@ -177,9 +180,6 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
             *error_p = error;
         return NULL;
     }
-    //  The pipe absorbs bursts of publishes; its high-water mark is the
-    //  back-pressure on producers faster than the disk.
-    zsock_set_sndhwm (zactor_sock (self->actor), 100000);
     if (error_p)
         *error_p = SHOAL_OK;
     return self;
@@ -192,6 +192,7 @@ shoal_node_destroy (shoal_node_t **self_p)
         return;
     shoal_node_t *self = *self_p;
     shoal_inbox_close (self->args->inbox);
+    shoal_outbox_close (self->args->outbox);
     zactor_destroy (&self->actor);
     s_free (self);
     *self_p = NULL;
@@ -227,13 +228,6 @@ shoal_node_router_endpoint (const shoal_node_t *self)
     return self->args->router_endpoint;
 }
 
-static void
-s_free_frame (void *data, void *hint)
-{
-    (void) hint;
-    free (data);
-}
-
 int
 shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p)
 {
@@ -262,28 +256,11 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
             error = SHOAL_ERR_FAILED;
         else {
             shoal_event_set_seq (event, seq);
-            //  One frame: a zero byte, then the encoded event; the engine
-            //  reads seq, time, stream and type from the bytes themselves.
-            //  The frame owns the buffer (no copy on the inproc pipe).
             size_t varint = 1;
             for (uint64_t v = seq; v >= 0x80; v >>= 7)
                 varint++;
-            size_t size = worst - 10 + varint;
-            uint8_t *frame = (uint8_t *) malloc (size + 1);
-            zmq_msg_t msg;
-            if (!frame || (frame[0] = 0, shoal_event_encode_to (event, frame + 1) != size)
-                || zmq_msg_init_data (&msg, frame, size + 1, s_free_frame, NULL)) {
-                free (frame);
-                error = SHOAL_ERR_INVALID;
-            }
-            else {
-                pthread_mutex_lock (&self->pipe_lock);
-                if (zmq_msg_send (&msg, zsock_resolve (zactor_sock (self->actor)), 0) < 0) {
-                    zmq_msg_close (&msg);
-                    error = SHOAL_ERR_FAILED;
-                }
-                pthread_mutex_unlock (&self->pipe_lock);
-            }
+            if (shoal_outbox_push (self->args->outbox, event, worst - 10 + varint))
+                error = SHOAL_ERR_FAILED;
         }
         shoal_heads_unlock (self->args->heads);
     }

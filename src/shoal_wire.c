@@ -20,7 +20,7 @@
 #include "shoal_wire.h"
 
 int
-shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
+shoal_wire_varint_long (const uint8_t **p, const uint8_t *end, uint64_t *value)
 {
     uint64_t result = 0;
     for (int shift = 0; shift < 64 && *p < end; shift += 7) {

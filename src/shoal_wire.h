@@ -20,7 +20,17 @@
 #include <stdint.h>
 
 //  Reads one base-128 varint at *p (< end), advancing *p. 0 or -1.
-int shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value);
+//  Inline for the common one-byte case (tags and short lengths).
+int shoal_wire_varint_long (const uint8_t **p, const uint8_t *end, uint64_t *value);
+static inline int
+shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
+{
+    if (*p < end && **p < 0x80) {
+        *value = *(*p)++;
+        return 0;
+    }
+    return shoal_wire_varint_long (p, end, value);
+}
 
 //  Writes a varint at out (10 bytes at most); returns its size.
 size_t shoal_wire_put_varint (uint8_t *out, uint64_t value);
