@@ -360,6 +360,8 @@ s_defer (shoal_sub_t *self, s_origin_t *o, shoal_event_t **event_p, uint64_t seq
     return SHOAL_SUB_DEFERRED;
 }
 
+static void s_place (shoal_sub_t *self, s_origin_t *o, uint64_t next_seq);
+
 shoal_sub_result_t
 shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
 {
@@ -379,6 +381,9 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
     }
     if (o->next == 0 && replayed && (o->seek_first == 0 || seq < o->seek_first))
         o->seek_first = seq;
+    //  From the beginning, seq 1 places its origin: nothing comes before it.
+    if (o->next == 0 && seq == 1 && o->seek_time_ns == 0 && o->lost_from == 0)
+        s_place (self, o, 1);
     if (o->next != 0 && seq < o->next) {
         shoal_event_destroy (event_p);
         self->stats.duplicates_dropped++;
@@ -552,6 +557,9 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
         if (o->next == 0) {
             repair->from_seq = 0;
             repair->from_time_ns = o->seek_time_ns;
+            //  What is held arrived live: the seek need not send it again.
+            if (o->held_count)
+                repair->to_seq = o->held[0].seq - 1;
         }
         else if (o->known_head >= o->next) {
             repair->from_seq = o->next;

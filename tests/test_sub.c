@@ -802,7 +802,9 @@ test_trimmed (void)
     ok (shoal_sub_next_repair (sub, 500, S_TIMEOUT_MS, &rq) == 1, "the re-seek is asked");
     ok (rq.from_seq == 0 && rq.from_time_ns == 0,
         "the re-seek is by time 0: the beginning of what is held");
+    is_int (rq.to_seq, 14, "the re-seek stops before the held live event 15");
     s_serve (sub, &log, &rq, NULL);
+    s_settle (sub, &log, 1, NULL, 500);
     is_str (s_pop_all (sub), s_range (11, 20), "delivery restarts at the first held seq, in order");
     shoal_sub_stats_t stats;
     shoal_sub_stats (sub, &stats);
@@ -913,7 +915,9 @@ test_unplaced (void)
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.from_seq == 0
             && rq.from_time_ns == s_time (65),
         "now: an origin discovered later is sought by the subscription's start time");
+    is_int (rq.to_seq, 4, "now: the seek stops before the first held event (5)");
     s_serve (sub, &log, &rq, NULL);
+    s_settle (sub, &log, 1, NULL, 0);
     is_str (s_pop_all (sub), "7 8 9 10",
             "now: only events recorded at/after the start are delivered, once");
     shoal_sub_stats_t stats;
@@ -930,6 +934,7 @@ test_unplaced (void)
             && rq.from_time_ns == s_time (30),
         "time: the seek asks from the given time");
     s_serve (sub, &log, &rq, NULL);
+    s_settle (sub, &log, 1, NULL, 0);
     is_str (s_pop_all (sub), s_range (3, 10), "time: events from the given time on, in order");
     shoal_sub_destroy (&sub);
 
@@ -948,11 +953,28 @@ test_unplaced (void)
             && rq.from_time_ns == 0,
         "beginning: the seek asks from time 0 (the first held)");
     s_serve (sub, &trimmed, &rq, NULL);
+    s_settle (sub, &trimmed, 1, NULL, 0);
     is_str (s_pop_all (sub), s_range (4, 10), "beginning: from the first event still held");
     shoal_sub_stats (sub, &stats);
     is_int (stats.lost, 0, "beginning over a trimmed log counts nothing lost");
     shoal_sub_destroy (&sub);
     s_log_free (&trimmed);
+
+    //  BEGINNING: a seq 1 places its origin at once (nothing comes before
+    //  it); NOW: it does not (it may be older than the start).
+    sub = shoal_sub_new (1, S_STREAM, NULL, &begin, s_time (1000), 64);
+    is_int (s_live (sub, &log, 1), SHOAL_SUB_DELIVERED,
+            "beginning: a live seq 1 is delivered at once");
+    is_int (s_live (sub, &log, 2), SHOAL_SUB_DELIVERED, "beginning: and seq 2 after it");
+    is_int (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq), 0,
+            "beginning: no seek is asked for an origin placed by seq 1");
+    is_str (s_pop_all (sub), "1 2", "beginning: 1 2 delivered once, in order");
+    shoal_sub_destroy (&sub);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (65), 64);
+    is_int (s_live (sub, &log, 1), SHOAL_SUB_BUFFERED, "now: a live seq 1 waits for the seek");
+    s_settle (sub, &log, 1, NULL, 0);
+    is_str (s_pop_all (sub), "7 8 9 10", "now: seq 1, older than the start, is not delivered");
+    shoal_sub_destroy (&sub);
 
     //  An empty seek answer places the origin after the head.
     sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (500), 64);
