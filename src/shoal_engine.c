@@ -852,18 +852,23 @@ s_deliver (s_engine_t *self)
             continue;
         }
         s_durable_t *durable = s_durable_by_sub (self, shoal_sub_id (sub));
-        while (shoal_sub_held (sub) > 0) {
-            if (shoal_inbox_room (inbox) == 0) {
+        //  In runs, each under one lock of the inbox and no longer than its
+        //  room (the engine is its only producer, so room only grows).
+        while (shoal_sub_ready (sub) > 0) {
+            size_t room = shoal_inbox_room (inbox); //  0 marks it full: space is signalled
+            if (room == 0) {
                 self->waiting_space = true;
                 return;
             }
-            shoal_event_t *event = shoal_sub_pop (sub);
-            if (!event)
-                break;
-            if (durable)
-                s_acker_push (s_acker (durable, shoal_event_origin (event), true),
-                              shoal_event_seq (event));
-            shoal_inbox_push (inbox, shoal_sub_id (sub), event);
+            shoal_event_t *run[256];
+            size_t count = 0;
+            while (count < room && count < sizeof run / sizeof run[0]
+                   && (run[count] = shoal_sub_pop (sub)))
+                count++;
+            for (size_t i = 0; durable && i < count; i++)
+                s_acker_push (s_acker (durable, shoal_event_origin (run[i]), true),
+                              shoal_event_seq (run[i]));
+            shoal_inbox_push_many (inbox, shoal_sub_id (sub), run, count);
         }
     }
 }

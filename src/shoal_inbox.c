@@ -105,6 +105,27 @@ shoal_inbox_room (shoal_inbox_t *self)
     return room;
 }
 
+size_t
+shoal_inbox_push_many (shoal_inbox_t *self, int subscription, shoal_event_t **events, size_t count)
+{
+    pthread_mutex_lock (&self->mutex);
+    size_t room = self->limit - self->count;
+    if (count > room) {
+        count = room;
+        self->was_full = true;
+    }
+    for (size_t i = 0; i < count; i++)
+        self->slots[(self->head + self->count + i) % self->limit] =
+            (s_slot_t){subscription, events[i]};
+    if (self->count == 0 && count > 0) {
+        s_signal (self->ready_fd);
+        pthread_cond_broadcast (&self->nonempty);
+    }
+    self->count += count;
+    pthread_mutex_unlock (&self->mutex);
+    return count;
+}
+
 int
 shoal_inbox_push (shoal_inbox_t *self, int subscription, shoal_event_t *event)
 {

@@ -29,6 +29,11 @@ size_t shoal_inbox_room (shoal_inbox_t *self);
 //  Adds an event (ownership taken). 0, or -1 when full (event untouched).
 int shoal_inbox_push (shoal_inbox_t *self, int subscription, shoal_event_t *event);
 
+//  Adds events in order under one lock, as many as there is room for
+//  (ownership of those taken); returns how many.
+size_t shoal_inbox_push_many (shoal_inbox_t *self, int subscription, shoal_event_t **events,
+                              size_t count);
+
 //  Takes the oldest event, waiting up to timeout_ms (-1 for ever). NULL on
 //  timeout or after close.
 shoal_event_t *shoal_inbox_pop (shoal_inbox_t *self, int timeout_ms, int *subscription_p);

@@ -93,7 +93,10 @@ struct _shoal_sub_t {
     size_t origin_alloc;                    //  entries allocated
     size_t cursor;                          //  round-robin start for next_repair
     size_t held_total;                      //  held entries across origins
-    zlistx_t *ready;                        //  events to deliver, in order
+    shoal_event_t **ready;                  //  ring of events to deliver, in order
+    size_t ready_head;                      //  oldest entry
+    size_t ready_count;                     //  entries used
+    size_t ready_alloc;                     //  entries allocated (grows up to limit)
     shoal_sub_stats_t stats;                //  counters
 };
 
@@ -108,7 +111,6 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
     snprintf (self->stream, sizeof self->stream, "%s", stream);
     self->type = type ? strdup (type) : NULL;
     self->limit = limit ? limit : 10000;
-    self->ready = zlistx_new ();
     self->from_kind = from ? from->kind : SHOAL_FROM_NOW;
     self->start_ns = now_ns;
     if (from && from->kind == SHOAL_FROM_TIME)
@@ -141,9 +143,9 @@ shoal_sub_destroy (shoal_sub_t **self_p)
     }
     free (self->origins);
     shoal_event_t *event;
-    while ((event = (shoal_event_t *) zlistx_detach (self->ready, NULL)))
+    while ((event = shoal_sub_pop (self)))
         shoal_event_destroy (&event);
-    zlistx_destroy (&self->ready);
+    free (self->ready);
     free (self->type);
     free (self->from_origins);
     free (self->from_seqs);
@@ -172,7 +174,13 @@ shoal_sub_wants_type (const shoal_sub_t *self, const char *type)
 size_t
 shoal_sub_held (const shoal_sub_t *self)
 {
-    return self->held_total + zlistx_size (self->ready);
+    return self->held_total + self->ready_count;
+}
+
+size_t
+shoal_sub_ready (const shoal_sub_t *self)
+{
+    return self->ready_count;
 }
 
 size_t
@@ -273,7 +281,18 @@ static void
 s_accept (shoal_sub_t *self, s_origin_t *o, shoal_event_t *event, bool replayed)
 {
     if (event) {
-        zlistx_add_end (self->ready, event);
+        if (self->ready_count == self->ready_alloc) {
+            //  Grow the ring and unwrap it: the entries from head to the
+            //  old end move to the new end.
+            size_t alloc = self->ready_alloc ? 2 * self->ready_alloc : 64;
+            self->ready = (shoal_event_t **) realloc (self->ready, alloc * sizeof (void *));
+            size_t tail = self->ready_alloc - self->ready_head;
+            memmove (self->ready + alloc - tail, self->ready + self->ready_head,
+                     tail * sizeof (void *));
+            self->ready_head = self->ready_count ? alloc - tail : 0;
+            self->ready_alloc = alloc;
+        }
+        self->ready[(self->ready_head + self->ready_count++) % self->ready_alloc] = event;
         self->stats.delivered++;
         if (replayed)
             self->stats.events_repaired++;
@@ -585,5 +604,10 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
 shoal_event_t *
 shoal_sub_pop (shoal_sub_t *self)
 {
-    return (shoal_event_t *) zlistx_detach (self->ready, NULL);
+    if (self->ready_count == 0)
+        return NULL;
+    shoal_event_t *event = self->ready[self->ready_head];
+    self->ready_head = (self->ready_head + 1) % self->ready_alloc;
+    self->ready_count--;
+    return event;
 }

@@ -101,6 +101,8 @@ shoal_event_t *shoal_sub_pop (shoal_sub_t *self);
 
 //  Events held now (buffered and ready), and the room left under limit.
 size_t shoal_sub_held (const shoal_sub_t *self);
+//  Events ready to deliver (a part of held).
+size_t shoal_sub_ready (const shoal_sub_t *self);
 size_t shoal_sub_room (const shoal_sub_t *self);
 
 //  The next seq expected from origin (0 when the origin is unknown or not

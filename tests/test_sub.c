@@ -1507,6 +1507,40 @@ test_property (uint64_t seed, int rounds)
     }
 }
 
+//  The ready queue is a ring that grows: taking some events out, then
+//  making many more ready, grows it while it wraps, and order must hold.
+static void
+test_ready_ring (void)
+{
+    s_log_t log;
+    s_log_init (&log, 1);
+    s_log_fill (&log, 400, "A");
+    shoal_sub_t *sub = s_sub_from_seq (NULL, 1000);
+    for (uint64_t seq = 1; seq <= 50; seq++)
+        s_live (sub, &log, seq);
+    uint64_t expect = 1;
+    bool in_order = true;
+    for (int i = 0; i < 30; i++) {
+        shoal_event_t *event = shoal_sub_pop (sub);
+        in_order = in_order && event && shoal_event_seq (event) == expect++;
+        shoal_event_destroy (&event);
+    }
+    for (uint64_t seq = 51; seq <= 400; seq++)
+        s_live (sub, &log, seq);
+    is_int ((int64_t) shoal_sub_held (sub), 370, "370 events wait in the ready queue");
+    shoal_event_t *event;
+    int popped = 0;
+    while ((event = shoal_sub_pop (sub))) {
+        in_order = in_order && shoal_event_seq (event) == expect++;
+        popped++;
+        shoal_event_destroy (&event);
+    }
+    is_int (popped, 370, "every one comes out");
+    ok (in_order, "in seq order, across the ring's wrap and growth");
+    shoal_sub_destroy (&sub);
+    s_log_free (&log);
+}
+
 int
 main (void)
 {
@@ -1525,6 +1559,7 @@ main (void)
     test_basics ();
     test_other ();
     test_in_order ();
+    test_ready_ring ();
     test_seq_jump ();
     test_heartbeat ();
     test_type_filter ();
