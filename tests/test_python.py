@@ -20,6 +20,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -508,6 +509,27 @@ def test_cli_example(alpha):
     ok(rc == 1 and "error 2" in err, "shoal_py.py exits 1 and prints the node's error")
 
 
+def test_beacon():
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    delta = start_node("delta", "--interface", "lo", "--beacon-port", str(port),
+                       "--beacon-interval-ms", "100")
+    found = shoal_client.listen_beacons(port, MESH, 3.0)
+    ok(delta.id in found, "a loopback beacon of delta is heard and decoded")
+    host, beacon = found.get(delta.id, ("", {}))
+    is_("tcp://%s:%d" % (host, beacon.get("pub_port", 0)), delta.pub,
+        "beacon: source address and PUB port give delta's PUB endpoint")
+    is_("tcp://%s:%d" % (host, beacon.get("router_port", 0)), delta.router,
+        "beacon: ROUTER port")
+    is_(beacon.get("leaving"), False, "beacon: not leaving")
+    ok(not shoal_client.listen_beacons(port, "another-mesh", 0.5),
+       "beacons of another mesh are not taken")
+    delta.proc.terminate()
+    ok(delta.proc.wait(10) == 0, "delta stops cleanly on SIGTERM")
+
+
 def main():
     for path in (SHOALD, SHOAL):
         if not os.access(path, os.X_OK):
@@ -526,6 +548,7 @@ def main():
         test_gap_seq(gamma)
         test_errors(alpha)
         test_cli_example(alpha)
+        test_beacon()
         ok(alive(alpha) and alive(beta) and alive(gamma), "every shoald ran to the end")
     finally:
         cleanup()

@@ -29,6 +29,8 @@ node that does not answer in time raises ShoalTimeout.
 """
 
 import os
+import socket
+import struct
 import time
 from collections import deque
 
@@ -94,6 +96,54 @@ def split_endpoint(endpoint):
         raise ValueError("not a tcp:// endpoint: %r" % endpoint)
     host, _, port = endpoint[6:].rpartition(":")
     return host, int(port)
+
+
+def mesh_id(mesh):
+    """The 64-bit FNV-1a hash of a mesh name (beacon bytes 4-11)."""
+    value = 0xCBF29CE484222325
+    for byte in mesh.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+def parse_beacon(data, mesh="default"):
+    """A beacon payload of `mesh` as a dict (node, pub_port, router_port,
+    leaving, key), or None when it is not one: another size, protocol,
+    version or mesh."""
+    if len(data) not in (33, 65):
+        return None
+    magic, mesh_hash, node, pub_port, router_port, flags = struct.unpack("!4sQ16sHHB", data[:33])
+    if magic != b"SHL\x01" or mesh_hash != mesh_id(mesh):
+        return None
+    return {"node": node, "pub_port": pub_port, "router_port": router_port,
+            "leaving": bool(flags & 1), "key": data[33:] or None}
+
+
+def listen_beacons(port=5680, mesh="default", timeout=3.0):
+    """Listens to loopback beacons (shoald --interface lo) for timeout
+    seconds; returns {node id: (host, beacon dict)}, the last of each node.
+    The socket is bound to 127.255.255.255, so it hears only this host."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.255.255.255", port))
+        found = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return found
+            sock.settimeout(left)
+            try:
+                data, (host, _) = sock.recvfrom(512)
+            except socket.timeout:
+                return found
+            beacon = parse_beacon(data, mesh)
+            if beacon:
+                found[beacon["node"]] = (host, beacon)
+    finally:
+        sock.close()
 
 
 class Client(object):
