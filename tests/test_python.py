@@ -530,6 +530,44 @@ def test_beacon():
     ok(delta.proc.wait(10) == 0, "delta stops cleanly on SIGTERM")
 
 
+def test_origin_restart():
+    def free_endpoint():
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.bind(("127.0.0.1", 0))
+        endpoint = "tcp://127.0.0.1:%d" % probe.getsockname()[1]
+        probe.close()
+        return endpoint
+
+    router = free_endpoint()
+    args = ("--router", router, "--heartbeat-ms", "200")
+    eps = start_node("epsilon", "--pub", free_endpoint(), *args)
+    with Client(router) as client:
+        for i in range(5):
+            client.publish("restart", "Step", "%d" % (i + 1))
+    subscriber = Subscriber([router], "restart", "beginning", mesh=MESH, refresh=0.5, timeout=2.0)
+    got, _ = collect(subscriber, {eps.id: 5}, 10)
+    ok(exactly(got.get(eps.id, []), 1, 5), "restart: the subscriber has seq 1-5")
+    eps.proc.kill()
+    eps.proc.wait()
+    pub = free_endpoint()
+    for _ in range(10):
+        if pub != eps.pub:
+            break
+        pub = free_endpoint()
+    again = start_node("epsilon", "--pub", pub, *args)
+    ok(again.id == eps.id and again.router == router and again.pub != eps.pub,
+       "restart: same id and ROUTER endpoint, another PUB port")
+    with Client(router) as client:
+        for i in range(5, 15):
+            client.publish("restart", "Step", "%d" % (i + 1))
+    got, _ = collect(subscriber, {eps.id: 15}, 20)
+    ok(exactly(got.get(eps.id, []), 6, 15),
+       "restart: seq 6-15 arrive once, in order, from the restarted origin's new PUB")
+    subscriber.close()
+    again.proc.kill()
+    again.proc.wait()
+
+
 def main():
     for path in (SHOALD, SHOAL):
         if not os.access(path, os.X_OK):
@@ -549,6 +587,7 @@ def main():
         test_errors(alpha)
         test_cli_example(alpha)
         test_beacon()
+        test_origin_restart()
         ok(alive(alpha) and alive(beta) and alive(gamma), "every shoald ran to the end")
     finally:
         cleanup()

@@ -482,17 +482,21 @@ class Subscriber(object):
             try:
                 client = self._client(node)
                 timeout = min(self.timeout, 1.0) if node.failures else self.timeout
-                if node.pub is None:
-                    hello = client.hello(self.mesh, "shoal-python", self._client_id, timeout)
-                    node.id = hello.node
-                    node.name = hello.name
-                    host = split_endpoint(router)[0]
-                    node.pub = "tcp://%s:%d" % (host, hello.pub_port)
+                #  Hello every time: a node restarted on the same ROUTER
+                #  endpoint may have another PUB port.
+                hello = client.hello(self.mesh, "shoal-python", self._client_id, timeout)
+                node.id = hello.node
+                node.name = hello.name
+                pub = "tcp://%s:%d" % (split_endpoint(router)[0], hello.pub_port)
+                if pub != node.pub:
+                    if node.pub and self._connected:
+                        self._sub.disconnect(node.pub)
+                    node.pub = pub
                     if self._connected:
-                        self._sub.connect(node.pub)
-                    for peer in hello.known_peers:
-                        if peer not in self._nodes:
-                            todo.append(peer)
+                        self._sub.connect(pub)
+                for peer in hello.known_peers:
+                    if peer not in self._nodes:
+                        todo.append(peer)
                 status = client.status(timeout)
                 node.failures = 0
             except ShoalTimeout:
