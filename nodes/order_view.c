@@ -416,7 +416,7 @@ s_query_main (int argc, char **argv)
     size_t size = 0;
     uint8_t *data = service_pack (&request.base, &size);
     int status = 0;
-    if (service_client_requests (target, &data, &size, 1, 1, 5000, s_query_reply, &status))
+    if (service_client_requests (target, &data, &size, 1, 1, 0, 5000, s_query_reply, &status))
         status = 1;
     free (data);
     free (target);

@@ -292,6 +292,7 @@ static int
 s_place_main (int argc, char **argv)
 {
     const char *endpoint = NULL, *data_dir = NULL, *file_name = NULL;
+    int rate = 0;
     char *fields[8];
     int field_count = 0;
     for (int i = 2; i < argc; i++) {
@@ -301,6 +302,13 @@ s_place_main (int argc, char **argv)
             data_dir = argv[++i];
         else if (streq (argv[i], "--file") && i + 1 < argc)
             file_name = argv[++i];
+        else if (streq (argv[i], "--rate") && i + 1 < argc) {
+            rate = atoi (argv[++i]);
+            if (rate <= 0) {
+                fprintf (stderr, "orders place: --rate wants orders per second, 1 or more\n");
+                return 2;
+            }
+        }
         else if (argv[i][0] == '-' && argv[i][1] == '-') {
             fprintf (stderr, "orders place: unknown option '%s'\n", argv[i]);
             return 2;
@@ -312,9 +320,11 @@ s_place_main (int argc, char **argv)
     }
     if ((file_name != NULL) == (field_count > 0) || (field_count && field_count < 6)
         || field_count > 7) {
-        fprintf (stderr, "usage: orders place (--connect ENDPOINT | --data DIR) ORDER CUSTOMER "
-                         "SKU QTY TOTAL_CENTS CARD [CURRENCY]\n"
-                         "       orders place (--connect ENDPOINT | --data DIR) --file FILE|-\n");
+        fprintf (
+            stderr,
+            "usage: orders place (--connect ENDPOINT | --data DIR) ORDER CUSTOMER "
+            "SKU QTY TOTAL_CENTS CARD [CURRENCY]\n"
+            "       orders place (--connect ENDPOINT | --data DIR) --file FILE|- [--rate N]\n");
         return 2;
     }
     char *target = service_client_endpoint (endpoint, data_dir);
@@ -374,7 +384,7 @@ s_place_main (int argc, char **argv)
     }
     s_place_result_t result = {0, 0, 0};
     if (status == 0 && count > 0
-        && service_client_requests (target, requests, sizes, count, 64, 10000, s_place_reply,
+        && service_client_requests (target, requests, sizes, count, 64, rate, 10000, s_place_reply,
                                     &result))
         status = 1;
     if (status == 0 && result.errors)
@@ -400,7 +410,7 @@ main (int argc, char **argv)
                                .usage = "       orders place (--connect ENDPOINT | --data DIR) "
                                         "ORDER CUSTOMER SKU QTY TOTAL_CENTS CARD [CURRENCY]\n"
                                         "       orders place (--connect ENDPOINT | --data DIR) "
-                                        "--file FILE|-"};
+                                        "--file FILE|- [--rate N]"};
     config.listen = "tcp://127.0.0.1:*";
     service_parse (&config, argc, argv, NULL, NULL);
 

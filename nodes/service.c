@@ -529,7 +529,8 @@ service_client_endpoint (const char *endpoint, const char *data_dir)
 
 int
 service_client_requests (const char *endpoint, uint8_t **requests, size_t *sizes, size_t count,
-                         size_t window, int timeout_ms, service_reply_fn *reply_fn, void *arg)
+                         size_t window, int rate, int timeout_ms, service_reply_fn *reply_fn,
+                         void *arg)
 {
     zsys_handler_set (NULL);
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
@@ -539,15 +540,16 @@ service_client_requests (const char *endpoint, uint8_t **requests, size_t *sizes
         return -1;
     }
     size_t sent = 0, received = 0;
-    int64_t last = zclock_mono ();
+    int64_t start = zclock_mono (), last = start;
     while (received < count) {
-        while (sent < count && sent - received < window) {
+        while (sent < count && sent - received < window
+               && (rate <= 0 || (zclock_mono () - start) * rate >= (int64_t) sent * 1000)) {
             zframe_t *frame = zframe_new (requests[sent], sizes[sent]);
             zframe_send (&frame, dealer, 0);
             sent++;
         }
         zmq_pollitem_t item = {zsock_resolve (dealer), 0, ZMQ_POLLIN, 0};
-        if (zmq_poll (&item, 1, 100) > 0) {
+        if (zmq_poll (&item, 1, rate > 0 ? 1 : 100) > 0) {
             zframe_t *frame = zframe_recv (dealer);
             if (frame) {
                 reply_fn (arg, zframe_data (frame), zframe_size (frame));

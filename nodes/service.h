@@ -147,12 +147,13 @@ ProtobufCMessage *service_unpack (const char *program, const ProtobufCMessageDes
 //  DIR/service.endpoint. Caller frees. NULL (reason on stderr) if none.
 char *service_client_endpoint (const char *endpoint, const char *data_dir);
 
-//  Sends each of count requests (a window of at most `window` in flight)
-//  and calls reply_fn with every reply frame, in the order they come.
-//  0 when every request got a reply within timeout_ms of the last
-//  progress, -1 otherwise (reason on stderr).
+//  Sends each of count requests (a window of at most `window` in flight,
+//  at most `rate` per second when rate > 0) and calls reply_fn with every reply frame, in the order
+//  they come. 0 when every request got a reply within timeout_ms of the last progress, -1 otherwise
+//  (reason on stderr).
 typedef void (service_reply_fn) (void *arg, const uint8_t *data, size_t size);
 int service_client_requests (const char *endpoint, uint8_t **requests, size_t *sizes, size_t count,
-                             size_t window, int timeout_ms, service_reply_fn *reply_fn, void *arg);
+                             size_t window, int rate, int timeout_ms, service_reply_fn *reply_fn,
+                             void *arg);
 
 #endif
