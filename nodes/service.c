@@ -206,8 +206,8 @@ service_read_own_log (const char *data_dir, const char *stream, service_event_fn
     return rc;
 }
 
-service_t *
-service_new (const service_config_t *config)
+void
+service_catch_signals (void)
 {
     struct sigaction action;
     memset (&action, 0, sizeof action);
@@ -216,6 +216,12 @@ service_new (const service_config_t *config)
     sigaction (SIGTERM, &action, NULL);
     signal (SIGPIPE, SIG_IGN);
     zsys_handler_set (NULL);
+}
+
+service_t *
+service_new (const service_config_t *config)
+{
+    service_catch_signals ();
 
     service_t *self = (service_t *) calloc (1, sizeof (service_t));
     if (!self)

@@ -96,6 +96,10 @@ shoal_node_t *service_node (service_t *self);
 //  True once SIGINT or SIGTERM has arrived.
 bool service_interrupted (void);
 
+//  From now on SIGINT and SIGTERM set service_interrupted () instead of
+//  ending the process (service_new does this too).
+void service_catch_signals (void);
+
 //  Publishes message as an event of stream and type with key,
 //  correlation and causation ids (may be NULL) and schema_version. The
 //  new event's id in hex goes to id_hex (33 bytes, may be NULL), its seq
