@@ -11,11 +11,18 @@
     `shoal replay` (an independent path) and the payloads decoded here;
     correlation and causation ids must link every event to its order.
     Finally order-view is rebuilt by replay and must equal the live view.
+    Schema evolution: half the orders carry a currency (OrderPlaced
+    version 2); a consumer embedded here, on the same mesh, decodes every
+    OrderPlaced both with the frozen version 1 schema (tests/shop_v1.proto,
+    an old consumer) and with the current one, and the services, new
+    consumers, read version 1 events as euros.
     Bad input (a malformed request, a bad order, a foreign payload on the
     orders stream) gets an error or is skipped, and no service dies. */
 
 #include "mesh_util.h"
+#include "shoal.h"
 #include "shop.pb-c.h"
+#include "shop_v1.pb-c.h"
 #include "tap.h"
 
 #include <czmq.h>
@@ -546,6 +553,93 @@ test_bad_input (void)
     free (err);
 }
 
+//  An old and a new consumer of OrderPlaced, as a library node on the mesh.
+static void
+test_schema_versions (void)
+{
+    shoal_node_config_t config;
+    shoal_node_config_defaults (&config);
+    config.name = "schema-check";
+    config.mesh = s_mesh;
+    config.data_dir = tap_path ("schema-check");
+    config.interface = "lo";
+    config.beacon_port = atoi (s_beacon_port);
+    config.beacon_interval_ms = 200;
+    shoal_node_t *node = shoal_node_new (&config, NULL);
+    ok (node != NULL, "a consumer node joins the mesh (%s)",
+        node ? "ok" : shoal_node_start_error ());
+    if (!node)
+        return;
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    shoal_node_subscribe (node, "orders", "OrderPlaced", &from);
+    int seen = 0, old_ok = 0, old_ignored = 0, new_ok = 0, versions_right = 0, foreign = 0;
+    double deadline = tap_now () + 60;
+    while (seen < s_order_count && tap_now () < deadline) {
+        shoal_event_t *event = shoal_node_recv (node, 200, NULL);
+        if (!event)
+            continue;
+        s_order_t *order = s_find_order (shoal_event_key (event));
+        if (!order) {
+            foreign++;
+            shoal_event_destroy (&event);
+            continue;
+        }
+        seen++;
+        const uint8_t *payload = shoal_event_payload (event);
+        size_t size = shoal_event_payload_size (event);
+        uint32_t version = shoal_event_schema_version (event);
+        versions_right += version == (order->v2 ? 2u : 1u);
+        //  The old consumer: version 1 of the schema.
+        ShopSchema1__OrderPlaced *old = shop_schema1__order_placed__unpack (NULL, size, payload);
+        if (old && streq (old->order_id, order->id) && old->total_cents == order->total) {
+            old_ok++;
+            //  A version 2 event's currency is a field it does not know, and skips.
+            old_ignored +=
+                order->v2 ? old->base.n_unknown_fields == 1 : old->base.n_unknown_fields == 0;
+        }
+        if (old)
+            shop_schema1__order_placed__free_unpacked (old, NULL);
+        //  The new consumer: version 1 events mean euros.
+        Shop__V1__OrderPlaced *now = shop__v1__order_placed__unpack (NULL, size, payload);
+        const char *currency = now && *now->currency ? now->currency : "EUR";
+        if (now && streq (now->order_id, order->id) && now->total_cents == order->total
+            && streq (currency, order->v2 ? "USD" : "EUR"))
+            new_ok++;
+        if (now)
+            shop__v1__order_placed__free_unpacked (now, NULL);
+        shoal_event_destroy (&event);
+    }
+    is_int (seen, s_order_count, "the consumer got every OrderPlaced of both runs");
+    is_int (versions_right, s_order_count,
+            "each is schema version 2 when it has a currency, else version 1");
+    is_int (old_ok, s_order_count,
+            "a version 1 consumer decodes every OrderPlaced, version 1 and 2 alike");
+    is_int (old_ignored, s_order_count,
+            "it sees the version 2 currency as one unknown field and goes on");
+    is_int (new_ok, s_order_count,
+            "a version 2 consumer decodes both, reading version 1 events as euros");
+    diag ("%d OrderPlaced of other producers skipped", foreign);
+    shoal_node_destroy (&node);
+
+    //  The services are new consumers too: the view shows the currencies.
+    char *view = s_query_view ();
+    int currencies = 0;
+    for (int i = 0; i < s_order_count; i++) {
+        char needle[128];
+        snprintf (needle, sizeof needle, "\n%.31s ", s_orders[i].id);
+        const char *line = view ? strstr (view, needle) : NULL;
+        if (!line && view && strncmp (view, needle + 1, strlen (needle + 1)) == 0)
+            line = view - 1;
+        const char *eol = line ? strchr (line + 1, '\n') : NULL;
+        const char *currency = line ? strstr (line + 1, " currency=") : NULL;
+        if (currency && (!eol || currency < eol))
+            currencies += strncmp (currency + 10, s_orders[i].v2 ? "USD" : "EUR", 3) == 0;
+    }
+    is_int (currencies, s_order_count,
+            "order-view shows USD for the version 2 orders and EUR for the version 1 ones");
+    free (view);
+}
+
 int
 main (void)
 {
@@ -628,6 +722,8 @@ main (void)
     ok (s_contains (err, "payments rebuilt from the log"),
         "the restarted payments rebuilt its state from its log");
     free (err);
+
+    test_schema_versions ();
 
     //  order-view: drop the view and rebuild it by replay.
     char *live = s_query_view ();
