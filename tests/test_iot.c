@@ -124,6 +124,23 @@ s_alerts_list (void)
     return out;
 }
 
+//  How deep `shoal trace` indented the line that holds needle (two spaces
+//  a level), or -1 when there is none.
+static int
+s_depth (const char *text, const char *needle)
+{
+    const char *at = text ? strstr (text, needle) : NULL;
+    if (!at)
+        return -1;
+    const char *line = at;
+    while (line > text && line[-1] != '\n')
+        line--;
+    int spaces = 0;
+    while (line[spaces] == ' ')
+        spaces++;
+    return spaces / 2;
+}
+
 static int
 s_lines (const char *text)
 {
@@ -353,6 +370,18 @@ main (void)
     s_replay (s_alerts.router, s_alerts.id, "alerts", s_on_alert, &acks);
     is_int (acks.acks, 1, "two acknowledgements recorded one AlertAcknowledged");
     zhashx_destroy (&acks.anomalies);
+
+    //  One reading traced across the sensor, the detector and the desk.
+    const char *trace[] = {mesh_bin ("shoal"), "--node", s_alerts.router, "trace", "s1/40", NULL};
+    out = NULL;
+    rc = mesh_run (trace, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
+    ok (rc == 0 && s_contains (out, "4 event(s)") && s_depth (out, " Reading ") == 0
+            && s_depth (out, " AnomalyDetected ") == 1 && s_depth (out, " AlertTriggered ") == 2
+            && s_depth (out, " AlertAcknowledged ") == 3,
+        "shoal trace s1/40: reading, anomaly, alert and acknowledgement, each under its cause");
+    if (rc || !s_contains (out, "4 event(s)"))
+        diag ("trace: %s", out);
+    free (out);
 
     //  Restart: the desk rebuilds by replay.
     is_int (s_stop (&s_alerts), 0, "alerts stops cleanly");

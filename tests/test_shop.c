@@ -11,7 +11,8 @@
     `shoal replay` (an independent path) and the payloads decoded here;
     correlation and causation ids must link every event to its order.
     Finally order-view is rebuilt by replay and must equal the live view.
-    Schema evolution: half the orders carry a currency (OrderPlaced
+    `shoal trace ID` finds one order's events across the services' logs
+    in causation order. Schema evolution: half the orders carry a currency (OrderPlaced
     version 2); a consumer embedded here, on the same mesh, decodes every
     OrderPlaced both with the frozen version 1 schema (tests/shop_v1.proto,
     an old consumer) and with the current one, and the services, new
@@ -553,6 +554,67 @@ test_bad_input (void)
     free (err);
 }
 
+//  Runs `shoal --json trace id` through the orders node; the event types
+//  in the order printed go to types (space-separated), and *causal counts
+//  the events whose cause was printed before them. The exit status.
+static int
+s_trace (const char *id, char *types, size_t size, int *count, int *causal, char *first_id)
+{
+    const char *argv[] = {
+        mesh_bin ("shoal"), "--node", s_svc_orders.router, "--json", "trace", id, NULL};
+    char *out = NULL;
+    int rc = mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
+    zhashx_t *ids = zhashx_new ();
+    *count = *causal = 0;
+    types[0] = 0;
+    for (const char *line = out; rc == 0 && line && *line;) {
+        const char *eol = strchr (line, '\n');
+        size_t length = eol ? (size_t) (eol - line) : strlen (line);
+        json_t *event = json_parse (line, length);
+        const char *type = json_get_string (event, "type");
+        const char *event_id = json_get_string (event, "id");
+        const char *cause = json_get_string (event, "causation_id");
+        if (type && event_id && cause) {
+            (*count)++;
+            *causal += *cause ? zhashx_lookup (ids, cause) != NULL : *count == 1;
+            zhashx_update (ids, event_id, (void *) 1);
+            if (first_id && *count == 2)
+                snprintf (first_id, 33, "%s", event_id);
+            size_t used = strlen (types);
+            snprintf (types + used, size - used, "%s%s", used ? " " : "", type);
+        }
+        json_free (event);
+        line = eol ? eol + 1 : NULL;
+    }
+    zhashx_destroy (&ids);
+    free (out);
+    return rc;
+}
+
+static void
+test_trace (void)
+{
+    char types[512], second[33] = "";
+    int count = 0, causal = 0;
+    int rc = s_trace ("a-7", types, sizeof types, &count, &causal, second);
+    ok (rc == 0 && count == 5 && causal == 5,
+        "shoal trace a-7 finds the 5 events of an out-of-stock order, each after its cause "
+        "(%d events, %d after their cause)",
+        count, causal);
+    ok (strncmp (types, "OrderPlaced PaymentCompleted StockFailed ", 41) == 0
+            && strstr (types, "PaymentRefunded") && strstr (types, "OrderCancelled"),
+        "in causation order: %s", types);
+    char again[512];
+    rc = s_trace (second, again, sizeof again, &count, &causal, NULL);
+    ok (rc == 0 && streq (again, types),
+        "trace by the event id of its PaymentCompleted finds the same chain");
+    rc = s_trace ("b-3", types, sizeof types, &count, &causal, NULL);
+    ok (rc == 0 && streq (types, "OrderPlaced PaymentFailed OrderCancelled") && causal == 3,
+        "a declined order's trace: %s", types);
+    rc = s_trace ("no-such-order", types, sizeof types, &count, &causal, NULL);
+    is_int (rc, 1, "trace of an unknown id exits 1");
+}
+
 //  An old and a new consumer of OrderPlaced, as a library node on the mesh.
 static void
 test_schema_versions (void)
@@ -724,6 +786,7 @@ main (void)
     free (err);
 
     test_schema_versions ();
+    test_trace ();
 
     //  order-view: drop the view and rebuild it by replay.
     char *live = s_query_view ();
