@@ -457,6 +457,9 @@ main (int argc, char **argv)
         zhashx_destroy (&self.rows);
         return 1;
     }
+    //  Said before the start line, so that whoever waits for that line has it.
+    fprintf (stderr, S_PROGRAM ": %s with %zu orders\n", rebuild ? "rebuilding" : "started",
+             zhashx_size (self.rows));
     self.service = service_new (&config);
     if (!self.service) {
         zhashx_destroy (&self.rows);
@@ -471,8 +474,6 @@ main (int argc, char **argv)
             shoal_node_consumer_delete (node, consumer);
         shoal_node_subscribe_durable (node, consumer, streams[i], NULL);
     }
-    fprintf (stderr, S_PROGRAM ": %s with %zu orders\n", rebuild ? "rebuilding" : "started",
-             zhashx_size (self.rows));
     int rc = service_run (self.service, s_handle, s_request, s_tick, &self);
     if (self.dirty && s_save (&self) == 0)
         service_commit (self.service);

@@ -7,7 +7,7 @@
     refunded and cancelled) must each end in exactly one terminal state,
     with the money balanced (charged - refunded = totals of the confirmed
     orders) and no order charged twice. Then 1,000 more while payments is
-    SIGKILLed twice and restarted. The services' logs are read back with
+    SIGKILLed twice and restarted (and order-view once). The services' logs are read back with
     `shoal replay` (an independent path) and the payloads decoded here;
     correlation and causation ids must link every event to its order.
     Finally order-view is rebuilt by replay and must equal the live view.
@@ -767,6 +767,20 @@ main (void)
         "new orders moved on",
         placing[0] ? "flowing" : "settling", placing[1] ? "flowing" : "settling", at_kill[0],
         at_kill[1], S_ORDERS);
+    //  The read model too: killed, it resumes from its view file and cursors.
+    mesh_signal (s_svc_view.proc, SIGKILL, false);
+    bool view_killed = mesh_wait (s_svc_view.proc, 10) == 128 + SIGKILL;
+    mesh_stop (&s_svc_view.proc);
+    bool view_back = s_start (&s_svc_view, NULL);
+    err = view_back ? mesh_stderr (s_svc_view.proc) : NULL;
+    char said[128] = "?";
+    if (err && strstr (err, "started with"))
+        snprintf (said, sizeof said, "%.*s", (int) strcspn (strstr (err, "started with"), "\n"),
+                  strstr (err, "started with"));
+    ok (view_killed && view_back && s_contains (err, "started with ")
+            && !s_contains (err, "started with 0 orders"),
+        "order-view was SIGKILLed and restarted from its saved view (%s)", said);
+    free (err);
     rc = mesh_wait (placer, S_RUN_TIMEOUT);
     err = mesh_stderr (placer);
     ok (rc == 0 && s_contains (err, "1000 placed"), "1000 more orders placed meanwhile");
