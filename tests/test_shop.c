@@ -7,15 +7,13 @@
     refunded and cancelled) must each end in exactly one terminal state,
     with the money balanced (charged - refunded = totals of the confirmed
     orders) and no order charged twice. Then 1,000 more while payments is
-    SIGKILLed twice and restarted (and order-view once). The services' logs are read back with
-    `shoal replay` (an independent path) and the payloads decoded here;
-    correlation and causation ids must link every event to its order.
-    Finally order-view is rebuilt by replay and must equal the live view.
-    `shoal trace ID` finds one order's events across the services' logs
-    in causation order. Schema evolution: half the orders carry a currency (OrderPlaced
-    version 2); a consumer embedded here, on the same mesh, decodes every
-    OrderPlaced both with the frozen version 1 schema (tests/shop_v1.proto,
-    an old consumer) and with the current one, and the services, new
+    SIGKILLed twice and restarted (and inventory and order-view once). The services' logs are read
+   back with `shoal replay` (an independent path) and the payloads decoded here; correlation and
+   causation ids must link every event to its order. Finally order-view is rebuilt by replay and
+   must equal the live view. `shoal trace ID` finds one order's events across the services' logs in
+   causation order. Schema evolution: half the orders carry a currency (OrderPlaced version 2); a
+   consumer embedded here, on the same mesh, decodes every OrderPlaced both with the frozen version
+   1 schema (tests/shop_v1.proto, an old consumer) and with the current one, and the services, new
     consumers, read version 1 events as euros.
     Bad input (a malformed request, a bad order, a foreign payload on the
     orders stream) gets an error or is skipped, and no service dies. */
@@ -767,6 +765,13 @@ main (void)
         "new orders moved on",
         placing[0] ? "flowing" : "settling", placing[1] ? "flowing" : "settling", at_kill[0],
         at_kill[1], S_ORDERS);
+    //  inventory: its decisions are rebuilt from its log, none is made twice.
+    bool flowing = mesh_wait (placer, 0) == -1;
+    mesh_signal (s_svc_inventory.proc, SIGKILL, false);
+    bool inventory_killed = mesh_wait (s_svc_inventory.proc, 10) == 128 + SIGKILL;
+    mesh_stop (&s_svc_inventory.proc);
+    ok (inventory_killed && s_start (&s_svc_inventory, "--stock gold=0"),
+        "inventory was SIGKILLed and restarted (orders still flowing: %s)", flowing ? "yes" : "no");
     //  The read model too: killed, it resumes from its view file and cursors.
     mesh_signal (s_svc_view.proc, SIGKILL, false);
     bool view_killed = mesh_wait (s_svc_view.proc, 10) == 128 + SIGKILL;
