@@ -121,6 +121,9 @@ s_usage (FILE *out)
              "  log verify DIR    check every record of every log in a data directory\n"
              "  log dump DIR [--stream S] [--origin ID]\n"
              "      print every event stored in a data directory\n"
+             "  trace ID          every event of correlation id ID (or of the event with id\n"
+             "      ID and its correlation) in the logs of the node and its peers, in\n"
+             "      causation order: each event indented under the event that caused it\n"
              "\n"
              "Options:\n"
              "  --node ENDPOINT   the node's ROUTER endpoint, e.g. tcp://127.0.0.1:7001\n"
@@ -2592,6 +2595,302 @@ s_cmd_log (s_cli_t *cli, int argc, char **argv)
 }
 
 //  --------------------------------------------------------------------------
+//  trace: every event of one correlation id (or event id) across the mesh
+//
+//  Status of the node and of each of its peers tells which (origin,
+//  stream) logs exist and who holds them; each log is replayed once, from
+//  its origin when that can be reached, and the events whose correlation
+//  id or event id is ID are kept. When ID named an event with a
+//  correlation id of its own, the logs are read again for that one. The
+//  events are printed in causation order: an event after the event its
+//  causation id names, indented under it, siblings by time.
+
+#define S_TRACE_MAX_LOGS 4096     //  logs looked at, at most
+#define S_TRACE_MAX_EVENTS 100000 //  events kept, at most
+
+typedef struct {
+    uint8_t origin[SHOAL_ID_SIZE];     //  origin of the log
+    char stream[SHOAL_STREAM_MAX + 1]; //  its stream
+    int holder;                        //  index in the trace's connections of the node to ask
+    int rank;                          //  3 = the origin itself, 2 = the local node, 1 = a peer
+} s_trace_log_t;
+
+typedef struct {
+    s_cli_t *cli;                   //  global options
+    s_printer_t printer;            //  names of the nodes seen
+    s_conn_t *conns[S_MAX_SOURCES]; //  the node, then its peers
+    size_t conn_count;              //  entries in conns
+    s_trace_log_t *logs;            //  every log found
+    size_t log_count;               //  entries in logs
+    Shoal__V1__Event **events;      //  the events kept (owned copies)
+    size_t event_count;             //  entries in events
+    zhashx_t *seen;                 //  "origin/stream/seq" of kept events
+} s_trace_t;
+
+//  Notes the logs a node's Status lists, with that node as a holder.
+static void
+s_trace_learn (s_trace_t *self, int holder, bool local, const Shoal__V1__StatusReply *status)
+{
+    s_printer_learn_status (&self->printer, status);
+    for (size_t i = 0; i < status->n_logs; i++) {
+        const Shoal__V1__LogHead *head = status->logs[i];
+        if (head->origin.len != SHOAL_ID_SIZE || head->head_seq == 0
+            || strlen (head->stream) > SHOAL_STREAM_MAX)
+            continue;
+        int rank = status->node.len == SHOAL_ID_SIZE
+                           && memcmp (status->node.data, head->origin.data, SHOAL_ID_SIZE) == 0
+                       ? 3
+                   : local ? 2
+                           : 1;
+        s_trace_log_t *log = NULL;
+        for (size_t j = 0; j < self->log_count && !log; j++)
+            if (memcmp (self->logs[j].origin, head->origin.data, SHOAL_ID_SIZE) == 0
+                && streq (self->logs[j].stream, head->stream))
+                log = &self->logs[j];
+        if (!log) {
+            if (self->log_count == S_TRACE_MAX_LOGS)
+                continue;
+            log = &self->logs[self->log_count++];
+            memcpy (log->origin, head->origin.data, SHOAL_ID_SIZE);
+            snprintf (log->stream, sizeof log->stream, "%s", head->stream);
+            log->rank = 0;
+        }
+        if (rank > log->rank) {
+            log->rank = rank;
+            log->holder = holder;
+        }
+    }
+}
+
+//  True when the event is one of ID's.
+static bool
+s_trace_match (const Shoal__V1__Event *event, const char *id, const char *correlation)
+{
+    if (event->correlation_id && *event->correlation_id
+        && (streq (event->correlation_id, id)
+            || (correlation && streq (event->correlation_id, correlation))))
+        return true;
+    char hex[2 * SHOAL_ID_SIZE + 1];
+    s_hex (&event->id, hex);
+    return *hex && streq (hex, id);
+}
+
+//  Keeps a copy of the event, once.
+static void
+s_trace_keep (s_trace_t *self, const Shoal__V1__Event *event)
+{
+    char key[2 * SHOAL_ID_SIZE + SHOAL_STREAM_MAX + 32], origin[2 * SHOAL_ID_SIZE + 1];
+    s_hex (&event->origin, origin);
+    snprintf (key, sizeof key, "%s/%s/%" PRIu64, origin, event->stream, event->seq);
+    if (zhashx_lookup (self->seen, key) || self->event_count == S_TRACE_MAX_EVENTS)
+        return;
+    zhashx_insert (self->seen, key, (void *) 1);
+    size_t size = shoal__v1__event__get_packed_size (event);
+    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
+    shoal__v1__event__pack (event, data);
+    Shoal__V1__Event *copy = shoal__v1__event__unpack (NULL, size, data);
+    free (data);
+    if (!copy)
+        return;
+    if (self->event_count % 256 == 0)
+        self->events = (Shoal__V1__Event **) realloc (
+            self->events, (self->event_count + 256) * sizeof (Shoal__V1__Event *));
+    self->events[self->event_count++] = copy;
+}
+
+//  Replays one log and keeps the events of ID. 0, or -1 after reporting.
+static int
+s_trace_scan (s_trace_t *self, s_trace_log_t *log, const char *id, const char *correlation)
+{
+    s_conn_t *conn = self->conns[log->holder];
+    Shoal__V1__ReplayRequest body = SHOAL__V1__REPLAY_REQUEST__INIT;
+    body.origin.data = log->origin;
+    body.origin.len = SHOAL_ID_SIZE;
+    body.stream = log->stream;
+    body.credit = S_CREDIT;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.body_case = SHOAL__V1__REQUEST__BODY_REPLAY;
+    request.replay = &body;
+    uint64_t replay_id = s_conn_send (conn, &request);
+    while (replay_id && !s_interrupted) {
+        Shoal__V1__Response *response = s_conn_recv (conn, self->cli->timeout_ms, NULL);
+        if (!response)
+            break;
+        if (response->request_id != replay_id) {
+            shoal__v1__response__free_unpacked (response, NULL);
+            continue;
+        }
+        if (response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR) {
+            s_cli_t cli = *self->cli;
+            cli.endpoint = conn->endpoint;
+            s_report_wire_error (&cli, "the replay of a log to trace", response->error);
+            shoal__v1__response__free_unpacked (response, NULL);
+            return -1;
+        }
+        bool done = true;
+        if (response->body_case == SHOAL__V1__RESPONSE__BODY_BATCH) {
+            const Shoal__V1__ReplayBatch *batch = response->batch;
+            for (size_t i = 0; i < batch->n_events; i++)
+                if (s_trace_match (batch->events[i], id, correlation))
+                    s_trace_keep (self, batch->events[i]);
+            done = batch->done;
+            if (!done && batch->n_events)
+                s_sub_send_credit (&(s_source_t){.conn = conn}, replay_id,
+                                   (uint32_t) batch->n_events);
+        }
+        shoal__v1__response__free_unpacked (response, NULL);
+        if (done)
+            return 0;
+    }
+    if (!s_interrupted)
+        fprintf (stderr, "shoal: node at %s stopped answering the replay of %s; is it running?\n",
+                 conn->endpoint, log->stream);
+    return -1;
+}
+
+//  Prints the event at index and, below it, the events it caused.
+static void
+s_trace_print (s_trace_t *self, size_t index, int depth, bool *printed)
+{
+    if (printed[index])
+        return;
+    printed[index] = true;
+    if (!self->cli->json)
+        printf ("%*s", 2 * depth, "");
+    s_print_event (&self->printer, self->cli->json, self->events[index]);
+    char hex[2 * SHOAL_ID_SIZE + 1];
+    s_hex (&self->events[index]->id, hex);
+    //  Children: events whose causation id is this event's id (kept sorted by time).
+    for (size_t i = 0; *hex && i < self->event_count; i++)
+        if (!printed[i] && streq (self->events[i]->causation_id, hex))
+            s_trace_print (self, i, depth + 1, printed);
+}
+
+static int
+s_trace_by_time (const void *a, const void *b)
+{
+    const Shoal__V1__Event *x = *(Shoal__V1__Event *const *) a;
+    const Shoal__V1__Event *y = *(Shoal__V1__Event *const *) b;
+    return x->time_ns < y->time_ns ? -1 : x->time_ns > y->time_ns ? 1 : 0;
+}
+
+static int
+s_cmd_trace (s_cli_t *cli, int argc, char **argv)
+{
+    const char *id = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1])
+            return s_usage_error ("trace: unknown option %s", argv[i]);
+        if (id)
+            return s_usage_error ("trace takes one ID");
+        id = argv[i];
+    }
+    if (!id || !*id)
+        return s_usage_error ("trace needs an ID: a correlation id or an event id");
+    int status = s_resolve (cli);
+    if (status)
+        return status;
+    status = S_ERROR;
+    s_trace_t self = {0};
+    self.cli = cli;
+    self.logs = (s_trace_log_t *) zmalloc (S_TRACE_MAX_LOGS * sizeof (s_trace_log_t));
+    self.seen = zhashx_new ();
+    s_conn_t *conn = s_connect (cli, &status);
+    Shoal__V1__Response *reply = conn ? s_status_call (cli, conn) : NULL;
+    if (!reply) {
+        s_conn_destroy (&conn);
+        status = conn ? S_ERROR : status;
+        goto done;
+    }
+    self.conns[self.conn_count++] = conn;
+    s_trace_learn (&self, 0, true, reply->status);
+    //  The peers: each one's Status, asked once.
+    for (size_t i = 0; i < reply->status->n_peers && self.conn_count < S_MAX_SOURCES; i++) {
+        const char *endpoint = reply->status->peers[i]->endpoint;
+        if (!endpoint || strncmp (endpoint, "tcp://", 6) != 0)
+            continue;
+        s_conn_t *peer = s_conn_new (endpoint);
+        if (!peer)
+            continue;
+        Shoal__V1__StatusRequest body = SHOAL__V1__STATUS_REQUEST__INIT;
+        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+        request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
+        request.status = &body;
+        Shoal__V1__Response *answer = s_conn_call (peer, &request, cli->timeout_ms, NULL);
+        if (answer && answer->body_case == SHOAL__V1__RESPONSE__BODY_STATUS) {
+            self.conns[self.conn_count] = peer;
+            s_trace_learn (&self, (int) self.conn_count++, false, answer->status);
+        }
+        else {
+            fprintf (stderr, "shoal: peer %s did not answer; the trace lacks what only it holds\n",
+                     endpoint);
+            s_conn_destroy (&peer);
+        }
+        if (answer)
+            shoal__v1__response__free_unpacked (answer, NULL);
+    }
+    shoal__v1__response__free_unpacked (reply, NULL);
+    for (size_t i = 0; i < self.log_count && !s_interrupted; i++)
+        s_trace_scan (&self, &self.logs[i], id, NULL);
+    //  An event id: follow its correlation id too.
+    const char *correlation = NULL;
+    for (size_t i = 0; i < self.event_count && !correlation; i++) {
+        char hex[2 * SHOAL_ID_SIZE + 1];
+        s_hex (&self.events[i]->id, hex);
+        if (streq (hex, id) && *self.events[i]->correlation_id
+            && !streq (self.events[i]->correlation_id, id))
+            correlation = self.events[i]->correlation_id;
+    }
+    char *followed = correlation ? strdup (correlation) : NULL;
+    if (followed)
+        for (size_t i = 0; i < self.log_count && !s_interrupted; i++)
+            s_trace_scan (&self, &self.logs[i], id, followed);
+    if (self.event_count == 0) {
+        fprintf (stderr,
+                 "shoal: no event with correlation id or event id \"%s\" in the %zu log(s) of "
+                 "%zu node(s)\n",
+                 id, self.log_count, self.conn_count);
+        free (followed);
+        goto done;
+    }
+    qsort (self.events, self.event_count, sizeof self.events[0], s_trace_by_time);
+    //  Roots: events whose cause is not among the events kept.
+    zhashx_t *by_id = zhashx_new ();
+    for (size_t i = 0; i < self.event_count; i++) {
+        char hex[2 * SHOAL_ID_SIZE + 1];
+        s_hex (&self.events[i]->id, hex);
+        if (*hex)
+            zhashx_update (by_id, hex, self.events[i]);
+    }
+    bool *printed = (bool *) zmalloc (self.event_count * sizeof (bool));
+    if (!cli->json)
+        printf ("trace %s%s%s: %zu event(s) in %zu log(s) of %zu node(s)\n", id,
+                followed ? ", correlation id " : "", followed ? followed : "", self.event_count,
+                self.log_count, self.conn_count);
+    for (size_t i = 0; i < self.event_count; i++)
+        if (!zhashx_lookup (by_id, self.events[i]->causation_id))
+            s_trace_print (&self, i, 0, printed);
+    //  Causation cycles (never made by shoal's services) still get printed.
+    for (size_t i = 0; i < self.event_count; i++)
+        s_trace_print (&self, i, 0, printed);
+    free (printed);
+    zhashx_destroy (&by_id);
+    free (followed);
+    status = S_OK;
+
+done:
+    for (size_t i = 0; i < self.event_count; i++)
+        shoal__v1__event__free_unpacked (self.events[i], NULL);
+    free (self.events);
+    for (size_t i = 0; i < self.conn_count; i++)
+        s_conn_destroy (&self.conns[i]);
+    free (self.logs);
+    free (self.printer.names);
+    zhashx_destroy (&self.seen);
+    return status;
+}
+
+//  --------------------------------------------------------------------------
 
 int
 main (int argc, char *argv[])
@@ -2662,11 +2961,13 @@ main (int argc, char *argv[])
         status = s_cmd_info (&cli, sub_argc, sub_argv, false);
     else if (streq (command, "log"))
         status = s_cmd_log (&cli, sub_argc, sub_argv);
+    else if (streq (command, "trace"))
+        status = s_cmd_trace (&cli, sub_argc, sub_argv);
     else if (streq (command, "help"))
         s_usage (stdout), status = S_OK;
     else
-        status = s_usage_error ("unknown command \"%s\": use pub, sub, replay, peers, status or "
-                                "log",
+        status = s_usage_error ("unknown command \"%s\": use pub, sub, replay, peers, status, "
+                                "log or trace",
                                 command);
     free (cli.endpoint);
     free (cli.found);

@@ -1,7 +1,9 @@
 /*  test_demo - `./quickstart demo` as CI runs it: a short run that must
-    show the three nodes, events flowing, each node's status, and leave no
-    process and no directory behind; then a run stopped by Ctrl-C (SIGINT
-    to its process group, as a terminal sends it) that must clean up too.
+    show the three nodes and the shop saga's four services, order events
+    flowing, each node's status, the order view with every order settled
+    and the money balanced, and leave no process and no directory behind;
+    then a run stopped by Ctrl-C (SIGINT to its process group, as a
+    terminal sends it) that must clean up too.
 
     The demo uses only loopback (interface lo, a mesh name of its own) and
     the binaries of this build tree (SHOAL_BIN_DIR, --no-build). */
@@ -70,6 +72,17 @@ test_short_run (void)
         "each node's status is shown");
     ok (s_contains (out, "every event arrived once, in seq order per origin"),
         "every published event reached the subscriber, in order");
+    ok (s_contains (out, "  orders: node ") && s_contains (out, "  payments: node ")
+            && s_contains (out, "  inventory: node ") && s_contains (out, "  order-view: node "),
+        "the shop's services start: orders, payments, inventory, order-view");
+    ok (s_count (out, "  view | o-") >= 3 && s_contains (out, "  view | o-1 "),
+        "the order view is shown, from o-1 on");
+    ok (s_contains (out, "every order ended in exactly one terminal state"),
+        "the saga settles every order");
+    ok (s_contains (out, "money balances: charged - refunded = the totals of the confirmed orders"),
+        "the money balances");
+    ok (s_contains (out, "OrderConfirmed") || s_contains (out, "OrderCancelled"),
+        "the subscriber shows the saga closing orders");
     char dir[4200];
     s_demo_dir (out, dir, sizeof dir);
     ok (*dir && s_contains (out, "removed ") && access (dir, F_OK) != 0,
