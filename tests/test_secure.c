@@ -443,6 +443,101 @@ s_test_usage (void)
     free (err);
 }
 
+//  Embedded nodes: three in this process share its one ZAP handler, each
+//  with an allow-list of its own. n1 and n2 allow each other; n3 is a
+//  stranger to them (its own list trusts n1).
+static shoal_node_t *
+s_embedded (const char *name, const char *keys, const char *peer)
+{
+    char data[4200], cert[4300];
+    snprintf (data, sizeof data, "%s/embedded-%s", tap_tmpdir (), name);
+    snprintf (cert, sizeof cert, "%s/%s.cert", s_certs, name);
+    shoal_node_config_t config;
+    shoal_node_config_defaults (&config);
+    config.name = name;
+    config.mesh = s_mesh;
+    config.data_dir = data;
+    config.interface = "none";
+    config.heartbeat_ms = 200;
+    config.secure = true;
+    config.keys_dir = keys;
+    config.cert_path = cert;
+    const char *peers[] = {peer};
+    config.peers = peers;
+    config.peer_count = peer ? 1 : 0;
+    int error = 0;
+    shoal_node_t *node = shoal_node_new (&config, &error);
+    if (!node)
+        diag ("embedded node %s: %s", name, shoal_node_start_error ());
+    return node;
+}
+
+static void
+s_test_embedded (void)
+{
+    char keys[4200], keys3[4200];
+    snprintf (keys, sizeof keys, "%s/keys-embedded", tap_tmpdir ());
+    snprintf (keys3, sizeof keys3, "%s/keys-n3", tap_tmpdir ());
+    mkdir (keys, 0755);
+    mkdir (keys3, 0755);
+    const char *names[] = {"n1", "n2", "n3"};
+    for (size_t i = 0; i < 3; i++)
+        SHOAL (NULL, NULL, "keys", "new", names[i], "--dir", s_certs);
+    ok (SHOAL (NULL, NULL, "keys", "allow", keys, s_cert ("n1")) == 0
+            && SHOAL (NULL, NULL, "keys", "allow", keys, s_cert ("n2")) == 0
+            && SHOAL (NULL, NULL, "keys", "allow", keys3, s_cert ("n1")) == 0,
+        "embedded: allow-lists made");
+    shoal_node_t *n1 = s_embedded ("n1", keys, NULL);
+    ok (n1 != NULL, "embedded: a secure node starts in-process");
+    if (!n1)
+        return;
+    char peer[300];
+    snprintf (peer, sizeof peer, "%s#n1", shoal_node_router_endpoint (n1));
+    shoal_node_t *n2 = s_embedded ("n2", keys, peer);
+    shoal_node_t *n3 = s_embedded ("n3", keys3, peer);
+    ok (n2 && n3, "embedded: two more secure nodes start in the same process (one ZAP handler)");
+    if (!n2 || !n3) {
+        shoal_node_destroy (&n2);
+        shoal_node_destroy (&n3);
+        shoal_node_destroy (&n1);
+        return;
+    }
+    shoal_from_t beginning = {SHOAL_FROM_BEGINNING, 0, 0, NULL, NULL, 0};
+    shoal_node_subscribe (n2, "orders", NULL, &beginning);
+    shoal_node_subscribe (n3, "orders", NULL, &beginning);
+    shoal_event_t *event = shoal_event_new ();
+    shoal_event_set_stream (event, "orders");
+    shoal_event_set_type (event, "Placed");
+    shoal_event_set_payload (event, "{}", 2);
+    uint64_t seq = 0;
+    ok (shoal_node_publish (n1, event, &seq, NULL) == 0
+            && shoal_node_wait_durable (n1, "orders", seq, 5000) == 0,
+        "embedded: n1 publishes");
+    shoal_event_destroy (&event);
+    shoal_event_t *got = NULL;
+    double deadline = tap_now () + 15;
+    while (!got && tap_now () < deadline)
+        got = shoal_node_recv (n2, 200, NULL);
+    ok (got && shoal_event_seq (got) == seq,
+        "embedded: n2 (peer named ENDPOINT#NAME, allowed) receives n1's event");
+    shoal_event_destroy (&got);
+    deadline = tap_now () + 3;
+    while (!got && tap_now () < deadline)
+        got = shoal_node_recv (n3, 200, NULL);
+    ok (!got, "embedded: n3 (key not allowed by n1) receives nothing");
+    shoal_event_destroy (&got);
+    shoal_node_stats_t stats;
+    ok (shoal_node_stats (n1, &stats) == 0 && stats.auth_refused > 0,
+        "embedded: n1 counted n3's refused handshakes (%llu)",
+        (unsigned long long) stats.auth_refused);
+    shoal_node_destroy (&n3);
+    shoal_node_destroy (&n2);
+    shoal_node_destroy (&n1);
+    n1 = s_embedded ("n1", keys, NULL);
+    ok (n1 != NULL, "embedded: the ZAP handler starts again after the last secure node stopped");
+    shoal_node_destroy (&n1);
+}
+
 int
 main (void)
 {
@@ -459,6 +554,7 @@ main (void)
 
     s_test_keys ();
     s_test_usage ();
+    s_test_embedded ();
     const char *cli = strdup (s_cert ("cli"));
 
     //  Members: a with a certificate made beforehand, b with the one shoald
