@@ -196,16 +196,12 @@ s_zap_answer (zsock_t *handler)
     zmsg_destroy (&request);
 }
 
+//  The handler's thread; args is the REP socket, bound already (the actor
+//  takes it).
 static void
 s_zap_actor (zsock_t *pipe, void *args)
 {
-    (void) args;
-    zsock_t *handler = zsock_new (ZMQ_REP);
-    if (!handler || zsock_bind (handler, S_ZAP_ENDPOINT)) {
-        zsock_destroy (&handler);
-        zsock_signal (pipe, 1);
-        return;
-    }
+    zsock_t *handler = (zsock_t *) args;
     zsock_signal (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, handler, NULL);
     while (true) {
@@ -304,14 +300,25 @@ shoal_secure_new (const char *keys_dir, const char *cert_path, const char *name,
     s_refresh (self);
     if (!s_nodes)
         s_nodes = zlistx_new ();
-    if (!s_handler) {
-        s_handler = zactor_new (s_zap_actor, NULL);
-        if (!s_handler)
-            snprintf (s_error, sizeof s_error,
-                      "cannot start the ZAP handler: another one (zauth?) is bound to %s in "
-                      "this process",
-                      S_ZAP_ENDPOINT);
+    //  The endpoint is bound here, so that a failure is seen; a handler
+    //  being stopped by another thread may hold it for a moment: try
+    //  again for a while.
+    for (int attempt = 0; !s_handler && attempt < 100; attempt++) {
+        zsock_t *socket = zsock_new (ZMQ_REP);
+        if (socket && zsock_bind (socket, S_ZAP_ENDPOINT) == 0)
+            s_handler = zactor_new (s_zap_actor, socket);
+        else {
+            zsock_destroy (&socket);
+            pthread_mutex_unlock (&s_lock);
+            zclock_sleep (10);
+            pthread_mutex_lock (&s_lock);
+        }
     }
+    if (!s_handler)
+        snprintf (s_error, sizeof s_error,
+                  "cannot start the ZAP handler: another one (zauth?) is bound to %s in this "
+                  "process",
+                  S_ZAP_ENDPOINT);
     if (s_handler)
         zlistx_add_end (s_nodes, self);
     pthread_mutex_unlock (&s_lock);
@@ -328,15 +335,20 @@ shoal_secure_destroy (shoal_secure_t **self_p)
     if (!self_p || !*self_p)
         return;
     shoal_secure_t *self = *self_p;
+    //  The handler is stopped outside the lock: it may be waiting for the
+    //  lock to answer a request, and would never read $TERM.
+    zactor_t *handler = NULL;
     pthread_mutex_lock (&s_lock);
     void *handle = s_nodes ? zlistx_find (s_nodes, self) : NULL;
     if (handle)
         zlistx_delete (s_nodes, handle);
     if (s_nodes && zlistx_size (s_nodes) == 0) {
-        zactor_destroy (&s_handler);
+        handler = s_handler;
+        s_handler = NULL;
         zlistx_destroy (&s_nodes);
     }
     pthread_mutex_unlock (&s_lock);
+    zactor_destroy (&handler);
     zcert_destroy (&self->cert);
     free (self->allowed);
     free (self->keys_dir);
