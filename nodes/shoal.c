@@ -2331,7 +2331,8 @@ s_list_dir (const char *path, char ***names_p, size_t *count_p)
         names[count++] = strdup (entry->d_name);
     }
     closedir (dir);
-    qsort (names, count, sizeof (char *), s_compare_names);
+    if (count > 1) //  an empty directory has no array (qsort of NULL is undefined)
+        qsort (names, count, sizeof (char *), s_compare_names);
     *names_p = names;
     *count_p = count;
     return 0;
