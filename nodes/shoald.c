@@ -1076,7 +1076,7 @@ main (int argc, char *argv[])
     s_settings_t settings;
     s_settings_init (&settings);
     int status = S_EXIT_USAGE;
-    char *data_dir = NULL, *interface = NULL, *endpoint_path = NULL;
+    char *data_dir = NULL, *interface = NULL, *endpoint_path = NULL, *keys_dir = NULL;
     const char **peers = NULL, **replicate = NULL;
     shoal_node_t *node = NULL;
 
@@ -1214,7 +1214,9 @@ main (int argc, char *argv[])
         fprintf (stderr, "shoald: --keys and --cert are for secure mode: add --secure\n");
         goto done;
     }
-    config.keys_dir = settings.value[OPT_KEYS];
+    //  Absolute, so the node's log names the directory whatever the cwd.
+    keys_dir = settings.value[OPT_KEYS] ? realpath (settings.value[OPT_KEYS], NULL) : NULL;
+    config.keys_dir = keys_dir ? keys_dir : settings.value[OPT_KEYS];
     config.cert_path = settings.value[OPT_CERT];
     if (!config.secure)
         zsys_warning ("insecure mode: traffic is not encrypted and anyone who reaches this "
@@ -1329,6 +1331,7 @@ done:
     free (peers);
     free (replicate);
     free (data_dir);
+    free (keys_dir);
     s_settings_destroy (&settings);
     zlistx_destroy (&args.assigns);
     zlistx_destroy (&config_assigns);
