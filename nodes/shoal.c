@@ -2791,9 +2791,11 @@ s_keys_new (s_cli_t *cli, int argc, char **argv)
         fprintf (stderr, "shoal: cannot write %s: %s\n", path, strerror (errno));
         status = S_ERROR;
     }
-    else if (cli->json)
-        printf ("{\"name\":\"%s\",\"key\":\"%s\",\"file\":\"%s\"}\n", name, zcert_public_txt (cert),
-                path);
+    else if (cli->json) {
+        printf ("{\"name\":\"%s\",\"key\":\"%s\",\"file\":", name, zcert_public_txt (cert));
+        shoal_json_put_cstring (stdout, path);
+        printf ("}\n");
+    }
     else
         printf ("%s %s\nshoal: public certificate %s, secret %s (keep it private); allow it "
                 "with `shoal keys allow DIR %s`\n",

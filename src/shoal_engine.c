@@ -154,7 +154,8 @@ typedef struct {
     int64_t next_peer_check_ms;
     int64_t next_repair_ms;
     int64_t next_expire_ms;
-    bool replay_busy;           //  replay pump had more to send
+    bool replay_busy; //  replay pump had more to send
+
     shoal_secure_t *secure;     //  CURVE keys and allow-list, NULL when not secure
     uint64_t beacons_refused;   //  secure: beacons without a key or of a key not allowed
     int64_t next_keys_check_ms; //  secure: when the allow-list is looked at next
