@@ -576,6 +576,22 @@ main (void)
     ok (s_wait_peer (&a, cli, b.id, true, 20) && s_wait_peer (&b, cli, a.id, true, 20),
         "a and b discover each other (beacons with allowed keys) and connect over CURVE");
 
+    //  A static peer without its key is not tried in secure mode.
+    s_node_t f;
+    char a_plain[200];
+    snprintf (a_plain, sizeof a_plain, "%s", a.router);
+    if (s_start (&f, "f", s_keys, NULL,
+                 (const char *[]){"--interface", "none", "--peer", a_plain, NULL})
+        == 0) {
+        char *f_err = mesh_stderr (f.proc);
+        ok (s_contains (f_err, "needs its key"),
+            "secure mode: a static peer without #KEY is ignored, with a warning");
+        free (f_err);
+    }
+    else
+        ok (false, "node f started");
+    mesh_stop (&f.proc);
+
     //  An allowed client publishes; b replicates it; the wire shows no plaintext.
     s_capture_t capture;
     bool can_capture = s_capture_open (&capture) == 0;
