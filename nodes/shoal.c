@@ -351,11 +351,77 @@ s_secure_dealer (zsock_t *dealer, const char *spec, char *plain, size_t plain_si
     return 0;
 }
 
+//  Watches dealer's handshakes (before it connects), so that a refusal
+//  can be told apart from a node that does not answer. NULL when the
+//  monitor cannot be made.
+static zsock_t *
+s_secure_monitor (zsock_t *dealer)
+{
+    static int count = 0;
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://shoal-handshakes-%d", ++count);
+    if (zmq_socket_monitor (zsock_resolve (dealer), endpoint,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+        return NULL;
+    zsock_t *monitor = zsock_new (ZMQ_PAIR);
+    zsock_set_linger (monitor, 0);
+    if (zsock_connect (monitor, "%s", endpoint)) {
+        zmq_socket_monitor (zsock_resolve (dealer), NULL, 0);
+        zsock_destroy (&monitor);
+    }
+    return monitor;
+}
+
+static void
+s_secure_monitor_stop (zsock_t *dealer, zsock_t **monitor_p)
+{
+    if (*monitor_p) {
+        zmq_socket_monitor (zsock_resolve (dealer), NULL, 0);
+        zsock_destroy (monitor_p);
+    }
+}
+
+//  After a request went unanswered: true (after reporting) when the
+//  monitor saw the node refuse our key or fail the CURVE handshake.
+static bool
+s_secure_refused (zsock_t *monitor, s_cli_t *cli)
+{
+    bool auth = false, protocol = false;
+    zmq_msg_t frame;
+    while (monitor) {
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, zsock_resolve (monitor), ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&frame);
+            break;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size (&frame) >= 2)
+            memcpy (&event, zmq_msg_data (&frame), 2);
+        auth = auth || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+        protocol = protocol || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+        while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, zsock_resolve (monitor), 0) >= 0)
+            ;
+        zmq_msg_close (&frame);
+    }
+    if (auth)
+        fprintf (stderr,
+                 "shoal: node at %s refused this client: its key (--cert) is not in the "
+                 "node's allow-list; allow it there with `shoal keys allow DIR CERT`\n",
+                 cli->endpoint);
+    else if (protocol)
+        fprintf (stderr,
+                 "shoal: the CURVE handshake with %s failed: is the node's key right "
+                 "(--server-key or ENDPOINT#KEY), and is the node secure?\n",
+                 cli->endpoint);
+    return auth || protocol;
+}
+
 //  --------------------------------------------------------------------------
 //  Talking to a node
 
 typedef struct {
     zsock_t *dealer;  //  connected to the node's ROUTER
+    zsock_t *monitor; //  secure mode: the dealer's handshake failures, else NULL
     char *endpoint;   //  where
     uint64_t next_id; //  last request id used
 } s_conn_t;
@@ -375,8 +441,11 @@ s_conn_new (const char *endpoint)
     zsock_set_sndhwm (self->dealer, 10000);
     zsock_set_rcvhwm (self->dealer, 0);
     char plain[512];
-    if (s_secure_dealer (self->dealer, endpoint, plain, sizeof plain)
-        || zsock_connect (self->dealer, "%s", plain)) {
+    int rc = s_secure_dealer (self->dealer, endpoint, plain, sizeof plain);
+    if (rc == 0 && s_client_cert)
+        self->monitor = s_secure_monitor (self->dealer);
+    if (rc || zsock_connect (self->dealer, "%s", plain)) {
+        s_secure_monitor_stop (self->dealer, &self->monitor);
         zsock_destroy (&self->dealer);
         free (self->endpoint);
         free (self);
@@ -389,6 +458,7 @@ static void
 s_conn_destroy (s_conn_t **self_p)
 {
     if (*self_p) {
+        s_secure_monitor_stop ((*self_p)->dealer, &(*self_p)->monitor);
         zsock_destroy (&(*self_p)->dealer);
         free ((*self_p)->endpoint);
         free (*self_p);
@@ -616,6 +686,9 @@ s_connect (s_cli_t *cli, int *status_p)
                      "Response: is it a shoald ROUTER endpoint? (the shoald line says "
                      "`router ENDPOINT`)\n",
                      cli->endpoint, cli->found);
+            *status_p = S_ERROR;
+        }
+        else if (s_secure_refused (conn->monitor, cli)) {
             *status_p = S_ERROR;
         }
         else {
