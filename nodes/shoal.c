@@ -40,6 +40,7 @@
 #include "shoal.h"
 #include "shoal.pb-c.h"
 #include "shoal_json.h"
+#include "shoal_secure.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -124,6 +125,10 @@ s_usage (FILE *out)
              "  trace ID          every event of correlation id ID (or of the event with id\n"
              "      ID and its correlation) in the logs of the node and its peers, in\n"
              "      causation order: each event indented under the event that caused it\n"
+             "  keys new NAME [--dir DIR]   make a CURVE keypair DIR/NAME.cert (+ _secret)\n"
+             "  keys list DIR               the keys a keys directory (allow-list) holds\n"
+             "  keys allow DIR CERT         add a public certificate to the allow-list\n"
+             "  keys revoke DIR KEY|NAME    remove a key; running nodes cut it off at once\n"
              "\n"
              "Options:\n"
              "  --node ENDPOINT   the node's ROUTER endpoint, e.g. tcp://127.0.0.1:7001\n"
@@ -133,6 +138,10 @@ s_usage (FILE *out)
              "                    or ~/.local/share/shoal)\n"
              "  --json            one JSON object per line, for scripts\n"
              "  --timeout MS      how long to wait for the node to answer (default 5000)\n"
+             "  --cert FILE       secure mode: this client's certificate (NAME.cert with\n"
+             "                    NAME.cert_secret beside it; also SHOAL_CERT)\n"
+             "  --server-key KEY  secure mode: the node's public key (default: from\n"
+             "                    ENDPOINT#KEY or DIR/" S_ENDPOINT_FILE "; also SHOAL_SERVER_KEY)\n"
              "  -h, --help        this help;  -V, --version  the version\n"
              "\n"
              "Exit status: 0 ok, 1 error, 2 usage error.\n");
@@ -295,10 +304,127 @@ s_parse_time (const char *text, int64_t *time_ns)
 }
 
 //  --------------------------------------------------------------------------
+//  Secure mode: the client's certificate (--cert) and the node's key
+
+static zcert_t *s_client_cert;   //  --cert FILE (or SHOAL_CERT), NULL = plain connections
+static const char *s_server_key; //  --server-key KEY (or SHOAL_SERVER_KEY), NULL = from endpoint
+
+//  Loads --cert. 0, or -1 after reporting.
+static int
+s_secure_setup (const char *cert_path, const char *server_key)
+{
+    if (server_key && *server_key && !shoal_secure_key_valid (server_key)) {
+        fprintf (stderr,
+                 "shoal: --server-key \"%s\" is not a CURVE public key (40 Z85 "
+                 "characters, as `shoal keys list DIR` shows)\n",
+                 server_key);
+        return -1;
+    }
+    s_server_key = server_key && *server_key ? server_key : NULL;
+    if (!cert_path || !*cert_path)
+        return 0;
+    s_client_cert = zcert_load (cert_path);
+    uint8_t zero[32] = {0};
+    if (!s_client_cert || memcmp (zcert_secret_key (s_client_cert), zero, 32) == 0) {
+        fprintf (stderr,
+                 "shoal: --cert %s: not a CURVE certificate with its secret key (make one "
+                 "with `shoal keys new NAME` and give NAME.cert; NAME.cert_secret must be "
+                 "beside it)\n",
+                 cert_path);
+        zcert_destroy (&s_client_cert);
+        return -1;
+    }
+    return 0;
+}
+
+//  Makes dealer a CURVE client for spec (ENDPOINT or ENDPOINT#KEY) when a
+//  certificate was given; plain copies the endpoint part. 0, or -1 when
+//  spec is not usable.
+static int
+s_secure_dealer (zsock_t *dealer, const char *spec, char *plain, size_t plain_size)
+{
+    char key[SHOAL_KEY_TEXT_SIZE];
+    if (shoal_secure_split (NULL, spec, plain, plain_size, key))
+        return -1;
+    const char *server = *key ? key : s_server_key;
+    if (s_client_cert && server) {
+        zcert_apply (s_client_cert, dealer);
+        zsock_set_curve_serverkey (dealer, server);
+    }
+    return 0;
+}
+
+//  Watches dealer's handshakes (before it connects), so that a refusal
+//  can be told apart from a node that does not answer. NULL when the
+//  monitor cannot be made.
+static zsock_t *
+s_secure_monitor (zsock_t *dealer)
+{
+    static int count = 0;
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://shoal-handshakes-%d", ++count);
+    if (zmq_socket_monitor (zsock_resolve (dealer), endpoint,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+        return NULL;
+    zsock_t *monitor = zsock_new (ZMQ_PAIR);
+    zsock_set_linger (monitor, 0);
+    if (zsock_connect (monitor, "%s", endpoint)) {
+        zmq_socket_monitor (zsock_resolve (dealer), NULL, 0);
+        zsock_destroy (&monitor);
+    }
+    return monitor;
+}
+
+static void
+s_secure_monitor_stop (zsock_t *dealer, zsock_t **monitor_p)
+{
+    if (*monitor_p) {
+        zmq_socket_monitor (zsock_resolve (dealer), NULL, 0);
+        zsock_destroy (monitor_p);
+    }
+}
+
+//  After a request went unanswered: true (after reporting) when the
+//  monitor saw the node refuse our key or fail the CURVE handshake.
+static bool
+s_secure_refused (zsock_t *monitor, s_cli_t *cli)
+{
+    bool auth = false, protocol = false;
+    zmq_msg_t frame;
+    while (monitor) {
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, zsock_resolve (monitor), ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&frame);
+            break;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size (&frame) >= 2)
+            memcpy (&event, zmq_msg_data (&frame), 2);
+        auth = auth || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+        protocol = protocol || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+        while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, zsock_resolve (monitor), 0) >= 0)
+            ;
+        zmq_msg_close (&frame);
+    }
+    if (auth)
+        fprintf (stderr,
+                 "shoal: node at %s refused this client: its key (--cert) is not in the "
+                 "node's allow-list; allow it there with `shoal keys allow DIR CERT`\n",
+                 cli->endpoint);
+    else if (protocol)
+        fprintf (stderr,
+                 "shoal: the CURVE handshake with %s failed: is the node's key right "
+                 "(--server-key or ENDPOINT#KEY), and is the node secure?\n",
+                 cli->endpoint);
+    return auth || protocol;
+}
+
+//  --------------------------------------------------------------------------
 //  Talking to a node
 
 typedef struct {
     zsock_t *dealer;  //  connected to the node's ROUTER
+    zsock_t *monitor; //  secure mode: the dealer's handshake failures, else NULL
     char *endpoint;   //  where
     uint64_t next_id; //  last request id used
 } s_conn_t;
@@ -317,7 +443,12 @@ s_conn_new (const char *endpoint)
     zsock_set_linger (self->dealer, 0);
     zsock_set_sndhwm (self->dealer, 10000);
     zsock_set_rcvhwm (self->dealer, 0);
-    if (zsock_connect (self->dealer, "%s", endpoint)) {
+    char plain[512];
+    int rc = s_secure_dealer (self->dealer, endpoint, plain, sizeof plain);
+    if (rc == 0 && s_client_cert)
+        self->monitor = s_secure_monitor (self->dealer);
+    if (rc || zsock_connect (self->dealer, "%s", plain)) {
+        s_secure_monitor_stop (self->dealer, &self->monitor);
         zsock_destroy (&self->dealer);
         free (self->endpoint);
         free (self);
@@ -330,6 +461,7 @@ static void
 s_conn_destroy (s_conn_t **self_p)
 {
     if (*self_p) {
+        s_secure_monitor_stop ((*self_p)->dealer, &(*self_p)->monitor);
         zsock_destroy (&(*self_p)->dealer);
         free ((*self_p)->endpoint);
         free (*self_p);
@@ -421,6 +553,14 @@ s_unreachable (s_cli_t *cli)
         fprintf (stderr, "shoal: is shoald running there? Its first line on stdout shows its "
                          "`router ENDPOINT`; start one with `shoald --data DIR` and use "
                          "`shoal --data DIR`, or give --timeout MS for a slow link\n");
+    if (!s_client_cert)
+        fprintf (stderr, "shoal: a node started with --secure answers only clients with an "
+                         "allowed key: give --cert FILE\n");
+    else
+        fprintf (stderr, "shoal: secure mode: the node answers only if it allows this "
+                         "certificate (`shoal keys allow DIR CERT` on its keys directory) and "
+                         "the node's key is right (--server-key, ENDPOINT#KEY, or "
+                         "DIR/" S_ENDPOINT_FILE " of a secure shoald)\n");
 }
 
 //  The name of a wire error code.
@@ -549,6 +689,9 @@ s_connect (s_cli_t *cli, int *status_p)
                      "Response: is it a shoald ROUTER endpoint? (the shoald line says "
                      "`router ENDPOINT`)\n",
                      cli->endpoint, cli->found);
+            *status_p = S_ERROR;
+        }
+        else if (s_secure_refused (conn->monitor, cli)) {
             *status_p = S_ERROR;
         }
         else {
@@ -2264,7 +2407,8 @@ s_list_dir (const char *path, char ***names_p, size_t *count_p)
         names[count++] = strdup (entry->d_name);
     }
     closedir (dir);
-    qsort (names, count, sizeof (char *), s_compare_names);
+    if (count > 1) //  an empty directory has no array (qsort of NULL is undefined)
+        qsort (names, count, sizeof (char *), s_compare_names);
     *names_p = names;
     *count_p = count;
     return 0;
@@ -2891,6 +3035,249 @@ done:
 }
 
 //  --------------------------------------------------------------------------
+//  keys: certificates and the allow-list (a directory of public certificates)
+
+//  The name a certificate goes by: its metadata name, else the file name
+//  without .cert / _secret. Caller owns return value.
+static char *
+s_keys_name (zcert_t *cert, const char *path)
+{
+    const char *name = zcert_meta (cert, "name");
+    if (name && *name)
+        return strdup (name);
+    const char *base = strrchr (path, '/') ? strrchr (path, '/') + 1 : path;
+    char *copy = strdup (base);
+    char *suffix = strstr (copy, ".cert");
+    if (suffix)
+        *suffix = 0;
+    return copy;
+}
+
+static bool
+s_keys_name_valid (const char *name)
+{
+    return *name && strlen (name) <= 63 && name[0] != '.'
+           && strspn (name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+                  == strlen (name);
+}
+
+//  Calls fn for each public certificate (path, cert) in dir.
+typedef int (s_keys_fn) (void *arg, const char *path, zcert_t *cert);
+static int
+s_keys_each (const char *dir, s_keys_fn *fn, void *arg)
+{
+    char **names;
+    size_t count;
+    if (s_list_dir (dir, &names, &count))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t length = strlen (names[i]);
+        if (names[i][0] == '.' || (length > 7 && streq (names[i] + length - 7, "_secret")))
+            continue;
+        char *path = zsys_sprintf ("%s/%s", dir, names[i]);
+        struct stat info;
+        zcert_t *cert =
+            stat (path, &info) == 0 && S_ISREG (info.st_mode) ? zcert_load (path) : NULL;
+        if (cert && rc == 0)
+            rc = fn (arg, path, cert);
+        zcert_destroy (&cert);
+        free (path);
+    }
+    for (size_t i = 0; i < count; i++)
+        free (names[i]);
+    free (names);
+    return rc;
+}
+
+static int
+s_keys_print (void *arg, const char *path, zcert_t *cert)
+{
+    s_cli_t *cli = (s_cli_t *) arg;
+    char *name = s_keys_name (cert, path);
+    if (cli->json) {
+        printf ("{\"name\":");
+        shoal_json_put_cstring (stdout, name);
+        printf (",\"key\":\"%s\",\"file\":", zcert_public_txt (cert));
+        shoal_json_put_cstring (stdout, path);
+        printf ("}\n");
+    }
+    else
+        printf ("%-24s %s  %s\n", name, zcert_public_txt (cert), path);
+    free (name);
+    return 0;
+}
+
+//  Collects the files whose key or name is `what`.
+typedef struct {
+    const char *what; //  the key (Z85) or name looked for
+    zlistx_t *paths;  //  every matching file
+} s_keys_match_t;
+
+static int
+s_keys_match (void *arg, const char *path, zcert_t *cert)
+{
+    s_keys_match_t *match = (s_keys_match_t *) arg;
+    char *name = s_keys_name (cert, path);
+    if (streq (zcert_public_txt (cert), match->what) || streq (name, match->what))
+        zlistx_add_end (match->paths, (void *) path);
+    free (name);
+    return 0;
+}
+
+static zlistx_t *
+s_keys_paths (void)
+{
+    zlistx_t *paths = zlistx_new ();
+    zlistx_set_duplicator (paths, (zlistx_duplicator_fn *) strdup);
+    zlistx_set_destructor (paths, (zlistx_destructor_fn *) zstr_free);
+    return paths;
+}
+
+static int
+s_keys_new (s_cli_t *cli, int argc, char **argv)
+{
+    const char *name = NULL, *dir = ".";
+    for (int i = 1; i < argc; i++) {
+        int m = s_option (argc, argv, &i, "--dir", &dir);
+        if (m < 0)
+            return S_USAGE;
+        if (m == 0 && !name && argv[i][0] != '-')
+            name = argv[i];
+        else if (m == 0)
+            return s_usage_error ("keys new NAME [--dir DIR]: unexpected \"%s\"", argv[i]);
+    }
+    if (!name || !s_keys_name_valid (name))
+        return s_usage_error ("keys new needs a NAME of letters, digits, '.', '_' or '-' "
+                              "(63 at most)");
+    char *path = zsys_sprintf ("%s/%s.cert", dir, name);
+    char *secret = zsys_sprintf ("%s_secret", path);
+    int status = S_OK;
+    zcert_t *cert = NULL;
+    if (access (path, F_OK) == 0 || access (secret, F_OK) == 0) {
+        fprintf (stderr, "shoal: %s already exists: choose another NAME or --dir\n", path);
+        status = S_ERROR;
+    }
+    else if (!(cert = zcert_new ()) || (zcert_set_meta (cert, "name", "%s", name), 0)
+             || zcert_save (cert, path)) {
+        fprintf (stderr, "shoal: cannot write %s: %s\n", path, strerror (errno));
+        status = S_ERROR;
+    }
+    else if (cli->json) {
+        printf ("{\"name\":\"%s\",\"key\":\"%s\",\"file\":", name, zcert_public_txt (cert));
+        shoal_json_put_cstring (stdout, path);
+        printf ("}\n");
+    }
+    else
+        printf ("%s %s\nshoal: public certificate %s, secret %s (keep it private); allow it "
+                "with `shoal keys allow DIR %s`\n",
+                name, zcert_public_txt (cert), path, secret, path);
+    zcert_destroy (&cert);
+    free (path);
+    free (secret);
+    return status;
+}
+
+static int
+s_keys_allow (const char *dir, const char *file)
+{
+    zcert_t *cert = zcert_load (file);
+    if (!cert) {
+        fprintf (stderr, "shoal: %s is not a certificate (make one with `shoal keys new NAME`)\n",
+                 file);
+        return S_ERROR;
+    }
+    if (!s_is_dir (dir) && mkdir (dir, 0755)) {
+        fprintf (stderr, "shoal: cannot make %s: %s\n", dir, strerror (errno));
+        zcert_destroy (&cert);
+        return S_ERROR;
+    }
+    char *name = s_keys_name (cert, file);
+    s_keys_match_t match = {zcert_public_txt (cert), s_keys_paths ()};
+    s_keys_each (dir, s_keys_match, &match);
+    int status = S_OK;
+    char *path = zsys_sprintf ("%s/%s.cert", dir, name);
+    char *temp = zsys_sprintf ("%s/.%s.cert.tmp", dir, name);
+    if (zlistx_size (match.paths) > 0)
+        printf ("shoal: key %s is allowed already\n", zcert_public_txt (cert));
+    else if (!s_keys_name_valid (name) || access (path, F_OK) == 0) {
+        fprintf (stderr,
+                 "shoal: cannot allow %s as \"%s\": %s; name it with `shoal keys new` or "
+                 "rename the file\n",
+                 file, name,
+                 s_keys_name_valid (name) ? "another key has that name" : "not a usable name");
+        status = S_ERROR;
+    }
+    else if (zcert_save_public (cert, temp) || rename (temp, path)) {
+        //  Written aside first: a node never reads half a certificate.
+        fprintf (stderr, "shoal: cannot write %s: %s\n", path, strerror (errno));
+        unlink (temp);
+        status = S_ERROR;
+    }
+    else
+        printf ("shoal: allowed %s (%s) in %s\n", name, zcert_public_txt (cert), dir);
+    zlistx_destroy (&match.paths);
+    free (path);
+    free (temp);
+    free (name);
+    zcert_destroy (&cert);
+    return status;
+}
+
+static int
+s_keys_revoke (const char *dir, const char *what)
+{
+    if (!s_is_dir (dir)) {
+        fprintf (stderr, "shoal: %s is not a directory\n", dir);
+        return S_ERROR;
+    }
+    s_keys_match_t match = {what, s_keys_paths ()};
+    s_keys_each (dir, s_keys_match, &match);
+    int status = S_OK;
+    if (zlistx_size (match.paths) == 0) {
+        fprintf (stderr, "shoal: no key or name \"%s\" in %s (`shoal keys list %s`)\n", what, dir,
+                 dir);
+        status = S_ERROR;
+    }
+    for (const char *path = (const char *) zlistx_first (match.paths); path;
+         path = (const char *) zlistx_next (match.paths)) {
+        char *secret = zsys_sprintf ("%s_secret", path);
+        unlink (secret);
+        free (secret);
+        if (unlink (path)) {
+            fprintf (stderr, "shoal: cannot remove %s: %s\n", path, strerror (errno));
+            status = S_ERROR;
+        }
+        else
+            printf ("shoal: revoked %s (running secure nodes cut it off within a second)\n", path);
+    }
+    zlistx_destroy (&match.paths);
+    return status;
+}
+
+static int
+s_cmd_keys (s_cli_t *cli, int argc, char **argv)
+{
+    const char *action = argc > 0 ? argv[0] : "";
+    if (streq (action, "new"))
+        return s_keys_new (cli, argc, argv);
+    if (streq (action, "list") && argc == 2) {
+        if (!s_is_dir (argv[1])) {
+            fprintf (stderr, "shoal: %s is not a directory\n", argv[1]);
+            return S_ERROR;
+        }
+        s_keys_each (argv[1], s_keys_print, cli);
+        return S_OK;
+    }
+    if (streq (action, "allow") && argc == 3)
+        return s_keys_allow (argv[1], argv[2]);
+    if (streq (action, "revoke") && argc == 3)
+        return s_keys_revoke (argv[1], argv[2]);
+    return s_usage_error ("keys new NAME [--dir DIR] | keys list DIR | keys allow DIR CERT | "
+                          "keys revoke DIR KEY|NAME");
+}
+
+//  --------------------------------------------------------------------------
 
 int
 main (int argc, char *argv[])
@@ -2908,6 +3295,8 @@ main (int argc, char *argv[])
 
     s_cli_t cli = {0};
     cli.timeout_ms = 5000;
+    const char *cert_path = getenv ("SHOAL_CERT");
+    const char *server_key = getenv ("SHOAL_SERVER_KEY");
     int i = 1;
     for (; i < argc; i++) {
         const char *value;
@@ -2915,6 +3304,10 @@ main (int argc, char *argv[])
         if ((m = s_option (argc, argv, &i, "--node", &cli.node)))
             ;
         else if ((m = s_option (argc, argv, &i, "--data", &cli.data)))
+            ;
+        else if ((m = s_option (argc, argv, &i, "--cert", &cert_path)))
+            ;
+        else if ((m = s_option (argc, argv, &i, "--server-key", &server_key)))
             ;
         else if ((m = s_option (argc, argv, &i, "--timeout", &value)) == 1) {
             uint64_t v;
@@ -2949,7 +3342,11 @@ main (int argc, char *argv[])
     int sub_argc = argc - i - 1;
     char **sub_argv = argv + i + 1;
     int status;
-    if (streq (command, "pub"))
+    if (s_secure_setup (cert_path, server_key))
+        return S_USAGE;
+    if (streq (command, "keys"))
+        status = s_cmd_keys (&cli, sub_argc, sub_argv);
+    else if (streq (command, "pub"))
         status = s_cmd_pub (&cli, sub_argc, sub_argv);
     else if (streq (command, "sub"))
         status = s_cmd_sub (&cli, sub_argc, sub_argv);
@@ -2972,6 +3369,7 @@ main (int argc, char *argv[])
     free (cli.endpoint);
     free (cli.found);
     free (cli.data_dir);
+    zcert_destroy (&s_client_cert);
     fflush (stdout);
     return status;
 }

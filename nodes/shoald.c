@@ -81,7 +81,7 @@ typedef enum {
     S_FSYNC,  //  always, batch or never
     S_LEVEL,  //  error, warning, info or debug
     S_LIST,   //  repeated value
-    S_REFUSED //  a setting this build cannot honour (CURVE security)
+    S_BOOL    //  a bare flag; in a config file or SHOAL_ variable: 1/0, true/false, yes/no
 } s_kind_t;
 
 typedef enum { S_FROM_DEFAULT = 0, S_FROM_CONFIG, S_FROM_ENV, S_FROM_ARGS } s_source_t;
@@ -121,6 +121,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_SECURE,
     OPT_KEYS,
+    OPT_CERT,
     OPT_COUNT
 };
 
@@ -172,10 +173,14 @@ static const s_option_t s_options[OPT_COUNT] = {
                         "retention: drop segments older than this, e.g. 7d, 12h (0 = keep all)"},
     [OPT_LOG_LEVEL] = {"log-level", S_LEVEL, "LEVEL", 0, 0,
                        "error, warning, info or debug (default info)"},
-    [OPT_SECURE] = {"secure", S_REFUSED, NULL, 0, 0,
-                    "CURVE security (not available in this build)"},
-    [OPT_KEYS] = {"keys", S_REFUSED, "DIR", 0, 0,
-                  "CURVE key directory (not available in this build)"},
+    [OPT_SECURE] = {"secure", S_BOOL, NULL, 0, 0,
+                    "CURVE security: encrypted traffic, only keys in --keys get in"},
+    [OPT_KEYS] = {"keys", S_STRING, "DIR", 0, 0,
+                  "secure: the allow-list, a directory of public certificates\n"
+                  "                          (`shoal keys allow DIR CERT`)"},
+    [OPT_CERT] = {"cert", S_STRING, "FILE", 0, 0,
+                  "secure: this node's certificate (default DATA/node.cert,\n"
+                  "                          made on first start; the secret is FILE_secret)"},
 };
 
 typedef struct {
@@ -306,6 +311,17 @@ s_endpoint_valid (const char *endpoint)
     return strncmp (endpoint, "ipc://", 6) == 0 && endpoint[6] != 0;
 }
 
+//  Parses a yes or no; true when text is one (*value_p, may be NULL, gets it).
+static bool
+s_bool_parse (const char *text, bool *value_p)
+{
+    bool yes = streq (text, "1") || streq (text, "true") || streq (text, "yes");
+    bool no = streq (text, "0") || streq (text, "false") || streq (text, "no");
+    if (value_p)
+        *value_p = yes;
+    return yes || no;
+}
+
 //  Checks a value for an option. 0, or -1 with the reason in why.
 static int
 s_check (int option, const char *value, char *why, size_t size)
@@ -313,11 +329,13 @@ s_check (int option, const char *value, char *why, size_t size)
     const s_option_t *o = &s_options[option];
     long long number;
     switch (o->kind) {
-        case S_REFUSED:
-            snprintf (why, size,
-                      "security (CURVE) is not available in this build: remove --secure and "
-                      "--keys (or their config and SHOAL_ settings) and run on a trusted network");
-            return -1;
+        case S_BOOL:
+            if (!s_bool_parse (value, NULL)) {
+                snprintf (why, size, "\"%s\" is not a yes or no: use 1, 0, true, false, yes or no",
+                          value);
+                return -1;
+            }
+            return 0;
         case S_INT:
         case S_SIZE:
             if (s_parse_number (value, o->kind == S_SIZE, o->min, o->max, &number)) {
@@ -649,7 +667,7 @@ s_config_load (const char *path, zlistx_t *assigns)
             }
             snprintf (where, sizeof where, "%s:%d", path, line);
             const char *value = zconfig_value (item) ? zconfig_value (item) : "";
-            if (s_options[option].kind == S_REFUSED && !*value)
+            if (s_options[option].kind == S_BOOL && !*value)
                 value = "1";
             s_assign_add (assigns, option, value, where);
         }
@@ -900,8 +918,6 @@ s_print_config (s_settings_t *settings)
 {
     printf ("shoald\n");
     for (int i = 0; i < OPT_COUNT; i++) {
-        if (s_options[i].kind == S_REFUSED)
-            continue;
         if (s_options[i].kind == S_LIST) {
             for (const char *v = (const char *) zlistx_first (settings->list[i]); v;
                  v = (const char *) zlistx_next (settings->list[i]))
@@ -1060,7 +1076,7 @@ main (int argc, char *argv[])
     s_settings_t settings;
     s_settings_init (&settings);
     int status = S_EXIT_USAGE;
-    char *data_dir = NULL, *interface = NULL, *endpoint_path = NULL;
+    char *data_dir = NULL, *interface = NULL, *endpoint_path = NULL, *keys_dir = NULL;
     const char **peers = NULL, **replicate = NULL;
     shoal_node_t *node = NULL;
 
@@ -1187,6 +1203,25 @@ main (int argc, char *argv[])
         config.retain_age_ns = (int64_t) number * 1000000000;
     //  The node logs to stderr itself, at the same level as shoald.
     config.log_level = s_log_threshold;
+    if (settings.value[OPT_SECURE])
+        s_bool_parse (settings.value[OPT_SECURE], &config.secure);
+    if (config.secure && !settings.value[OPT_KEYS]) {
+        fprintf (stderr, "shoald: --secure needs --keys DIR, the directory of allowed public "
+                         "certificates (make one with `shoal keys new NAME --dir DIR`)\n");
+        goto done;
+    }
+    if (!config.secure && (settings.value[OPT_KEYS] || settings.value[OPT_CERT])) {
+        fprintf (stderr, "shoald: --keys and --cert are for secure mode: add --secure\n");
+        goto done;
+    }
+    //  Absolute, so the node's log names the directory whatever the cwd.
+    keys_dir = settings.value[OPT_KEYS] ? realpath (settings.value[OPT_KEYS], NULL) : NULL;
+    config.keys_dir = keys_dir ? keys_dir : settings.value[OPT_KEYS];
+    config.cert_path = settings.value[OPT_CERT];
+    if (!config.secure)
+        zsys_warning ("insecure mode: traffic is not encrypted and anyone who reaches this "
+                      "node can read, publish and replay; use --secure --keys DIR on an "
+                      "untrusted network");
     size_t peer_count = zlistx_size (settings.list[OPT_PEER]);
     peers = (const char **) zmalloc ((peer_count + 1) * sizeof (char *));
     size_t n = 0;
@@ -1237,7 +1272,22 @@ main (int argc, char *argv[])
     shoal_id_to_hex (shoal_node_id (node), id_hex);
     char *router = s_connectable (shoal_node_router_endpoint (node));
     endpoint_path = zsys_sprintf ("%s/%s", data_dir, S_ENDPOINT_FILE);
-    char *content = zsys_sprintf ("%s\n", router);
+    //  Secure mode: the endpoint file carries the node's public key
+    //  (ENDPOINT#KEY), which is how `shoal --data DIR --cert FILE` finds it.
+    char key_suffix[64] = "";
+    if (config.secure) {
+        char *cert_file =
+            config.cert_path ? strdup (config.cert_path) : zsys_sprintf ("%s/node.cert", data_dir);
+        zcert_t *cert = zcert_load (cert_file);
+        if (cert) {
+            snprintf (key_suffix, sizeof key_suffix, "#%s", zcert_public_txt (cert));
+            zsys_info ("secure mode: public key %s (certificate %s), allow-list %s",
+                       zcert_public_txt (cert), cert_file, config.keys_dir);
+        }
+        zcert_destroy (&cert);
+        free (cert_file);
+    }
+    char *content = zsys_sprintf ("%s%s\n", router, key_suffix);
     int written = s_write_file (endpoint_path, content);
     int write_error = errno;
     free (content);
@@ -1281,6 +1331,7 @@ done:
     free (peers);
     free (replicate);
     free (data_dir);
+    free (keys_dir);
     s_settings_destroy (&settings);
     zlistx_destroy (&args.assigns);
     zlistx_destroy (&config_assigns);

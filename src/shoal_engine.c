@@ -36,6 +36,7 @@
 #include "shoal_error.h"
 #include "shoal_peer.h"
 #include "shoal_replay.h"
+#include "shoal_secure.h"
 #include "shoal_store.h"
 #include "shoal_sub.h"
 #include "shoal_wire.h"
@@ -56,6 +57,7 @@
 #define S_DAMP_MAX_MS 30000      //  longest hold-off of a flapping peer
 #define S_PENDING_MAX_MS 60000   //  forget replay requests older than this
 #define S_REHELLO_EVERY 5        //  heartbeats between two Hellos to a greeted peer
+#define S_KEYS_CHECK_MS 250      //  secure mode: how often the allow-list is looked at
 
 //  A thin client's publish waiting for durability before its ack.
 typedef struct {
@@ -155,6 +157,10 @@ typedef struct {
     int64_t next_repair_ms;
     int64_t next_expire_ms;
     bool replay_busy; //  replay pump had more to send
+
+    shoal_secure_t *secure;     //  CURVE keys and allow-list, NULL when not secure
+    uint64_t beacons_refused;   //  secure: beacons without a key or of a key not allowed
+    int64_t next_keys_check_ms; //  secure: when the allow-list is looked at next
 } s_engine_t;
 
 static int64_t
@@ -1038,6 +1044,11 @@ s_peer_remove (s_engine_t *self, shoal_peer_t *peer, bool damp)
 static bool
 s_known_endpoint (s_engine_t *self, const char *endpoint)
 {
+    if (strchr (endpoint, '#')) {
+        char plain[128], key[SHOAL_KEY_TEXT_SIZE];
+        if (shoal_secure_split (NULL, endpoint, plain, sizeof plain, key) == 0)
+            return s_known_endpoint (self, plain);
+    }
     if (strcmp (endpoint, self->args->router_endpoint) == 0)
         return true;
     for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
@@ -1049,13 +1060,44 @@ s_known_endpoint (s_engine_t *self, const char *endpoint)
 
 static void s_send_hello (s_engine_t *self, shoal_peer_t *peer);
 
+//  How a peer is named to others (peer exchange, Status): its ROUTER
+//  endpoint, with "#KEY" in secure mode. Caller owns return value.
+static char *
+s_peer_spec (s_engine_t *self, shoal_peer_t *peer)
+{
+    if (self->secure && *shoal_peer_key (peer))
+        return zsys_sprintf ("%s#%s", shoal_peer_router_endpoint (peer), shoal_peer_key (peer));
+    return strdup (shoal_peer_router_endpoint (peer));
+}
+
 static shoal_peer_t *
 s_peer_add (s_engine_t *self, const char *router_endpoint, bool is_static)
 {
     if (s_known_endpoint (self, router_endpoint))
         return NULL;
-    shoal_peer_t *peer =
-        shoal_peer_new (router_endpoint, is_static, self->config->sndhwm, s_now ());
+    //  Secure mode: the endpoint carries the peer's key (ENDPOINT#KEY),
+    //  which must be in the allow-list; without a key, no connection.
+    char plain[128], key[SHOAL_KEY_TEXT_SIZE] = "";
+    if (shoal_secure_split (self->secure, router_endpoint, plain, sizeof plain, key)) {
+        s_log (self, S_WARNING,
+               "ignoring peer %s: after # comes the peer's public key (Z85) or the name of "
+               "its certificate in the keys directory",
+               router_endpoint);
+        return NULL;
+    }
+    if (self->secure && !*key) {
+        s_log (self, S_WARNING,
+               "ignoring peer %s: in secure mode a peer endpoint needs its key: "
+               "tcp://HOST:PORT#KEY (Z85) or #NAME (a certificate in the keys directory)",
+               router_endpoint);
+        return NULL;
+    }
+    if (self->secure && !shoal_secure_allowed (self->secure, key)) {
+        s_log (self, S_INFO, "ignoring peer %s: its key is not in the allow-list", plain);
+        return NULL;
+    }
+    shoal_peer_t *peer = shoal_peer_new_secure (plain, is_static, self->config->sndhwm, s_now (),
+                                                self->secure, self->secure ? key : NULL);
     if (!peer) {
         s_log (self, S_WARNING, "ignoring peer endpoint %s (expected tcp://HOST:PORT)",
                router_endpoint);
@@ -1071,6 +1113,8 @@ static void
 s_peer_connect_pub (s_engine_t *self, shoal_peer_t *peer)
 {
     const char *pub = shoal_peer_pub_endpoint (peer);
+    if (pub && self->secure)
+        shoal_secure_client (self->secure, self->sub, shoal_peer_key (peer));
     if (pub && zsock_connect (self->sub, "%s", pub))
         s_log (self, S_WARNING, "cannot connect to %s", pub);
 }
@@ -1160,6 +1204,16 @@ s_on_beacon (s_engine_t *self, const char *ip, const shoal_beacon_msg_t *msg)
 {
     if (memcmp (msg->node, self->id, SHOAL_ID_SIZE) == 0)
         return;
+    char key[SHOAL_KEY_TEXT_SIZE] = "";
+    if (self->secure) {
+        //  Only members are discovered: a beacon needs a key in the allow-list.
+        if (msg->has_key)
+            zmq_z85_encode (key, msg->key, SHOAL_KEY_SIZE);
+        if (!msg->has_key || !shoal_secure_allowed (self->secure, key)) {
+            self->beacons_refused++;
+            return;
+        }
+    }
     shoal_peer_t *peer = s_peer_by_id (self, msg->node);
     char endpoint[96];
     snprintf (endpoint, sizeof endpoint, "tcp://%s:%u", ip, msg->router_port);
@@ -1181,6 +1235,10 @@ s_on_beacon (s_engine_t *self, const char *ip, const shoal_beacon_msg_t *msg)
     s_gone_t *gone = (s_gone_t *) zhashx_lookup (self->gone, hex);
     if (gone && s_now () < gone->hold_until_ms)
         return; //  flapping: held off for now
+    if (*key) {
+        size_t length = strlen (endpoint);
+        snprintf (endpoint + length, sizeof endpoint - length, "#%s", key);
+    }
     peer = s_peer_add (self, endpoint, false);
     if (peer) {
         shoal_peer_set_identity (peer, msg->node, NULL);
@@ -1247,6 +1305,12 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
         else {
             char endpoint[96];
             snprintf (endpoint, sizeof endpoint, "tcp://%s:%u", address, hello->router_port);
+            //  Secure mode: the caller's key is the one ZAP checked.
+            const char *key = self->secure ? zframe_meta (payload, "User-Id") : NULL;
+            if (key && shoal_secure_key_valid (key)) {
+                size_t length = strlen (endpoint);
+                snprintf (endpoint + length, sizeof endpoint - length, "#%s", key);
+            }
             peer = s_peer_add (self, endpoint, false);
             if (peer) {
                 shoal_peer_set_identity (peer, hello->node.data, hello->name);
@@ -1264,7 +1328,7 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
     for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
          peer = (shoal_peer_t *) zlistx_next (self->peers))
         if (shoal_peer_greeted (peer))
-            known[n++] = (char *) shoal_peer_router_endpoint (peer);
+            known[n++] = s_peer_spec (self, peer);
     Shoal__V1__Hello reply = SHOAL__V1__HELLO__INIT;
     reply.node.data = self->id;
     reply.node.len = SHOAL_ID_SIZE;
@@ -1282,6 +1346,8 @@ s_handle_hello (s_engine_t *self, zframe_t *routing_id, zframe_t *payload, uint6
     response.hello = &reply;
     zframe_t *frame = shoal_wire_pack_response (&response);
     s_send_response (self, routing_id, &frame);
+    for (size_t i = 0; i < n; i++)
+        free (known[i]);
     free (known);
 }
 
@@ -1320,7 +1386,7 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
             peers[n].node.len = SHOAL_ID_SIZE;
         }
         peers[n].name = (char *) shoal_peer_name (peer);
-        peers[n].endpoint = (char *) shoal_peer_router_endpoint (peer);
+        peers[n].endpoint = s_peer_spec (self, peer);
         peers[n].state = (char *) shoal_peer_state_name (
             shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms));
         peer_ptrs[n] = &peers[n];
@@ -1340,6 +1406,7 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
         {"replays_served", stats.replays_served},
         {"events_served", stats.events_served},
         {"peers", stats.peers},
+        {"auth_refused", stats.auth_refused},
     };
     size_t counter_count = sizeof counters / sizeof counters[0];
     Shoal__V1__StatusReply__CountersEntry entries[sizeof counters / sizeof counters[0]];
@@ -1369,6 +1436,8 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
     s_send_response (self, routing_id, &frame);
     free (heads);
     free (head_ptrs);
+    for (size_t i = 0; i < n; i++)
+        free (peers[i].endpoint);
     free (peers);
     free (peer_ptrs);
 }
@@ -1907,6 +1976,8 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
     stats->duplicates_dropped = totals.duplicates_dropped;
     stats->replays_served = shoal_replay_requests_served (self->replay);
     stats->events_served = shoal_replay_events_sent (self->replay);
+    stats->auth_refused =
+        self->secure ? self->beacons_refused + shoal_secure_refused (self->secure) : 0;
     stats->peers = 0;
     int64_t now = s_now ();
     for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
@@ -1928,8 +1999,9 @@ s_reply_peers (s_engine_t *self)
         if (shoal_peer_has_id (peer))
             memcpy (infos[n].id, shoal_peer_id (peer), SHOAL_ID_SIZE);
         snprintf (infos[n].name, sizeof infos[n].name, "%s", shoal_peer_name (peer));
-        snprintf (infos[n].endpoint, sizeof infos[n].endpoint, "%s",
-                  shoal_peer_router_endpoint (peer));
+        char *spec = s_peer_spec (self, peer);
+        snprintf (infos[n].endpoint, sizeof infos[n].endpoint, "%s", spec);
+        free (spec);
         snprintf (infos[n].state, sizeof infos[n].state, "%s",
                   shoal_peer_state_name (shoal_peer_state (peer, now, self->config->suspect_ms,
                                                            self->config->expiry_ms)));
@@ -2120,6 +2192,92 @@ s_bind (s_engine_t *self, zsock_t *socket, const char *endpoint, const char *wha
     return 0;
 }
 
+//  Secure mode: the node's keypair (made in the data directory on first
+//  start) and the allow-list, before any socket exists.
+static int
+s_secure_start (s_engine_t *self)
+{
+    shoal_node_config_t *config = self->config;
+    char *cert_path = config->cert_path && *config->cert_path
+                          ? strdup (config->cert_path)
+                          : zsys_sprintf ("%s/node.cert", config->data_dir);
+    char domain[64];
+    snprintf (domain, sizeof domain, "shoal-%s", self->id_hex);
+    self->secure = shoal_secure_new (config->keys_dir, cert_path, config->name, domain);
+    free (cert_path);
+    if (!self->secure)
+        return s_fail_start (self, SHOAL_ERR_INVALID, "secure mode: %s", shoal_secure_error ());
+    if (!shoal_secure_allowed (self->secure, shoal_secure_public_txt (self->secure)))
+        s_log (self, S_WARNING,
+               "this node's key %s is not in the allow-list %s: peers that share it will "
+               "refuse this node (`shoal keys allow %s DATA/node.cert`)",
+               shoal_secure_public_txt (self->secure), config->keys_dir, config->keys_dir);
+    self->next_keys_check_ms = s_now () + S_KEYS_CHECK_MS;
+    return 0;
+}
+
+//  Binds a new server socket like `old` on the endpoint old had, then
+//  destroys old. The port was released by old a moment ago, so the bind
+//  is tried again for a while. The new socket or NULL.
+static zsock_t *
+s_secure_rebind (s_engine_t *self, zsock_t *old, int type, const char *endpoint)
+{
+    zsock_t *socket = zsock_new (type);
+    zsock_set_sndhwm (socket, zsock_sndhwm (old));
+    zsock_set_rcvhwm (socket, zsock_rcvhwm (old));
+    zsock_set_maxmsgsize (socket, zsock_maxmsgsize (old));
+    zsock_set_linger (socket, 0);
+    if (type == ZMQ_ROUTER)
+        zsock_set_router_mandatory (socket, 1);
+    shoal_secure_server (self->secure, socket);
+    zsock_destroy (&old);
+    for (int attempt = 0; attempt < 500; attempt++) {
+        if (zsock_bind (socket, "%s", endpoint) >= 0)
+            return socket;
+        zclock_sleep (10);
+    }
+    s_log (self, S_ERROR, "cannot bind %s again after a revocation: %s", endpoint,
+           zmq_strerror (zmq_errno ()));
+    zsock_destroy (&socket);
+    return NULL;
+}
+
+//  A key left the allow-list: ZAP refuses it from the next handshake on,
+//  but connections made before stay up. So every connection is cut: PUB
+//  and ROUTER are made again on the same endpoints (allowed peers and
+//  clients reconnect by themselves and handshake again; the revoked key
+//  is refused), and this node drops its own connections to peers whose
+//  key went. Events lost on the way are repaired like any gap.
+static void
+s_secure_revoke (s_engine_t *self)
+{
+    s_log (self, S_INFO, "a key left the allow-list %s: cutting every connection",
+           self->config->keys_dir);
+    zsock_t *pub = s_secure_rebind (self, self->pub, ZMQ_PUB, self->args->pub_endpoint);
+    zsock_t *router = s_secure_rebind (self, self->router, ZMQ_ROUTER, self->args->router_endpoint);
+    if (!pub || !router) {
+        //  Without its sockets the node cannot go on: stop as after $TERM.
+        zsock_destroy (&pub);
+        zsock_destroy (&router);
+        self->pub = zsock_new (ZMQ_PUB);
+        self->router = zsock_new (ZMQ_ROUTER);
+        self->terminated = true;
+        return;
+    }
+    self->pub = pub;
+    self->router = router;
+    shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers);
+    while (peer) {
+        shoal_peer_t *next = (shoal_peer_t *) zlistx_next (self->peers);
+        if (!shoal_secure_allowed (self->secure, shoal_peer_key (peer)))
+            s_peer_remove (self, peer, true);
+        peer = next;
+        if (peer)
+            zlistx_find (self->peers, peer);
+    }
+    self->peers_changed = true;
+}
+
 static int
 s_start (s_engine_t *self)
 {
@@ -2137,6 +2295,8 @@ s_start (s_engine_t *self)
     memcpy (self->args->node_id, self->id, SHOAL_ID_SIZE);
     shoal_id_to_hex (self->id, self->id_hex);
     self->mesh_id = shoal_mesh_id (config->mesh);
+    if (config->secure && s_secure_start (self))
+        return -1;
 
     //  Default endpoints: the interface's own address, so that nothing is
     //  bound where it was not asked for.
@@ -2166,6 +2326,10 @@ s_start (s_engine_t *self)
     zsock_set_rcvhwm (self->sub, config->rcvhwm);
     zsock_set_maxmsgsize (self->sub, (int64_t) config->max_event_size + 65536);
     zsock_set_linger (self->sub, 0);
+    if (self->secure) {
+        shoal_secure_server (self->secure, self->pub);
+        shoal_secure_server (self->secure, self->router);
+    }
     if (s_bind (self, self->pub, config->pub_endpoint ? config->pub_endpoint : pub_default, "pub",
                 self->args->pub_endpoint, sizeof self->args->pub_endpoint, &self->pub_port)
         || s_bind (self, self->router,
@@ -2198,6 +2362,10 @@ s_start (s_engine_t *self)
         memcpy (msg.node, self->id, SHOAL_ID_SIZE);
         msg.pub_port = (uint16_t) self->pub_port;
         msg.router_port = (uint16_t) self->router_port;
+        if (self->secure) {
+            msg.has_key = true;
+            memcpy (msg.key, shoal_secure_public_key (self->secure), SHOAL_KEY_SIZE);
+        }
         shoal_beacon_publish (self->beacon, &msg, config->beacon_interval_ms);
     }
     for (size_t i = 0; i < config->peer_count; i++)
@@ -2245,6 +2413,10 @@ s_stop (s_engine_t *self)
         msg.pub_port = (uint16_t) self->pub_port;
         msg.router_port = (uint16_t) self->router_port;
         msg.leaving = true;
+        if (self->secure) {
+            msg.has_key = true;
+            memcpy (msg.key, shoal_secure_public_key (self->secure), SHOAL_KEY_SIZE);
+        }
         shoal_beacon_publish (self->beacon, &msg, self->config->beacon_interval_ms);
         shoal_beacon_tick (self->beacon);
         shoal_beacon_silence (self->beacon);
@@ -2263,6 +2435,7 @@ s_stop (s_engine_t *self)
     zsock_destroy (&self->pub);
     zsock_destroy (&self->sub);
     zsock_destroy (&self->router);
+    shoal_secure_destroy (&self->secure);
     shoal_heads_close (self->args->heads);
 }
 
@@ -2285,6 +2458,8 @@ s_poll_timeout (s_engine_t *self)
     int64_t next = s_min (self->next_heartbeat_ms, self->next_peer_check_ms);
     next = s_min (next, self->next_repair_ms);
     next = s_min (next, self->next_expire_ms);
+    if (self->secure)
+        next = s_min (next, self->next_keys_check_ms);
     if (self->beacon) {
         int beacon = shoal_beacon_tick (self->beacon);
         if (beacon >= 0)
@@ -2456,6 +2631,11 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
                         s_send_hello (self, peer);
                 }
                 self->next_heartbeat_ms = now + self->config->heartbeat_ms;
+            }
+            if (self->secure && now >= self->next_keys_check_ms) {
+                if (shoal_secure_check (self->secure))
+                    s_secure_revoke (self);
+                self->next_keys_check_ms = now + S_KEYS_CHECK_MS;
             }
             if (now >= self->next_peer_check_ms) {
                 s_check_peers (self);

@@ -30,7 +30,7 @@ struct _shoal_node_t {
     int next_sub_id;           //  last subscription id handed out
     bool *durable;             //  durable[id]: subscription id is a durable consumer's
     size_t durable_alloc;      //  entries allocated in durable
-    char *strings[8];          //  owned copies of the config strings
+    char *strings[10];         //  owned copies of the config strings
     char **peers;              //  owned copy of config.peers
     char **replicate;          //  owned copy of config.replicate
 };
@@ -119,7 +119,9 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
         config->data_dir,
         config->interface && *config->interface ? config->interface : defaults.interface,
         config->pub_endpoint,
-        config->router_endpoint};
+        config->router_endpoint,
+        config->keys_dir,
+        config->cert_path};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         self->strings[i] = strings[i] ? strdup (strings[i]) : NULL;
     copy->name = self->strings[0];
@@ -128,6 +130,8 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
     copy->interface = self->strings[3];
     copy->pub_endpoint = self->strings[4];
     copy->router_endpoint = self->strings[5];
+    copy->keys_dir = self->strings[6];
+    copy->cert_path = self->strings[7];
     self->peers = s_copy_list (config->peers, config->peer_count);
     copy->peers = (const char *const *) self->peers;
     self->replicate = s_copy_list (config->replicate, config->replicate_count);

@@ -53,6 +53,10 @@ typedef struct {
     int log_level;                //  what the node logs to stderr: SHOAL_LOG_*; default warning
     uint64_t retain_bytes;        //  retention of every log by size, 0 = keep all
     int64_t retain_age_ns;        //  retention of every log by age, 0 = keep all
+    bool secure;                  //  CURVE security: encryption, allow-list (promise 8)
+    const char *keys_dir;         //  secure: the allow-list, a directory of public certificates
+    const char *cert_path;        //  secure: the node's certificate; default DATA/node.cert
+                                  //  (secret in PATH_secret; made on first start)
 } shoal_node_config_t;
 
 //  Log levels: a node logs messages at or below its level to stderr.
@@ -89,6 +93,7 @@ typedef struct {
     uint64_t replays_served;     //  replay requests answered
     uint64_t events_served;      //  events sent in replay batches
     uint64_t peers;              //  peers connected now
+    uint64_t auth_refused;       //  secure: handshakes and beacons refused for unknown keys
 } shoal_node_stats_t;
 
 typedef struct {

@@ -13,6 +13,7 @@
     ========================================================================= */
 
 #include "shoal_peer.h"
+#include "shoal_secure.h"
 
 struct _shoal_peer_t {
     uint8_t id[SHOAL_ID_SIZE]; //  node id, valid when has_id
@@ -26,6 +27,7 @@ struct _shoal_peer_t {
     zsock_t *dealer;           //  connected to router
     int64_t last_seen_ms;      //  monotonic ms of the last sign of life
     zlistx_t *replicates;      //  streams it replicates ("all" or names), from Hello
+    char key[41];              //  CURVE public key (Z85) in secure mode, else ""
 };
 
 //  Splits "tcp://HOST:PORT" into host; -1 when it is not of that form.
@@ -46,6 +48,15 @@ s_host (const char *endpoint, char *host, size_t size)
 shoal_peer_t *
 shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm, int64_t now_ms)
 {
+    return shoal_peer_new_secure (router_endpoint, is_static, sndhwm, now_ms, NULL, NULL);
+}
+
+shoal_peer_t *
+shoal_peer_new_secure (const char *router_endpoint, bool is_static, int sndhwm, int64_t now_ms,
+                       shoal_secure_t *secure, const char *key)
+{
+    if (secure && !shoal_secure_key_valid (key))
+        return NULL;
     shoal_peer_t *self = (shoal_peer_t *) zmalloc (sizeof (shoal_peer_t));
     if (strlen (router_endpoint) >= sizeof self->router
         || s_host (router_endpoint, self->host, sizeof self->host)) {
@@ -62,6 +73,10 @@ shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm, int64_t
     zsock_set_sndhwm (self->dealer, sndhwm < 1000 ? sndhwm : 1000);
     zsock_set_rcvhwm (self->dealer, sndhwm);
     zsock_set_linger (self->dealer, 0);
+    if (secure) {
+        snprintf (self->key, sizeof self->key, "%s", key);
+        shoal_secure_client (secure, self->dealer, key);
+    }
     if (zsock_connect (self->dealer, "%s", router_endpoint)) {
         zsock_destroy (&self->dealer);
         free (self);
@@ -109,6 +124,12 @@ const char *
 shoal_peer_router_endpoint (const shoal_peer_t *self)
 {
     return self->router;
+}
+
+const char *
+shoal_peer_key (const shoal_peer_t *self)
+{
+    return self->key;
 }
 
 const char *

@@ -37,6 +37,12 @@ typedef enum {
 //  is_static peers are never dropped. NULL when the endpoint is invalid.
 shoal_peer_t *shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm,
                               int64_t now_ms);
+//  The same in secure mode: the DEALER is a CURVE client of secure's
+//  keypair, to the server with public key `key` (Z85). NULL when the
+//  endpoint or the key is invalid. secure NULL = shoal_peer_new.
+typedef struct _shoal_secure_t shoal_secure_t;
+shoal_peer_t *shoal_peer_new_secure (const char *router_endpoint, bool is_static, int sndhwm,
+                                     int64_t now_ms, shoal_secure_t *secure, const char *key);
 void shoal_peer_destroy (shoal_peer_t **self_p);
 
 bool shoal_peer_has_id (const shoal_peer_t *self);
@@ -44,6 +50,8 @@ const uint8_t *shoal_peer_id (const shoal_peer_t *self);
 const char *shoal_peer_name (const shoal_peer_t *self);
 bool shoal_peer_is_static (const shoal_peer_t *self);
 const char *shoal_peer_router_endpoint (const shoal_peer_t *self);
+//  The peer's CURVE public key (Z85), "" when not in secure mode.
+const char *shoal_peer_key (const shoal_peer_t *self);
 //  The PUB endpoint, or NULL until known.
 const char *shoal_peer_pub_endpoint (const shoal_peer_t *self);
 zsock_t *shoal_peer_dealer (shoal_peer_t *self);

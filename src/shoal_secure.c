@@ -1,0 +1,448 @@
+/*  =========================================================================
+    shoal_secure - CURVE keys, the allow-list and ZAP authentication
+
+    The allow-list of a node is a list of (key, name) read from its keys
+    directory: every regular file not starting with '.' and not ending in
+    "_secret" that zcert_load reads as a certificate gives its public key
+    and its name (metadata `name`, else the file name without ".cert").
+    The list is read again whenever the directory's change time moves
+    (adding, removing or renaming a file does that), checked on every ZAP
+    request, every allow-list question and every shoal_secure_check.
+
+    ZAP: one handler per process, a czmq actor with a REP socket bound to
+    inproc://zeromq.zap.01 in czmq's context (the one every zsock uses).
+    It lives while at least one secure node does. A request (RFC 27) is
+
+        "1.0" | request id | domain | address | routing id | mechanism | credentials...
+
+    and the answer "1.0" | request id | "200" or "400" | text | user id | "".
+    Only CURVE from a key in the domain's allow-list gets 200; the user
+    id is the key's Z85 text, which the engine reads back as the
+    "User-Id" property of the messages that connection brings.
+
+    Invariants:
+    1. Every secure node's server sockets carry its own ZAP domain
+       ("shoal-" and the node id), and the handler is running before the
+       first of them binds: ZeroMQ lets a handshake through when no
+       handler is bound, so the order matters.
+    2. The registry of nodes and their allow-lists is only touched with
+       s_lock held (the handler thread and the engine threads share it).
+    3. A key that was in the allow-list and is no longer sets `revoked`
+       until shoal_secure_check reports it.
+    ========================================================================= */
+
+#include "shoal_secure.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
+#define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define S_RESCAN_MS 2000 //  re-read the allow-list at least this often in check
+
+//  One allowed key.
+typedef struct {
+    char key[SHOAL_KEY_TEXT_SIZE]; //  Z85 text
+    char name[64];                 //  certificate name
+} s_allowed_t;
+
+struct _shoal_secure_t {
+    char *keys_dir;            //  the allow-list directory
+    char domain[64];           //  ZAP domain of the node's server sockets
+    zcert_t *cert;             //  the node's keypair
+    s_allowed_t *allowed;      //  the allow-list as last read
+    size_t allowed_count;      //  entries in allowed
+    struct timespec dir_ctime; //  change time of keys_dir when last read
+    struct timespec dir_mtime; //  modification time of keys_dir when last read
+    bool loaded;               //  allowed was read at least once
+    bool revoked;              //  a key went since the last check
+    int64_t last_scan_ms;      //  when the directory was last read
+    uint64_t refused;          //  handshakes refused
+};
+
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static zlistx_t *s_nodes;   //  registered shoal_secure_t (not owned)
+static zactor_t *s_handler; //  the ZAP handler, while s_nodes is not empty
+static __thread char s_error[10240];
+
+//  Reads the allow-list directory. Call with s_lock held.
+static void
+s_scan (shoal_secure_t *self)
+{
+    s_allowed_t *list = NULL;
+    size_t count = 0, alloc = 0;
+    DIR *dir = opendir (self->keys_dir);
+    struct dirent *entry;
+    while (dir && (entry = readdir (dir))) {
+        const char *file = entry->d_name;
+        size_t length = strlen (file);
+        if (file[0] == '.' || (length > 7 && streq (file + length - 7, "_secret")))
+            continue;
+        char path[4096];
+        snprintf (path, sizeof path, "%s/%s", self->keys_dir, file);
+        struct stat info;
+        if (stat (path, &info) || !S_ISREG (info.st_mode))
+            continue;
+        zcert_t *cert = zcert_load (path);
+        if (!cert)
+            continue;
+        if (count == alloc) {
+            alloc = alloc ? 2 * alloc : 16;
+            list = (s_allowed_t *) realloc (list, alloc * sizeof *list);
+        }
+        s_allowed_t *allowed = &list[count++];
+        snprintf (allowed->key, sizeof allowed->key, "%s", zcert_public_txt (cert));
+        const char *name = zcert_meta (cert, "name");
+        if (name && *name)
+            snprintf (allowed->name, sizeof allowed->name, "%s", name);
+        else
+            snprintf (
+                allowed->name, sizeof allowed->name, "%.*s",
+                (int) (length > 5 && streq (file + length - 5, ".cert") ? length - 5 : length),
+                file);
+        zcert_destroy (&cert);
+    }
+    if (dir)
+        closedir (dir);
+    //  A key in the old list and not in the new one is a revocation.
+    for (size_t i = 0; self->loaded && i < self->allowed_count; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < count && !kept; j++)
+            kept = streq (self->allowed[i].key, list[j].key);
+        if (!kept)
+            self->revoked = true;
+    }
+    free (self->allowed);
+    self->allowed = list;
+    self->allowed_count = count;
+    self->loaded = true;
+    self->last_scan_ms = zclock_mono ();
+}
+
+//  Reads the allow-list again when the directory changed. Call with s_lock held.
+static void
+s_refresh (shoal_secure_t *self)
+{
+    struct stat info;
+    if (stat (self->keys_dir, &info)) {
+        memset (&info, 0, sizeof info);
+    }
+    if (!self->loaded || info.st_ctim.tv_sec != self->dir_ctime.tv_sec
+        || info.st_ctim.tv_nsec != self->dir_ctime.tv_nsec
+        || info.st_mtim.tv_sec != self->dir_mtime.tv_sec
+        || info.st_mtim.tv_nsec != self->dir_mtime.tv_nsec) {
+        self->dir_ctime = info.st_ctim;
+        self->dir_mtime = info.st_mtim;
+        s_scan (self);
+    }
+}
+
+//  Call with s_lock held.
+static bool
+s_allowed (shoal_secure_t *self, const char *key)
+{
+    s_refresh (self);
+    for (size_t i = 0; i < self->allowed_count; i++)
+        if (streq (self->allowed[i].key, key))
+            return true;
+    return false;
+}
+
+//  Answers one ZAP request.
+static void
+s_zap_answer (zsock_t *handler)
+{
+    zmsg_t *request = zmsg_recv (handler);
+    if (!request)
+        return;
+    char *version = zmsg_popstr (request);
+    char *request_id = zmsg_popstr (request);
+    char *domain = zmsg_popstr (request);
+    char *address = zmsg_popstr (request);
+    zframe_t *identity = zmsg_pop (request);
+    char *mechanism = zmsg_popstr (request);
+    zframe_t *credentials = zmsg_pop (request);
+    char key[SHOAL_KEY_TEXT_SIZE] = "";
+    bool ok = false;
+    if (version && streq (version, "1.0") && mechanism && streq (mechanism, "CURVE") && domain
+        && credentials && zframe_size (credentials) == SHOAL_KEY_SIZE) {
+        zmq_z85_encode (key, zframe_data (credentials), SHOAL_KEY_SIZE);
+        pthread_mutex_lock (&s_lock);
+        for (shoal_secure_t *node = (shoal_secure_t *) zlistx_first (s_nodes); node;
+             node = (shoal_secure_t *) zlistx_next (s_nodes))
+            if (streq (node->domain, domain)) {
+                ok = s_allowed (node, key);
+                if (!ok)
+                    node->refused++;
+                break;
+            }
+        pthread_mutex_unlock (&s_lock);
+    }
+    zmsg_t *reply = zmsg_new ();
+    zmsg_addstr (reply, "1.0");
+    zmsg_addstr (reply, request_id ? request_id : "");
+    zmsg_addstr (reply, ok ? "200" : "400");
+    zmsg_addstr (reply, ok ? "OK" : "key not allowed");
+    zmsg_addstr (reply, ok ? key : "");
+    zmsg_addmem (reply, "", 0);
+    zmsg_send (&reply, handler);
+    zstr_free (&version);
+    zstr_free (&request_id);
+    zstr_free (&domain);
+    zstr_free (&address);
+    zstr_free (&mechanism);
+    zframe_destroy (&identity);
+    zframe_destroy (&credentials);
+    zmsg_destroy (&request);
+}
+
+//  The handler's thread; args is the REP socket, bound already (the actor
+//  takes it).
+static void
+s_zap_actor (zsock_t *pipe, void *args)
+{
+    zsock_t *handler = (zsock_t *) args;
+    zsock_signal (pipe, 0);
+    zpoller_t *poller = zpoller_new (pipe, handler, NULL);
+    while (true) {
+        void *which = zpoller_wait (poller, -1);
+        if (which == handler)
+            s_zap_answer (handler);
+        else if (which == pipe) {
+            char *command = zstr_recv (pipe);
+            bool term = !command || streq (command, "$TERM");
+            zstr_free (&command);
+            if (term)
+                break;
+        }
+        else
+            break; //  interrupted
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&handler);
+}
+
+const char *
+shoal_secure_error (void)
+{
+    return s_error;
+}
+
+bool
+shoal_secure_key_valid (const char *text)
+{
+    if (!text || strlen (text) != SHOAL_KEY_TEXT_SIZE - 1)
+        return false;
+    uint8_t key[SHOAL_KEY_SIZE];
+    return zmq_z85_decode (key, text) != NULL;
+}
+
+shoal_secure_t *
+shoal_secure_new (const char *keys_dir, const char *cert_path, const char *name, const char *domain)
+{
+    s_error[0] = 0;
+    if (!zsys_has_curve ()) {
+        snprintf (s_error, sizeof s_error,
+                  "this libzmq has no CURVE support (install libzmq5 from Debian, built "
+                  "with libsodium)");
+        return NULL;
+    }
+    struct stat info;
+    if (!keys_dir || !*keys_dir || stat (keys_dir, &info) || !S_ISDIR (info.st_mode)) {
+        snprintf (s_error, sizeof s_error,
+                  "keys directory %s is not a directory: make it and allow the mesh's keys "
+                  "with `shoal keys allow DIR CERT`",
+                  keys_dir && *keys_dir ? keys_dir : "(none given)");
+        return NULL;
+    }
+    shoal_secure_t *self = (shoal_secure_t *) zmalloc (sizeof (shoal_secure_t));
+    self->keys_dir = strdup (keys_dir);
+    snprintf (self->domain, sizeof self->domain, "%s", domain);
+    char secret[4096];
+    snprintf (secret, sizeof secret, "%s_secret", cert_path);
+    bool has_public = access (cert_path, F_OK) == 0;
+    bool has_secret = access (secret, F_OK) == 0;
+    if (has_secret) {
+        self->cert = zcert_load (cert_path);
+        uint8_t zero[SHOAL_KEY_SIZE] = {0};
+        if (self->cert && memcmp (zcert_secret_key (self->cert), zero, SHOAL_KEY_SIZE) == 0)
+            zcert_destroy (&self->cert);
+        if (!self->cert)
+            snprintf (s_error, sizeof s_error,
+                      "%s is not a CURVE secret certificate (make one with `shoal keys new "
+                      "NAME`)",
+                      secret);
+    }
+    else if (has_public)
+        snprintf (s_error, sizeof s_error,
+                  "%s exists but its secret half %s does not: restore it, or remove %s to "
+                  "make a new keypair (and allow the new key)",
+                  cert_path, secret, cert_path);
+    else {
+        self->cert = zcert_new ();
+        if (self->cert) {
+            zcert_set_meta (self->cert, "name", "%s", name ? name : "shoal");
+            if (zcert_save (self->cert, cert_path)) {
+                snprintf (s_error, sizeof s_error, "cannot write %s: %s", cert_path,
+                          strerror (errno));
+                zcert_destroy (&self->cert);
+            }
+        }
+    }
+    if (!self->cert) {
+        if (!s_error[0])
+            snprintf (s_error, sizeof s_error, "cannot make a CURVE keypair");
+        free (self->keys_dir);
+        free (self);
+        return NULL;
+    }
+    pthread_mutex_lock (&s_lock);
+    s_refresh (self);
+    if (!s_nodes)
+        s_nodes = zlistx_new ();
+    //  The endpoint is bound here, so that a failure is seen; a handler
+    //  being stopped by another thread may hold it for a moment: try
+    //  again for a while.
+    for (int attempt = 0; !s_handler && attempt < 100; attempt++) {
+        zsock_t *socket = zsock_new (ZMQ_REP);
+        if (socket && zsock_bind (socket, S_ZAP_ENDPOINT) == 0)
+            s_handler = zactor_new (s_zap_actor, socket);
+        else {
+            zsock_destroy (&socket);
+            pthread_mutex_unlock (&s_lock);
+            zclock_sleep (10);
+            pthread_mutex_lock (&s_lock);
+        }
+    }
+    if (!s_handler)
+        snprintf (s_error, sizeof s_error,
+                  "cannot start the ZAP handler: another one (zauth?) is bound to %s in this "
+                  "process",
+                  S_ZAP_ENDPOINT);
+    if (s_handler)
+        zlistx_add_end (s_nodes, self);
+    pthread_mutex_unlock (&s_lock);
+    if (!s_handler) {
+        shoal_secure_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+shoal_secure_destroy (shoal_secure_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    shoal_secure_t *self = *self_p;
+    //  The handler is stopped outside the lock: it may be waiting for the
+    //  lock to answer a request, and would never read $TERM.
+    zactor_t *handler = NULL;
+    pthread_mutex_lock (&s_lock);
+    void *handle = s_nodes ? zlistx_find (s_nodes, self) : NULL;
+    if (handle)
+        zlistx_delete (s_nodes, handle);
+    if (s_nodes && zlistx_size (s_nodes) == 0) {
+        handler = s_handler;
+        s_handler = NULL;
+        zlistx_destroy (&s_nodes);
+    }
+    pthread_mutex_unlock (&s_lock);
+    zactor_destroy (&handler);
+    zcert_destroy (&self->cert);
+    free (self->allowed);
+    free (self->keys_dir);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+shoal_secure_public_txt (const shoal_secure_t *self)
+{
+    return zcert_public_txt (self->cert);
+}
+
+const uint8_t *
+shoal_secure_public_key (const shoal_secure_t *self)
+{
+    return zcert_public_key (self->cert);
+}
+
+void
+shoal_secure_server (shoal_secure_t *self, zsock_t *socket)
+{
+    zsock_set_zap_domain (socket, self->domain);
+    zcert_apply (self->cert, socket);
+    zsock_set_curve_server (socket, 1);
+}
+
+void
+shoal_secure_client (shoal_secure_t *self, zsock_t *socket, const char *server_key)
+{
+    zcert_apply (self->cert, socket);
+    zsock_set_curve_serverkey (socket, server_key);
+}
+
+bool
+shoal_secure_allowed (shoal_secure_t *self, const char *key)
+{
+    pthread_mutex_lock (&s_lock);
+    bool allowed = s_allowed (self, key);
+    pthread_mutex_unlock (&s_lock);
+    return allowed;
+}
+
+int
+shoal_secure_check (shoal_secure_t *self)
+{
+    pthread_mutex_lock (&s_lock);
+    if (zclock_mono () - self->last_scan_ms >= S_RESCAN_MS)
+        s_scan (self);
+    else
+        s_refresh (self);
+    int revoked = self->revoked ? 1 : 0;
+    self->revoked = false;
+    pthread_mutex_unlock (&s_lock);
+    return revoked;
+}
+
+uint64_t
+shoal_secure_refused (shoal_secure_t *self)
+{
+    pthread_mutex_lock (&s_lock);
+    uint64_t refused = self->refused;
+    pthread_mutex_unlock (&s_lock);
+    return refused;
+}
+
+int
+shoal_secure_split (shoal_secure_t *self, const char *spec, char *endpoint, size_t endpoint_size,
+                    char key[SHOAL_KEY_TEXT_SIZE])
+{
+    key[0] = 0;
+    const char *hash = strchr (spec, '#');
+    size_t length = hash ? (size_t) (hash - spec) : strlen (spec);
+    if (length >= endpoint_size)
+        return -1;
+    memcpy (endpoint, spec, length);
+    endpoint[length] = 0;
+    if (!hash)
+        return 0;
+    const char *given = hash + 1;
+    if (shoal_secure_key_valid (given)) {
+        snprintf (key, SHOAL_KEY_TEXT_SIZE, "%s", given);
+        return 0;
+    }
+    if (!self)
+        return -1;
+    int rc = -1;
+    pthread_mutex_lock (&s_lock);
+    s_refresh (self);
+    for (size_t i = 0; i < self->allowed_count && rc; i++)
+        if (streq (self->allowed[i].name, given)) {
+            snprintf (key, SHOAL_KEY_TEXT_SIZE, "%s", self->allowed[i].key);
+            rc = 0;
+        }
+    pthread_mutex_unlock (&s_lock);
+    return rc;
+}

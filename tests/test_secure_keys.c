@@ -1,0 +1,207 @@
+/*  test_secure_keys - the shoal_secure class: the node's keypair, the
+    allow-list directory and how it follows changes on disk, ENDPOINT#KEY
+    parsing, and ZAP authentication of CURVE sockets (one handler shared
+    by two allow-lists in this process).
+
+    Sockets are on 127.0.0.1 only (CURVE does not apply to inproc). */
+
+#include "shoal_secure.h"
+#include "tap.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+//  Makes a certificate pair DIR/FILE (+ _secret), named name (NULL = no name).
+static zcert_t *
+s_cert (const char *dir, const char *file, const char *name)
+{
+    zcert_t *cert = zcert_new ();
+    if (name)
+        zcert_set_meta (cert, "name", "%s", name);
+    char path[4200];
+    snprintf (path, sizeof path, "%s/%s", dir, file);
+    if (zcert_save (cert, path))
+        bail ("cannot save %s", path);
+    return cert;
+}
+
+//  Sends "hello" from a CURVE client with cert to server (key server_key)
+//  at endpoint; true when the server got it within timeout_ms, and then
+//  *user_id gets the User-Id the server saw (caller frees).
+static bool
+s_try (zsock_t *server, const char *endpoint, zcert_t *cert, const char *server_key, int timeout_ms,
+       char **user_id)
+{
+    zsock_t *client = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (client, 0);
+    zcert_apply (cert, client);
+    zsock_set_curve_serverkey (client, server_key);
+    zsock_connect (client, "%s", endpoint);
+    zstr_send (client, "hello");
+    zpoller_t *poller = zpoller_new (server, NULL);
+    bool got = false;
+    if (zpoller_wait (poller, timeout_ms) == server) {
+        zmsg_t *msg = zmsg_recv (server);
+        zframe_t *routing = zmsg_first (msg);
+        zframe_t *body = zmsg_next (msg);
+        got = body && zframe_streq (body, "hello");
+        if (got && user_id) {
+            const char *meta = zframe_meta (body, "User-Id");
+            *user_id = meta ? strdup (meta) : NULL;
+        }
+        (void) routing;
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&client);
+    return got;
+}
+
+int
+main (void)
+{
+    plan_lazy ();
+    char keys[4200], keys2[4200], certs[4200], node_cert[4300];
+    snprintf (keys, sizeof keys, "%s/keys", tap_tmpdir ());
+    snprintf (keys2, sizeof keys2, "%s/keys2", tap_tmpdir ());
+    snprintf (certs, sizeof certs, "%s/certs", tap_tmpdir ());
+    snprintf (node_cert, sizeof node_cert, "%s/node.cert", certs);
+    mkdir (keys, 0755);
+    mkdir (keys2, 0755);
+    mkdir (certs, 0755);
+
+    //  Keys as text.
+    zcert_t *alice = s_cert (certs, "alice.cert", "alice");
+    zcert_t *bob = s_cert (certs, "bob.cert", NULL);
+    ok (shoal_secure_key_valid (zcert_public_txt (alice)), "a Z85 public key is a key");
+    ok (!shoal_secure_key_valid ("short"), "a short text is not");
+    char bad[41];
+    memset (bad, '~', 40);
+    bad[40] = 0;
+    ok (!shoal_secure_key_valid (bad), "40 characters outside Z85 are not");
+    ok (!shoal_secure_key_valid (NULL), "NULL is not");
+
+    //  The node's keypair.
+    shoal_secure_t *secure = shoal_secure_new (keys, node_cert, "n1", "test-1");
+    ok (secure != NULL, "secure mode opens with an empty allow-list");
+    struct stat info;
+    char secret[4400];
+    snprintf (secret, sizeof secret, "%s_secret", node_cert);
+    ok (stat (node_cert, &info) == 0 && stat (secret, &info) == 0 && (info.st_mode & 077) == 0,
+        "the node's keypair is made on first use, the secret private to its owner");
+    char first_key[SHOAL_KEY_TEXT_SIZE];
+    snprintf (first_key, sizeof first_key, "%s", shoal_secure_public_txt (secure));
+    shoal_secure_destroy (&secure);
+    ok (secure == NULL, "destroy nulls the pointer");
+    shoal_secure_destroy (&secure);
+    secure = shoal_secure_new (keys, node_cert, "n1", "test-1");
+    ok (secure && streq (shoal_secure_public_txt (secure), first_key),
+        "the same keypair is loaded on the next start");
+    shoal_secure_t *none = shoal_secure_new (tap_path ("missing"), node_cert, "n", "test-x");
+    ok (!none && strstr (shoal_secure_error (), "not a directory"),
+        "a missing keys directory is refused: %s", shoal_secure_error ());
+    char lonely[4300];
+    snprintf (lonely, sizeof lonely, "%s/lonely.cert", certs);
+    zcert_save_public (alice, lonely);
+    none = shoal_secure_new (keys, lonely, "n", "test-x");
+    ok (!none && strstr (shoal_secure_error (), "secret"),
+        "a public certificate without its secret half is refused");
+
+    //  The allow-list follows the directory.
+    ok (!shoal_secure_allowed (secure, zcert_public_txt (alice)), "alice is not allowed yet");
+    char path[4300];
+    snprintf (path, sizeof path, "%s/alice.cert", keys);
+    zcert_save_public (alice, path);
+    ok (shoal_secure_allowed (secure, zcert_public_txt (alice)),
+        "a certificate added to the directory is allowed at once");
+    snprintf (path, sizeof path, "%s/bob.cert", keys);
+    zcert_save (bob, path);
+    ok (shoal_secure_allowed (secure, zcert_public_txt (bob)),
+        "so is one saved with its secret beside it");
+    is_int (shoal_secure_check (secure), 0, "adding keys is no revocation");
+
+    //  ENDPOINT#KEY.
+    char endpoint[128], key[SHOAL_KEY_TEXT_SIZE];
+    ok (shoal_secure_split (NULL, "tcp://127.0.0.1:7001", endpoint, sizeof endpoint, key) == 0
+            && streq (endpoint, "tcp://127.0.0.1:7001") && key[0] == 0,
+        "an endpoint without a key");
+    char spec[200];
+    snprintf (spec, sizeof spec, "tcp://10.0.0.1:7001#%s", zcert_public_txt (bob));
+    ok (shoal_secure_split (NULL, spec, endpoint, sizeof endpoint, key) == 0
+            && streq (endpoint, "tcp://10.0.0.1:7001") && streq (key, zcert_public_txt (bob)),
+        "ENDPOINT#KEY with a Z85 key (which may itself hold '#')");
+    ok (shoal_secure_split (NULL, "tcp://h:1#alice", endpoint, sizeof endpoint, key) == -1,
+        "a name needs an allow-list to look it up");
+    ok (shoal_secure_split (secure, "tcp://h:1#alice", endpoint, sizeof endpoint, key) == 0
+            && streq (key, zcert_public_txt (alice)),
+        "#NAME is the certificate's name in the allow-list");
+    ok (shoal_secure_split (secure, "tcp://h:1#bob", endpoint, sizeof endpoint, key) == 0
+            && streq (key, zcert_public_txt (bob)),
+        "or its file name, when it has no name");
+    ok (shoal_secure_split (secure, "tcp://h:1#carol", endpoint, sizeof endpoint, key) == -1,
+        "an unknown name is refused");
+    ok (shoal_secure_split (NULL, "tcp://a-very-long-host-name:1", endpoint, 8, key) == -1,
+        "an endpoint that does not fit is refused");
+
+    //  ZAP: a CURVE server with this node's allow-list.
+    zsock_t *server = zsock_new (ZMQ_ROUTER);
+    zsock_set_linger (server, 0);
+    shoal_secure_server (secure, server);
+    int port = zsock_bind (server, "tcp://127.0.0.1:*");
+    ok (port > 0, "a CURVE server binds");
+    char where[64];
+    snprintf (where, sizeof where, "tcp://127.0.0.1:%d", port);
+    char *user = NULL;
+    ok (s_try (server, where, alice, first_key, 5000, &user), "an allowed key gets in");
+    ok (user && streq (user, zcert_public_txt (alice)),
+        "and the server sees its key as User-Id (how a node learns a caller's key)");
+    free (user);
+    zcert_t *mallory = zcert_new ();
+    ok (!s_try (server, where, mallory, first_key, 500, NULL), "a key not allowed does not");
+    ok (shoal_secure_refused (secure) >= 1, "and the refusal is counted (%llu)",
+        (unsigned long long) shoal_secure_refused (secure));
+
+    //  A second node in this process, its own allow-list, the same handler.
+    char node2_cert[4300];
+    snprintf (node2_cert, sizeof node2_cert, "%s/node2.cert", certs);
+    snprintf (path, sizeof path, "%s/mallory.cert", keys2);
+    zcert_save_public (mallory, path);
+    shoal_secure_t *secure2 = shoal_secure_new (keys2, node2_cert, "n2", "test-2");
+    ok (secure2 != NULL, "a second secure node in the same process");
+    zsock_t *server2 = zsock_new (ZMQ_ROUTER);
+    zsock_set_linger (server2, 0);
+    shoal_secure_server (secure2, server2);
+    int port2 = zsock_bind (server2, "tcp://127.0.0.1:*");
+    char where2[64];
+    snprintf (where2, sizeof where2, "tcp://127.0.0.1:%d", port2);
+    char key2[SHOAL_KEY_TEXT_SIZE];
+    snprintf (key2, sizeof key2, "%s", shoal_secure_public_txt (secure2));
+    ok (s_try (server2, where2, mallory, key2, 5000, NULL), "its own allow-list lets mallory in");
+    ok (!s_try (server2, where2, alice, key2, 500, NULL), "and keeps alice out");
+    ok (s_try (server, where, alice, first_key, 5000, NULL),
+        "while the first node still takes alice");
+
+    //  Revocation.
+    snprintf (path, sizeof path, "%s/alice.cert", keys);
+    unlink (path);
+    ok (!shoal_secure_allowed (secure, zcert_public_txt (alice)),
+        "a certificate removed from the directory is no longer allowed");
+    is_int (shoal_secure_check (secure), 1, "check reports the revocation");
+    is_int (shoal_secure_check (secure), 0, "once");
+    ok (!s_try (server, where, alice, first_key, 500, NULL),
+        "a new connection of the revoked key is refused");
+
+    zsock_destroy (&server);
+    zsock_destroy (&server2);
+    shoal_secure_destroy (&secure);
+    shoal_secure_destroy (&secure2);
+    secure = shoal_secure_new (keys, node_cert, "n1", "test-1");
+    ok (secure != NULL, "the handler starts again after every node stopped");
+    shoal_secure_destroy (&secure);
+    zcert_destroy (&alice);
+    zcert_destroy (&bob);
+    zcert_destroy (&mallory);
+    return done_testing ();
+}
