@@ -675,17 +675,6 @@ shoal_event_peek (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
 //  protobuf-c's pack gives (fields in number order, proto3 defaults left
 //  out, map entries in header order); the tests compare the two.
 
-static size_t
-s_varint_size (uint64_t value)
-{
-    size_t size = 1;
-    while (value >= 0x80) {
-        value >>= 7;
-        size++;
-    }
-    return size;
-}
-
 static uint8_t *
 s_put_varint (uint8_t *p, uint64_t value)
 {
@@ -696,7 +685,7 @@ s_put_varint (uint8_t *p, uint64_t value)
 static size_t
 s_bytes_size (size_t size)
 {
-    return 1 + s_varint_size (size) + size;
+    return 1 + shoal_wire_varint_size (size) + size;
 }
 
 static uint8_t *
@@ -725,7 +714,7 @@ s_put_text (uint8_t *p, uint32_t field, const char *text)
 static size_t
 s_number_size (uint64_t value)
 {
-    return value ? 1 + s_varint_size (value) : 0;
+    return value ? 1 + shoal_wire_varint_size (value) : 0;
 }
 
 static uint8_t *

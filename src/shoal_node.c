@@ -18,6 +18,7 @@
 #include "shoal_engine.h"
 #include "shoal_error.h"
 #include "shoal_store.h"
+#include "shoal_wire.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -260,10 +261,9 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
             error = SHOAL_ERR_FAILED;
         else {
             shoal_event_set_seq (event, seq);
-            size_t varint = 1;
-            for (uint64_t v = seq; v >= 0x80; v >>= 7)
-                varint++;
-            if (shoal_outbox_push (self->args->outbox, event, worst - 10 + varint))
+            //  The size with the real seq's varint in place of the largest.
+            size_t size = worst - 10 + shoal_wire_varint_size (seq);
+            if (shoal_outbox_push (self->args->outbox, event, size))
                 error = SHOAL_ERR_FAILED;
         }
         shoal_heads_unlock (self->args->heads);

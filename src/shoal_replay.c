@@ -65,6 +65,7 @@
     ========================================================================= */
 
 #include "shoal_replay.h"
+#include "shoal_wire.h"
 #include "shoal_error.h"
 #include "shoal.pb-c.h"
 
@@ -129,33 +130,17 @@ struct _shoal_replay_t {
 //  --------------------------------------------------------------------------
 //  Varints and the batch encoder
 
-static size_t
-s_varint_size (uint64_t value)
-{
-    size_t size = 1;
-    while (value >= 0x80) {
-        value >>= 7;
-        size++;
-    }
-    return size;
-}
-
 static uint8_t *
 s_put_varint (uint8_t *p, uint64_t value)
 {
-    while (value >= 0x80) {
-        *p++ = (uint8_t) (value | 0x80);
-        value >>= 7;
-    }
-    *p++ = (uint8_t) value;
-    return p;
+    return p + shoal_wire_put_varint (p, value);
 }
 
 //  Appends one event, with its tag and length, to the batch being built.
 static int
 s_scratch_add (shoal_replay_t *self, const uint8_t *data, size_t size)
 {
-    size_t need = self->scratch_size + 1 + s_varint_size (size) + size;
+    size_t need = self->scratch_size + 1 + shoal_wire_varint_size (size) + size;
     if (need > self->scratch_alloc) {
         size_t alloc = self->scratch_alloc ? self->scratch_alloc : 4096;
         while (alloc < need)
@@ -180,10 +165,10 @@ static zframe_t *
 s_batch_frame (shoal_replay_t *self, uint64_t request_id, uint64_t next_seq, bool done,
                uint64_t head_seq)
 {
-    size_t batch = self->scratch_size + (next_seq ? 1 + s_varint_size (next_seq) : 0)
-                   + (done ? 2 : 0) + (head_seq ? 1 + s_varint_size (head_seq) : 0);
-    size_t total =
-        (request_id ? 1 + s_varint_size (request_id) : 0) + 1 + s_varint_size (batch) + batch;
+    size_t batch = self->scratch_size + (next_seq ? 1 + shoal_wire_varint_size (next_seq) : 0)
+                   + (done ? 2 : 0) + (head_seq ? 1 + shoal_wire_varint_size (head_seq) : 0);
+    size_t total = (request_id ? 1 + shoal_wire_varint_size (request_id) : 0) + 1
+                   + shoal_wire_varint_size (batch) + batch;
     zframe_t *frame = zframe_new (NULL, total);
     if (!frame)
         return NULL;

@@ -35,6 +35,18 @@ shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
 //  Writes a varint at out (10 bytes at most); returns its size.
 size_t shoal_wire_put_varint (uint8_t *out, uint64_t value);
 
+//  Bytes the varint of value takes.
+static inline size_t
+shoal_wire_varint_size (uint64_t value)
+{
+    size_t size = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        size++;
+    }
+    return size;
+}
+
 //  Packs a Request or Response into a new frame.
 zframe_t *shoal_wire_pack_request (const Shoal__V1__Request *request);
 zframe_t *shoal_wire_pack_response (const Shoal__V1__Response *response);
