@@ -400,6 +400,58 @@ mesh_process_with (const char *needle)
     return found;
 }
 
+bool
+mesh_service_start (mesh_service_t *svc, const char *mesh, const char *beacon_port,
+                    const char *const *extra)
+{
+    if (!*svc->data)
+        snprintf (svc->data, sizeof svc->data, "%s/%s", tap_tmpdir (), svc->program);
+    char bin[4200];
+    snprintf (bin, sizeof bin, "%s", mesh_bin (svc->program));
+    const char *argv[32] = {bin,          "--data",         svc->data,   "--name",
+                            svc->program, "--mesh",         mesh,        "--interface",
+                            "lo",         "--beacon-port",  beacon_port, "--beacon-interval-ms",
+                            "200",        "--heartbeat-ms", "200"};
+    size_t argc = 15;
+    for (size_t i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    svc->proc = mesh_start (argv, NULL, false);
+    char prefix[64], line[4500];
+    snprintf (prefix, sizeof prefix, "%s: node ", svc->program);
+    if (mesh_wait_line (svc->proc, prefix, line, sizeof line, 15) != 0
+        || sscanf (line, "%*s node %*s %32s router %127s", svc->id, svc->router) != 2) {
+        char *err = mesh_stderr (svc->proc);
+        diag ("%s did not start: %s", svc->program, err);
+        free (err);
+        return false;
+    }
+    const char *listen = strstr (line, " listen ");
+    svc->listen[0] = 0;
+    if (listen)
+        sscanf (listen, " listen %127s", svc->listen);
+    return true;
+}
+
+int
+mesh_service_stop (mesh_service_t *svc, char **err_p)
+{
+    if (!svc->proc)
+        return -1;
+    mesh_signal (svc->proc, SIGTERM, false);
+    int status = mesh_wait (svc->proc, 20);
+    char *err = mesh_stderr (svc->proc);
+    if (err_p)
+        *err_p = err;
+    else {
+        if (status != 0)
+            diag ("%s stopped with %d: %s", svc->program, status, err);
+        free (err);
+    }
+    mesh_stop (&svc->proc);
+    return status;
+}
+
 //  --------------------------------------------------------------------------
 //  JSON
 

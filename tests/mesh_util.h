@@ -75,6 +75,29 @@ int mesh_run (const char *const argv[], const char *const env[], const char *inp
 bool mesh_process_with (const char *needle);
 
 //  --------------------------------------------------------------------------
+//  Example services (nodes/orders, nodes/detector, ...) as processes
+
+typedef struct {
+    const char *program; //  nodes/PROGRAM
+    mesh_proc_t *proc;   //  the running process
+    char id[33];         //  node id, from its start line
+    char router[128];    //  node ROUTER endpoint
+    char listen[128];    //  service ROUTER endpoint ("" when none)
+    char data[4096];     //  data directory (default: the test's tmpdir / program)
+} mesh_service_t;
+
+//  Starts the service on the loopback beacon of mesh, with fast beacons
+//  and heartbeats and the extra arguments (NULL-terminated, may be NULL),
+//  and waits for its start line. False (with a diag) when it did not start.
+bool mesh_service_start (mesh_service_t *svc, const char *mesh, const char *beacon_port,
+                         const char *const *extra);
+
+//  Stops it with SIGTERM; its exit status (-1 when not running). Its
+//  stderr goes to *err when err is not NULL (caller frees), else to a
+//  diag when the status is not 0.
+int mesh_service_stop (mesh_service_t *svc, char **err);
+
+//  --------------------------------------------------------------------------
 //  JSON
 
 typedef enum {

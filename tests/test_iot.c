@@ -25,19 +25,10 @@
 
 #define S_RUN_TIMEOUT 60.0
 
-typedef struct {
-    const char *program; //  nodes/PROGRAM
-    mesh_proc_t *proc;   //  the running process
-    char id[33];         //  node id, from its start line
-    char router[128];    //  node ROUTER endpoint
-    char listen[128];    //  service ROUTER endpoint ("" when none)
-    char data[4096];     //  data directory
-} s_service_t;
-
 static char s_mesh[64];
 static char s_beacon_port[16];
-static s_service_t s_detector = {.program = "detector"}, s_alerts = {.program = "alerts"},
-                   s_sensor = {.program = "sensor"};
+static mesh_service_t s_detector = {.program = "detector"}, s_alerts = {.program = "alerts"},
+                      s_sensor = {.program = "sensor"};
 
 //  Injected anomalies: sensor s1 (a node) and s2 (a thin client).
 static const char *s_inject_s1 = "25,40,77,150,151,233,299";
@@ -53,51 +44,15 @@ s_contains (const char *text, const char *needle)
 }
 
 static bool
-s_start (s_service_t *svc, const char *const *extra)
+s_start (mesh_service_t *svc, const char *const *extra)
 {
-    if (!*svc->data)
-        snprintf (svc->data, sizeof svc->data, "%s/%s", tap_tmpdir (), svc->program);
-    char bin[4200];
-    snprintf (bin, sizeof bin, "%s", mesh_bin (svc->program));
-    const char *argv[32] = {bin,          "--data",         svc->data,     "--name",
-                            svc->program, "--mesh",         s_mesh,        "--interface",
-                            "lo",         "--beacon-port",  s_beacon_port, "--beacon-interval-ms",
-                            "200",        "--heartbeat-ms", "200"};
-    size_t argc = 15;
-    for (size_t i = 0; extra && extra[i] && argc < 31; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    svc->proc = mesh_start (argv, NULL, false);
-    char prefix[64], line[4500];
-    snprintf (prefix, sizeof prefix, "%s: node ", svc->program);
-    if (mesh_wait_line (svc->proc, prefix, line, sizeof line, 15) != 0
-        || sscanf (line, "%*s node %*s %32s router %127s", svc->id, svc->router) != 2) {
-        char *err = mesh_stderr (svc->proc);
-        diag ("%s did not start: %s", svc->program, err);
-        free (err);
-        return false;
-    }
-    const char *listen = strstr (line, " listen ");
-    svc->listen[0] = 0;
-    if (listen)
-        sscanf (listen, " listen %127s", svc->listen);
-    return true;
+    return mesh_service_start (svc, s_mesh, s_beacon_port, extra);
 }
 
 static int
-s_stop (s_service_t *svc)
+s_stop (mesh_service_t *svc)
 {
-    if (!svc->proc)
-        return -1;
-    mesh_signal (svc->proc, SIGTERM, false);
-    int status = mesh_wait (svc->proc, 20);
-    if (status != 0) {
-        char *err = mesh_stderr (svc->proc);
-        diag ("%s stopped with %d: %s", svc->program, status, err);
-        free (err);
-    }
-    mesh_stop (&svc->proc);
-    return status;
+    return mesh_service_stop (svc, NULL);
 }
 
 static bool
@@ -403,7 +358,7 @@ main (void)
     ok (s_contains (err, "skipped ") && s_contains (err, "is not a iot.v1.Reading"),
         "the detector skipped the foreign payload with a message");
     free (err);
-    s_service_t *all[] = {&s_sensor, &s_alerts, &s_detector};
+    mesh_service_t *all[] = {&s_sensor, &s_alerts, &s_detector};
     int stops = 0;
     for (int i = 0; i < 3; i++)
         stops += s_stop (all[i]) == 0;

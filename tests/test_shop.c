@@ -46,22 +46,14 @@ typedef struct {
     bool v2;             //  placed with a currency: OrderPlaced schema version 2
 } s_order_t;
 
-typedef struct {
-    const char *program; //  nodes/PROGRAM
-    mesh_proc_t *proc;   //  the running process
-    char id[33];         //  node id, from its start line
-    char router[128];    //  node ROUTER endpoint
-    char listen[128];    //  service ROUTER endpoint ("" when none)
-    char data[4096];     //  data directory
-} s_service_t;
-
 static s_order_t s_orders[S_MAX_ORDERS];
 static int s_order_count = 0;
 static char s_mesh[64];
 static char s_beacon_port[16];
-static s_service_t s_svc_orders = {.program = "orders"}, s_svc_payments = {.program = "payments"},
-                   s_svc_inventory = {.program = "inventory"},
-                   s_svc_view = {.program = "order-view"};
+static mesh_service_t s_svc_orders = {.program = "orders"},
+                      s_svc_payments = {.program = "payments"},
+                      s_svc_inventory = {.program = "inventory"},
+                      s_svc_view = {.program = "order-view"};
 
 static bool
 s_contains (const char *text, const char *needle)
@@ -69,65 +61,32 @@ s_contains (const char *text, const char *needle)
     return text && strstr (text, needle) != NULL;
 }
 
+//  extra: one option, or an option and its value ("--stock gold=0").
 static bool
-s_start (s_service_t *svc, const char *extra)
+s_start (mesh_service_t *svc, const char *extra)
 {
-    if (!*svc->data)
-        snprintf (svc->data, sizeof svc->data, "%s/%s", tap_tmpdir (), svc->program);
-    char bin[4200], option[64] = "", value[64] = "";
-    snprintf (bin, sizeof bin, "%s", mesh_bin (svc->program));
-    const char *argv[20] = {bin,           "--data",
-                            svc->data,     "--mesh",
-                            s_mesh,        "--interface",
-                            "lo",          "--beacon-port",
-                            s_beacon_port, "--beacon-interval-ms",
-                            "200",         "--heartbeat-ms",
-                            "200"};
-    size_t argc = 13;
-    //  extra: one option, or an option and its value ("--stock gold=0").
+    char option[64] = "", value[64] = "";
     int words = extra ? sscanf (extra, "%63s %63s", option, value) : 0;
-    if (words >= 1)
-        argv[argc++] = option;
-    if (words == 2)
-        argv[argc++] = value;
-    argv[argc] = NULL;
-    svc->proc = mesh_start (argv, NULL, false);
-    char prefix[64], line[4500];
-    snprintf (prefix, sizeof prefix, "%s: node ", svc->program);
-    if (mesh_wait_line (svc->proc, prefix, line, sizeof line, 15) != 0
-        || sscanf (line, "%*s node %*s %32s router %127s", svc->id, svc->router) != 2) {
-        char *err = mesh_stderr (svc->proc);
-        diag ("%s did not start: %s", svc->program, err);
-        free (err);
-        return false;
-    }
-    const char *listen = strstr (line, " listen ");
-    svc->listen[0] = 0;
-    if (listen)
-        sscanf (listen, " listen %127s", svc->listen);
-    return true;
+    const char *argv[] = {words >= 1 ? option : NULL, words == 2 ? value : NULL, NULL};
+    return mesh_service_start (svc, s_mesh, s_beacon_port, argv);
 }
 
 //  Stops with SIGTERM; the exit status.
 static int
-s_stop (s_service_t *svc)
+s_stop (mesh_service_t *svc)
 {
-    if (!svc->proc)
-        return -1;
-    mesh_signal (svc->proc, SIGTERM, false);
-    int status = mesh_wait (svc->proc, 20);
-    char *err = mesh_stderr (svc->proc);
-    if (status != 0)
+    char *err = NULL;
+    int status = mesh_service_stop (svc, &err);
+    if (status != 0 && err)
         diag ("%s stopped with %d: %s", svc->program, status, err);
-    else if (s_contains (err, "redelivered"))
+    else if (status == 0 && s_contains (err, "redelivered"))
         diag ("%s", strstr (err, "payments: stopping") ? strstr (err, "payments: stopping") : err);
     free (err);
-    mesh_stop (&svc->proc);
     return status;
 }
 
 static bool
-s_alive (s_service_t *svc)
+s_alive (mesh_service_t *svc)
 {
     return svc->proc && kill (svc->proc->pid, 0) == 0 && mesh_wait (svc->proc, 0) == -1;
 }
@@ -361,7 +320,7 @@ s_audit_event (s_audit_t *audit, json_t *event)
 
 //  Reads one stream of one service with `shoal --json replay`. False on failure.
 static bool
-s_audit_stream (s_audit_t *audit, s_service_t *svc, const char *stream)
+s_audit_stream (s_audit_t *audit, mesh_service_t *svc, const char *stream)
 {
     const char *argv[] = {mesh_bin ("shoal"), "--node", svc->router, "--json", "replay",
                           "--origin",         svc->id,  stream,      NULL};
@@ -835,7 +794,7 @@ main (void)
         "the foreign payload was skipped with a message naming it");
     free (err);
     int stops = 0;
-    s_service_t *all[] = {&s_svc_view, &s_svc_inventory, &s_svc_payments, &s_svc_orders};
+    mesh_service_t *all[] = {&s_svc_view, &s_svc_inventory, &s_svc_payments, &s_svc_orders};
     for (int i = 0; i < 4; i++)
         stops += s_stop (all[i]) == 0;
     is_int (stops, 4, "every service stops cleanly on SIGTERM");
