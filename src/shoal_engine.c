@@ -798,6 +798,7 @@ s_sub_totals (s_engine_t *self, shoal_sub_t *sub)
     self->sub_totals.gaps_detected += stats.gaps_detected;
     self->sub_totals.events_repaired += stats.events_repaired;
     self->sub_totals.duplicates_dropped += stats.duplicates_dropped;
+    self->sub_totals.deferred += stats.deferred;
 }
 
 static void
@@ -1025,6 +1026,12 @@ s_peer_add (s_engine_t *self, const char *router_endpoint, bool is_static)
 {
     if (s_known_endpoint (self, router_endpoint))
         return NULL;
+    //  Limit: beacons, Hellos and peer exchange add peers up to max_peers;
+    //  the operator's static peers always get in.
+    if (!is_static && zlistx_size (self->peers) >= self->config->max_peers) {
+        self->stats.peers_refused++;
+        return NULL;
+    }
     shoal_peer_t *peer =
         shoal_peer_new (router_endpoint, is_static, self->config->sndhwm, s_now ());
     if (!peer) {
@@ -1032,6 +1039,11 @@ s_peer_add (s_engine_t *self, const char *router_endpoint, bool is_static)
                router_endpoint);
         return NULL;
     }
+    //  A peer's responses are at most a batch of replay_batch_bytes or one
+    //  event; anything bigger ends the connection.
+    zsock_set_maxmsgsize (
+        shoal_peer_dealer (peer),
+        (int64_t) (self->config->max_event_size + self->config->replay_batch_bytes + 65536));
     zlistx_add_end (self->peers, peer);
     self->peers_changed = true;
     s_send_hello (self, peer);
@@ -1311,6 +1323,9 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
         {"replays_served", stats.replays_served},
         {"events_served", stats.events_served},
         {"peers", stats.peers},
+        {"peers_refused", stats.peers_refused},
+        {"replays_refused", stats.replays_refused},
+        {"events_deferred", stats.events_deferred},
     };
     size_t counter_count = sizeof counters / sizeof counters[0];
     Shoal__V1__StatusReply__CountersEntry entries[sizeof counters / sizeof counters[0]];
@@ -1609,12 +1624,17 @@ s_handle_request (s_engine_t *self, zmsg_t *msg)
             s_handle_hello (self, routing_id, payload, id, request->hello);
             break;
         case SHOAL__V1__REQUEST__BODY_STATUS: s_handle_status (self, routing_id, id); break;
-        case SHOAL__V1__REQUEST__BODY_REPLAY:
-            if (shoal_replay_start (self->replay, self->router, routing_id, id, request->replay))
+        case SHOAL__V1__REQUEST__BODY_REPLAY: {
+            int code =
+                shoal_replay_start (self->replay, self->router, routing_id, id, request->replay);
+            if (code == SHOAL_WIRE_BUSY)
+                self->stats.replays_refused++;
+            else if (code)
                 self->stats.bad_requests++;
             else
                 self->replay_busy = true;
             break;
+        }
         case SHOAL__V1__REQUEST__BODY_PUBLISH:
             retry = s_handle_publish (self, routing_id, id, request->publish);
             break;
@@ -1870,11 +1890,13 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
         totals.gaps_detected += one.gaps_detected;
         totals.events_repaired += one.events_repaired;
         totals.duplicates_dropped += one.duplicates_dropped;
+        totals.deferred += one.deferred;
     }
     stats->delivered = totals.delivered;
     stats->gaps_detected = totals.gaps_detected;
     stats->events_repaired = totals.events_repaired;
     stats->duplicates_dropped = totals.duplicates_dropped;
+    stats->events_deferred = totals.deferred;
     stats->replays_served = shoal_replay_requests_served (self->replay);
     stats->events_served = shoal_replay_events_sent (self->replay);
     stats->peers = 0;
@@ -2161,6 +2183,10 @@ s_start (s_engine_t *self)
 
     shoal_replay_config_t replay_config;
     shoal_replay_config_defaults (&replay_config);
+    replay_config.batch_events = config->replay_batch_events;
+    replay_config.batch_bytes = config->replay_batch_bytes;
+    replay_config.max_sessions = config->max_replay_sessions;
+    replay_config.max_sessions_per_client = config->max_replays_per_client;
     self->replay = shoal_replay_new (s_lookup, self, &replay_config);
 
     //  Own streams already in the store: their seqs continue after the head.

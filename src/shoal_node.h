@@ -53,6 +53,12 @@ typedef struct {
     int log_level;                //  what the node logs to stderr: SHOAL_LOG_*; default warning
     uint64_t retain_bytes;        //  retention of every log by size, 0 = keep all
     int64_t retain_age_ns;        //  retention of every log by age, 0 = keep all
+    //  Limits on what strangers can make a node hold (README, "Limits").
+    size_t max_peers;              //  peers known at once, static ones included; default 256
+    size_t max_replay_sessions;    //  replays served at once, all clients; default 1024
+    size_t max_replays_per_client; //  replays served at once to one client; default 16
+    size_t replay_batch_events;    //  most events in one ReplayBatch; default 256
+    size_t replay_batch_bytes;     //  most event bytes in one ReplayBatch; default 64 KiB
 } shoal_node_config_t;
 
 //  Log levels: a node logs messages at or below its level to stderr.
@@ -89,6 +95,9 @@ typedef struct {
     uint64_t replays_served;     //  replay requests answered
     uint64_t events_served;      //  events sent in replay batches
     uint64_t peers;              //  peers connected now
+    uint64_t peers_refused;      //  peers not added: max_peers reached
+    uint64_t replays_refused;    //  replay requests answered Error 7 (session limits)
+    uint64_t events_deferred;    //  events dropped for lack of reorder room (repaired later)
 } shoal_node_stats_t;
 
 typedef struct {

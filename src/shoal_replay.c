@@ -544,7 +544,20 @@ shoal_replay_config_defaults (shoal_replay_config_t *config)
     config->batch_events = 256;
     config->batch_bytes = 64 * 1024;
     config->max_sessions = 1024;
+    config->max_sessions_per_client = 16;
     config->idle_timeout_ms = 30000;
+}
+
+//  Sessions open now for one client.
+static size_t
+s_client_sessions (shoal_replay_t *self, zframe_t *routing_id)
+{
+    size_t count = 0;
+    for (s_session_t *session = (s_session_t *) zlistx_first (self->sessions); session;
+         session = (s_session_t *) zlistx_next (self->sessions))
+        if (zframe_eq (session->routing_id, routing_id))
+            count++;
+    return count;
 }
 
 shoal_replay_t *
@@ -565,6 +578,8 @@ shoal_replay_new (shoal_replay_lookup_fn *lookup, void *arg, const shoal_replay_
         self->config.batch_bytes = defaults.batch_bytes;
     if (self->config.max_sessions == 0)
         self->config.max_sessions = defaults.max_sessions;
+    if (self->config.max_sessions_per_client == 0)
+        self->config.max_sessions_per_client = defaults.max_sessions_per_client;
     self->by_key = zhashx_new ();
     self->sessions = zlistx_new ();
     if (!self->by_key || !self->sessions) {
@@ -652,6 +667,12 @@ shoal_replay_start (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id,
         code = SHOAL_WIRE_BUSY;
         snprintf (text, sizeof text, "too many replay sessions (%zu); retry later",
                   zlistx_size (self->sessions));
+    }
+    if (!code && s_client_sessions (self, routing_id) >= self->config.max_sessions_per_client) {
+        code = SHOAL_WIRE_BUSY;
+        snprintf (text, sizeof text,
+                  "too many replay sessions from this client (%zu at once); retry later",
+                  self->config.max_sessions_per_client);
     }
     shoal_log_t *log = NULL;
     if (!code) {
