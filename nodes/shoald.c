@@ -121,6 +121,9 @@ enum {
     OPT_MAX_REPLAYS_CLIENT,
     OPT_REPLAY_BATCH_EVENTS,
     OPT_REPLAY_BATCH_BYTES,
+    OPT_MAX_LOGS,
+    OPT_MAX_CONSUMERS,
+    OPT_MAX_CONSUMER_CURSORS,
     OPT_RETAIN_BYTES,
     OPT_RETAIN_AGE,
     OPT_LOG_LEVEL,
@@ -181,6 +184,13 @@ static const s_option_t s_options[OPT_COUNT] = {
                                  "most events in one replay batch (default 256)"},
     [OPT_REPLAY_BATCH_BYTES] = {"replay-batch-bytes", S_SIZE, "BYTES", 1024, 1LL << 30,
                                 "most event bytes in one replay batch (default 64K)"},
+    [OPT_MAX_LOGS] = {"max-logs", S_INT, "N", 1, 100000000,
+                      "logs held before thin clients and replicate-all create no more (default "
+                      "4096)"},
+    [OPT_MAX_CONSUMERS] = {"max-consumers", S_INT, "N", 1, 100000000,
+                           "durable consumers thin clients may create (default 1024)"},
+    [OPT_MAX_CONSUMER_CURSORS] = {"max-consumer-cursors", S_INT, "N", 1, 100000000,
+                                  "cursors of one durable consumer (default 10000)"},
     [OPT_RETAIN_BYTES] = {"retain-bytes", S_SIZE, "BYTES", 0, 1LL << 50,
                           "retention: drop a log's oldest segments past this size (0 = keep all)"},
     [OPT_RETAIN_AGE] = {"retain-age", S_AGE, "AGE", 0, 100LL * 365 * 86400,
@@ -1198,6 +1208,9 @@ main (int argc, char *argv[])
     S_NUMBER (OPT_MAX_REPLAYS_CLIENT, max_replays_per_client, size_t)
     S_NUMBER (OPT_REPLAY_BATCH_EVENTS, replay_batch_events, size_t)
     S_NUMBER (OPT_REPLAY_BATCH_BYTES, replay_batch_bytes, size_t)
+    S_NUMBER (OPT_MAX_LOGS, max_logs, size_t)
+    S_NUMBER (OPT_MAX_CONSUMERS, max_consumers, size_t)
+    S_NUMBER (OPT_MAX_CONSUMER_CURSORS, max_consumer_cursors, size_t)
     S_NUMBER (OPT_RETAIN_BYTES, retain_bytes, uint64_t)
 #undef S_NUMBER
     if (settings.value[OPT_RETAIN_AGE]

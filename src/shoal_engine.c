@@ -673,6 +673,10 @@ s_replicate_stream (s_engine_t *self, const char *stream)
         if (shoal_sub_id (sub) < 0 && streq (shoal_sub_stream (sub), stream))
             return; //  already
     size_t count = shoal_store_log_count (self->store);
+    if (count >= self->config->max_logs) {
+        self->stats.logs_refused++;
+        return;
+    }
     uint8_t (*origins)[SHOAL_ID_SIZE] =
         (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
     uint64_t *seqs = (uint64_t *) zmalloc ((count + 1) * sizeof (uint64_t));
@@ -1326,6 +1330,7 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
         {"peers_refused", stats.peers_refused},
         {"replays_refused", stats.replays_refused},
         {"events_deferred", stats.events_deferred},
+        {"logs_refused", stats.logs_refused},
     };
     size_t counter_count = sizeof counters / sizeof counters[0];
     Shoal__V1__StatusReply__CountersEntry entries[sizeof counters / sizeof counters[0]];
@@ -1444,6 +1449,14 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
     if (!shoal_event_id (event))
         shoal_event_generate_id (event);
     const char *stream = shoal_event_stream (event);
+    if (!zhashx_lookup (self->own, stream)
+        && shoal_store_log_count (self->store) >= self->config->max_logs) {
+        shoal_event_destroy (&event);
+        self->stats.logs_refused++;
+        s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
+                       "this node holds as many logs as it may (max_logs): no new stream");
+        return 0;
+    }
     s_own_t *own = s_own (self, stream, true);
     if (!own || shoal_log_failed (own->log)) {
         shoal_event_destroy (&event);
@@ -1516,6 +1529,7 @@ s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         return;
     }
     if (streq (op, "ack")) {
+        size_t added = 0;
         for (size_t i = 0; i < request->n_cursors; i++) {
             const Shoal__V1__LogHead *cursor = request->cursors[i];
             if (cursor->origin.len != SHOAL_ID_SIZE || !shoal_stream_name_valid (cursor->stream)) {
@@ -1523,6 +1537,22 @@ s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
                                "each cursor needs a 16-byte origin and a valid stream");
                 return;
             }
+            if (shoal_store_cursor (self->store, request->name, cursor->origin.data, cursor->stream)
+                == 0)
+                added++;
+        }
+        //  Limits: a stranger must not fill the disk with consumers or cursors.
+        size_t held = shoal_store_consumer_cursor_count (self->store, request->name);
+        if (held == 0 && added > 0
+            && shoal_store_consumer_count (self->store) >= self->config->max_consumers) {
+            s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
+                           "too many durable consumers on this node (max_consumers)");
+            return;
+        }
+        if (held + added > self->config->max_consumer_cursors) {
+            s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
+                           "too many cursors for one consumer (max_consumer_cursors)");
+            return;
         }
         for (size_t i = 0; i < request->n_cursors; i++)
             shoal_store_cursor_set (self->store, request->name, request->cursors[i]->origin.data,

@@ -16,6 +16,9 @@
                                 bigger event travels alone)
         replay type filter      more than 256 types: Error 1
         max_peers               Hello beyond it: peer not added, peers_refused
+        max_logs                thin client's new stream: Error 7, logs_refused
+        max_consumers           thin client's new consumer: Error 7
+        max_consumer_cursors    a consumer's new cursor past it: Error 7
         reorder_limit           events_deferred, and every event still
                                 arrives once, in order
     ========================================================================= */
@@ -520,6 +523,100 @@ test_reorder_limit (void)
     shoal_node_destroy (&origin);
 }
 
+static void
+s_few_logs (shoal_node_config_t *config)
+{
+    config->max_logs = 2;
+    config->max_consumers = 1;
+    config->max_consumer_cursors = 2;
+}
+
+//  A thin client's publish to stream; returns the response body case, or
+//  Error code + 100 for an Error, -1 when nothing came.
+static int
+s_thin_publish (zsock_t *client, uint64_t request_id, const char *stream)
+{
+    Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
+    event.stream = (char *) stream;
+    event.type = "Tick";
+    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
+    publish.event = &event;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = request_id;
+    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+    request.publish = &publish;
+    s_send (client, &request);
+    Shoal__V1__Response *response = s_recv (client);
+    if (!response)
+        return -1;
+    int result = response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR
+                     ? 100 + (int) response->error->code
+                     : (int) response->body_case;
+    shoal__v1__response__free_unpacked (response, NULL);
+    return result;
+}
+
+//  A thin client's ConsumerRequest ack of cursors on streams[0..count).
+static int
+s_thin_ack (zsock_t *client, const char *consumer, const uint8_t *origin,
+            const char *const *streams, size_t count)
+{
+    Shoal__V1__LogHead heads[4];
+    Shoal__V1__LogHead *pointers[4];
+    for (size_t i = 0; i < count; i++) {
+        Shoal__V1__LogHead init = SHOAL__V1__LOG_HEAD__INIT;
+        heads[i] = init;
+        heads[i].origin.data = (uint8_t *) origin;
+        heads[i].origin.len = SHOAL_ID_SIZE;
+        heads[i].stream = (char *) streams[i];
+        heads[i].head_seq = 1;
+        pointers[i] = &heads[i];
+    }
+    Shoal__V1__ConsumerRequest ack = SHOAL__V1__CONSUMER_REQUEST__INIT;
+    ack.name = (char *) consumer;
+    ack.op = "ack";
+    ack.n_cursors = count;
+    ack.cursors = pointers;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 50;
+    request.body_case = SHOAL__V1__REQUEST__BODY_CONSUMER;
+    request.consumer = &ack;
+    s_send (client, &request);
+    return s_error_code (client, NULL, 0);
+}
+
+static void
+test_store_limits (void)
+{
+    shoal_node_t *node = s_node ("store", NULL, 0, s_few_logs);
+    zsock_t *client = s_client (node);
+    int ack = SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK;
+    ok (s_thin_publish (client, 1, "one") == ack && s_thin_publish (client, 2, "two") == ack,
+        "a thin client creates two streams");
+    is_int (s_thin_publish (client, 3, "three"), 100 + SHOAL_WIRE_BUSY,
+            "max_logs: a third new stream gets Error 7");
+    is_int (s_stats (node).logs_refused, 1, "logs_refused counts it");
+    is_int (s_thin_publish (client, 4, "one"), ack,
+            "publishing to a stream that exists still works");
+
+    const uint8_t *id = shoal_node_id (node);
+    const char *streams[] = {"one", "two", "three"};
+    is_int (s_thin_ack (client, "billing", id, streams, 2), 0,
+            "a thin client's consumer acknowledges two cursors");
+    is_int (s_thin_ack (client, "audit", id, streams, 1), SHOAL_WIRE_BUSY,
+            "max_consumers: a second consumer gets Error 7");
+    is_int (s_thin_ack (client, "billing", id, streams + 2, 1), SHOAL_WIRE_BUSY,
+            "max_consumer_cursors: a third cursor of one consumer gets Error 7");
+    is_int (s_thin_ack (client, "billing", id, streams, 2), 0,
+            "acknowledging the cursors it has still works");
+    char **names = shoal_node_consumers (node);
+    ok (names && names[0] && streq (names[0], "billing") && !names[1],
+        "only the first consumer exists");
+    shoal_node_consumers_free (&names);
+    zsock_destroy (&client);
+    shoal_node_destroy (&node);
+}
+
 int
 main (void)
 {
@@ -532,5 +629,6 @@ main (void)
     test_replay_batches ();
     test_max_peers ();
     test_reorder_limit ();
+    test_store_limits ();
     return done_testing ();
 }
