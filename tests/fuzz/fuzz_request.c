@@ -45,6 +45,7 @@ static zsock_t *s_dealer;
 static char s_dir[256];
 static unsigned s_generation;
 static unsigned s_inputs;
+static bool s_verbose; //  SHOAL_FUZZ_VERBOSE set: print each response
 
 static int
 s_remove_entry (const char *path, const struct stat *info, int flag, struct FTW *ftw)
@@ -126,6 +127,7 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     if (!s_node) {
+        s_verbose = getenv ("SHOAL_FUZZ_VERBOSE") != NULL;
         s_start ();
         atexit (s_stop);
     }
@@ -159,6 +161,13 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             NULL, zmq_msg_size (&frame), (const uint8_t *) zmq_msg_data (&frame));
         zmq_msg_close (&frame);
         FUZZ_CHECK (response != NULL);
+        if (s_verbose)
+            fprintf (stderr, "fuzz_request: response %llu body %d%s%s\n",
+                     (unsigned long long) response->request_id, (int) response->body_case,
+                     response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR ? " " : "",
+                     response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR
+                         ? response->error->message
+                         : "");
         bool synced = response->request_id == S_SYNC_ID
                       && response->body_case == SHOAL__V1__RESPONSE__BODY_PONG;
         shoal__v1__response__free_unpacked (response, NULL);
