@@ -1329,6 +1329,7 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
         {"peers", stats.peers},
         {"peers_refused", stats.peers_refused},
         {"replays_refused", stats.replays_refused},
+        {"replays_evicted", stats.replays_evicted},
         {"events_deferred", stats.events_deferred},
         {"logs_refused", stats.logs_refused},
     };
@@ -1929,6 +1930,7 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
     stats->events_deferred = totals.deferred;
     stats->replays_served = shoal_replay_requests_served (self->replay);
     stats->events_served = shoal_replay_events_sent (self->replay);
+    stats->replays_evicted = shoal_replay_sessions_evicted (self->replay);
     stats->peers = 0;
     int64_t now = s_now ();
     for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;

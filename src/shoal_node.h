@@ -101,6 +101,7 @@ typedef struct {
     uint64_t peers;              //  peers connected now
     uint64_t peers_refused;      //  peers not added: max_peers reached
     uint64_t replays_refused;    //  replay requests answered Error 7 (session limits)
+    uint64_t replays_evicted;    //  replays parked for credit, dropped to make room
     uint64_t events_deferred;    //  events dropped for lack of reorder room (repaired later)
     uint64_t logs_refused;       //  new logs refused: max_logs reached
 } shoal_node_stats_t;

@@ -19,7 +19,9 @@
     2 unknown stream or origin (no such log here), 3 range not available
     (from_seq below the first seq after retention, or above the head),
     6 storage failure (a corrupt or unreadable record met mid-replay),
-    7 busy (too many sessions in all, or from this client).
+    7 busy (too many sessions in all, or from this client, and none of
+    them parked: a session waiting only for credit is dropped to make
+    room instead, oldest first).
 
     The class has no socket of its own: the engine hands it requests and
     lets it pump batches onto the ROUTER socket, a bounded amount at a
@@ -93,6 +95,7 @@ void shoal_replay_expire (shoal_replay_t *self, zframe_t *routing_id);
 size_t shoal_replay_sessions (const shoal_replay_t *self);
 uint64_t shoal_replay_requests_served (const shoal_replay_t *self);
 uint64_t shoal_replay_events_sent (const shoal_replay_t *self);
+uint64_t shoal_replay_sessions_evicted (const shoal_replay_t *self);
 
 #ifdef __cplusplus
 }

@@ -9,8 +9,10 @@
                                 live event from a peer: dropped, bad_requests
         request size            Error 4 "request too large"
         ZMQ_MAXMSGSIZE          connection closed, no reply; node keeps serving
-        max_replays_per_client  Error 7, replays_refused
-        max_replay_sessions     Error 7, replays_refused
+        max_replays_per_client  a session parked for credit is dropped
+                                (replays_evicted); with none, Error 7,
+                                replays_refused
+        max_replay_sessions     the same, over all clients
         replay_batch_events     no ReplayBatch holds more events
         replay_batch_bytes      no ReplayBatch holds more event bytes (one
                                 bigger event travels alone)
@@ -311,29 +313,108 @@ s_few_replays (shoal_node_config_t *config)
     config->max_replay_sessions = 3;
 }
 
+//  Big events, and a ROUTER that queues one message per client: a client
+//  that does not read keeps its replays busy (not parked for credit).
+static void
+s_few_busy_replays (shoal_node_config_t *config)
+{
+    s_few_replays (config);
+    config->sndhwm = 1;
+}
+
+//  A client that reads slowly: tiny queue and socket buffer.
+static zsock_t *
+s_slow_client (shoal_node_t *node)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (dealer, 0);
+    zsock_set_rcvtimeo (dealer, S_WAIT_MS);
+    zsock_set_rcvhwm (dealer, 1);
+    zsock_set_rcvbuf (dealer, 4096);
+    if (zsock_connect (dealer, "%s", shoal_node_router_endpoint (node)))
+        bail ("cannot connect to %s", shoal_node_router_endpoint (node));
+    return dealer;
+}
+
+//  Reads responses until one for request_id; its Error code, 0 when it is
+//  not an Error, -1 when none came.
+static int
+s_error_for (zsock_t *client, uint64_t request_id, char *message, size_t size)
+{
+    for (int n = 0; n < 100000; n++) {
+        Shoal__V1__Response *response = s_recv (client);
+        if (!response)
+            return -1;
+        if (response->request_id != request_id) {
+            shoal__v1__response__free_unpacked (response, NULL);
+            continue;
+        }
+        int code = 0;
+        if (response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR) {
+            code = (int) response->error->code;
+            snprintf (message, size, "%s", response->error->message);
+        }
+        shoal__v1__response__free_unpacked (response, NULL);
+        return code;
+    }
+    return -1;
+}
+
 static void
 test_replay_sessions (void)
 {
+    //  Sessions parked for credit make room for new ones.
     shoal_node_t *node = s_node ("replays", NULL, 0, s_few_replays);
     s_publish (node, "orders", 5, 10);
     const uint8_t *id = shoal_node_id (node);
     zsock_t *alice = s_client (node);
-    zsock_t *bob = s_client (node);
-    //  Credit 0: each session stays open, waiting for credit.
     s_replay (alice, 1, id, "orders", 0);
     s_replay (alice, 2, id, "orders", 0);
-    ok (s_ping (alice, 90), "two replays of one client are open");
     s_replay (alice, 3, id, "orders", 0);
+    ok (s_ping (alice, 90), "a client with two replays parked for credit starts a third");
+    ok (s_stats (node).replays_evicted == 1 && s_stats (node).replays_refused == 0,
+        "max_replays_per_client: its oldest parked replay is dropped and counted in "
+        "replays_evicted");
+    Shoal__V1__Credit credit = SHOAL__V1__CREDIT__INIT;
+    credit.replay_id = 1;
+    credit.credit = 10;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 100;
+    request.body_case = SHOAL__V1__REQUEST__BODY_CREDIT;
+    request.credit = &credit;
+    s_send (alice, &request);
+    credit.replay_id = 3;
+    s_send (alice, &request);
+    Shoal__V1__Response *response = s_recv (alice);
+    ok (response && response->request_id == 3
+            && response->body_case == SHOAL__V1__RESPONSE__BODY_BATCH,
+        "the dropped replay sends nothing more; the new one goes on");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    zsock_destroy (&alice);
+    shoal_node_destroy (&node);
+
+    //  Busy sessions (their batches wait for a slow client) are not
+    //  dropped: past a limit, Error 7.
+    node = s_node ("busy-replays", NULL, 0, s_few_busy_replays);
+    s_publish (node, "big", 40, 50000);
+    id = shoal_node_id (node);
+    alice = s_slow_client (node);
+    zsock_t *bob = s_slow_client (node);
+    s_replay (alice, 1, id, "big", 1000);
+    s_replay (alice, 2, id, "big", 1000);
+    zclock_sleep (500);
+    s_replay (alice, 3, id, "big", 1000);
+    zclock_sleep (300);
+    s_replay (bob, 1, id, "big", 1000);
+    zclock_sleep (500);
+    s_replay (bob, 2, id, "big", 1000);
     char message[256] = "";
-    is_int (s_error_code (alice, message, sizeof message), SHOAL_WIRE_BUSY,
-            "max_replays_per_client: the third replay of one client gets Error 7 (%s)", message);
-    is_int (s_stats (node).replays_refused, 1, "replays_refused counts it");
-    s_replay (bob, 1, id, "orders", 0);
-    ok (s_ping (bob, 91), "another client still gets a replay (the limit is per client)");
-    s_replay (bob, 2, id, "orders", 0);
-    is_int (s_error_code (bob, message, sizeof message), SHOAL_WIRE_BUSY,
-            "max_replay_sessions: a fourth session in all gets Error 7 (%s)", message);
-    is_int (s_stats (node).replays_refused, 2, "replays_refused counts it");
+    is_int (s_error_for (alice, 3, message, sizeof message), SHOAL_WIRE_BUSY,
+            "max_replays_per_client: a third busy replay of one client gets Error 7 (%s)", message);
+    is_int (s_error_for (bob, 2, message, sizeof message), SHOAL_WIRE_BUSY,
+            "max_replay_sessions: a fourth busy session in all gets Error 7 (%s)", message);
+    is_int (s_stats (node).replays_refused, 2, "replays_refused counts both");
     zsock_destroy (&alice);
     zsock_destroy (&bob);
     shoal_node_destroy (&node);
