@@ -877,7 +877,7 @@ s_usage (FILE *out)
         char flag[64];
         snprintf (flag, sizeof flag, "--%s%s%s", s_options[i].key, s_options[i].meta ? " " : "",
                   s_options[i].meta ? s_options[i].meta : "");
-        if (strlen (flag) > 24)
+        if (strlen (flag) >= 24)
             fprintf (out, "  %s\n  %-24s%s\n", flag, "", s_options[i].help);
         else
             fprintf (out, "  %-24s%s\n", flag, s_options[i].help);
