@@ -116,6 +116,14 @@ enum {
     OPT_SEGMENT,
     OPT_DEDUPE,
     OPT_REORDER,
+    OPT_MAX_PEERS,
+    OPT_MAX_REPLAYS,
+    OPT_MAX_REPLAYS_CLIENT,
+    OPT_REPLAY_BATCH_EVENTS,
+    OPT_REPLAY_BATCH_BYTES,
+    OPT_MAX_LOGS,
+    OPT_MAX_CONSUMERS,
+    OPT_MAX_CONSUMER_CURSORS,
     OPT_RETAIN_BYTES,
     OPT_RETAIN_AGE,
     OPT_LOG_LEVEL,
@@ -167,6 +175,23 @@ static const s_option_t s_options[OPT_COUNT] = {
                     "thin-client event ids remembered per stream (default 100000)"},
     [OPT_REORDER] = {"reorder-limit", S_INT, "N", 1, 100000000,
                      "out-of-order events held per subscription (default 10000)"},
+    [OPT_MAX_PEERS] = {"max-peers", S_INT, "N", 1, 1000000,
+                       "peers known at once; more are ignored and counted (default 256)"},
+    [OPT_MAX_REPLAYS] = {"max-replays", S_INT, "N", 1, 1000000,
+                         "replays served at once; more get Error 7 busy (default 1024)"},
+    [OPT_MAX_REPLAYS_CLIENT] = {"max-replays-per-client", S_INT, "N", 1, 1000000,
+                                "replays served at once to one client (default 16)"},
+    [OPT_REPLAY_BATCH_EVENTS] = {"replay-batch-events", S_INT, "N", 1, 1000000,
+                                 "most events in one replay batch (default 256)"},
+    [OPT_REPLAY_BATCH_BYTES] = {"replay-batch-bytes", S_SIZE, "BYTES", 1024, 1LL << 30,
+                                "most event bytes in one replay batch (default 64K)"},
+    [OPT_MAX_LOGS] = {"max-logs", S_INT, "N", 1, 100000000,
+                      "logs held before thin clients and replicate-all create no more (default "
+                      "4096)"},
+    [OPT_MAX_CONSUMERS] = {"max-consumers", S_INT, "N", 1, 100000000,
+                           "durable consumers thin clients may create (default 1024)"},
+    [OPT_MAX_CONSUMER_CURSORS] = {"max-consumer-cursors", S_INT, "N", 1, 100000000,
+                                  "cursors of one durable consumer (default 10000)"},
     [OPT_RETAIN_BYTES] = {"retain-bytes", S_SIZE, "BYTES", 0, 1LL << 50,
                           "retention: drop a log's oldest segments past this size (0 = keep all)"},
     [OPT_RETAIN_AGE] = {"retain-age", S_AGE, "AGE", 0, 100LL * 365 * 86400,
@@ -870,7 +895,7 @@ s_usage (FILE *out)
         char flag[64];
         snprintf (flag, sizeof flag, "--%s%s%s", s_options[i].key, s_options[i].meta ? " " : "",
                   s_options[i].meta ? s_options[i].meta : "");
-        if (strlen (flag) > 24)
+        if (strlen (flag) >= 24)
             fprintf (out, "  %s\n  %-24s%s\n", flag, "", s_options[i].help);
         else
             fprintf (out, "  %-24s%s\n", flag, s_options[i].help);
@@ -1194,6 +1219,14 @@ main (int argc, char *argv[])
     S_NUMBER (OPT_SEGMENT, segment_size, uint64_t)
     S_NUMBER (OPT_DEDUPE, dedupe_window, size_t)
     S_NUMBER (OPT_REORDER, reorder_limit, size_t)
+    S_NUMBER (OPT_MAX_PEERS, max_peers, size_t)
+    S_NUMBER (OPT_MAX_REPLAYS, max_replay_sessions, size_t)
+    S_NUMBER (OPT_MAX_REPLAYS_CLIENT, max_replays_per_client, size_t)
+    S_NUMBER (OPT_REPLAY_BATCH_EVENTS, replay_batch_events, size_t)
+    S_NUMBER (OPT_REPLAY_BATCH_BYTES, replay_batch_bytes, size_t)
+    S_NUMBER (OPT_MAX_LOGS, max_logs, size_t)
+    S_NUMBER (OPT_MAX_CONSUMERS, max_consumers, size_t)
+    S_NUMBER (OPT_MAX_CONSUMER_CURSORS, max_consumer_cursors, size_t)
     S_NUMBER (OPT_RETAIN_BYTES, retain_bytes, uint64_t)
 #undef S_NUMBER
     if (settings.value[OPT_RETAIN_AGE]

@@ -703,6 +703,10 @@ s_replicate_stream (s_engine_t *self, const char *stream)
         if (shoal_sub_id (sub) < 0 && streq (shoal_sub_stream (sub), stream))
             return; //  already
     size_t count = shoal_store_log_count (self->store);
+    if (count >= self->config->max_logs) {
+        self->stats.logs_refused++;
+        return;
+    }
     uint8_t (*origins)[SHOAL_ID_SIZE] =
         (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
     uint64_t *seqs = (uint64_t *) zmalloc ((count + 1) * sizeof (uint64_t));
@@ -828,6 +832,7 @@ s_sub_totals (s_engine_t *self, shoal_sub_t *sub)
     self->sub_totals.gaps_detected += stats.gaps_detected;
     self->sub_totals.events_repaired += stats.events_repaired;
     self->sub_totals.duplicates_dropped += stats.duplicates_dropped;
+    self->sub_totals.deferred += stats.deferred;
 }
 
 static void
@@ -1075,6 +1080,12 @@ s_peer_add (s_engine_t *self, const char *router_endpoint, bool is_static)
 {
     if (s_known_endpoint (self, router_endpoint))
         return NULL;
+    //  Limit: beacons, Hellos and peer exchange add peers up to max_peers;
+    //  the operator's static peers always get in.
+    if (!is_static && zlistx_size (self->peers) >= self->config->max_peers) {
+        self->stats.peers_refused++;
+        return NULL;
+    }
     //  Secure mode: the endpoint carries the peer's key (ENDPOINT#KEY),
     //  which must be in the allow-list; without a key, no connection.
     char plain[128], key[SHOAL_KEY_TEXT_SIZE] = "";
@@ -1103,6 +1114,11 @@ s_peer_add (s_engine_t *self, const char *router_endpoint, bool is_static)
                router_endpoint);
         return NULL;
     }
+    //  A peer's responses are at most a batch of replay_batch_bytes or one
+    //  event; anything bigger ends the connection.
+    zsock_set_maxmsgsize (
+        shoal_peer_dealer (peer),
+        (int64_t) (self->config->max_event_size + self->config->replay_batch_bytes + 65536));
     zlistx_add_end (self->peers, peer);
     self->peers_changed = true;
     s_send_hello (self, peer);
@@ -1407,6 +1423,11 @@ s_handle_status (s_engine_t *self, zframe_t *routing_id, uint64_t request_id)
         {"events_served", stats.events_served},
         {"peers", stats.peers},
         {"auth_refused", stats.auth_refused},
+        {"peers_refused", stats.peers_refused},
+        {"replays_refused", stats.replays_refused},
+        {"replays_evicted", stats.replays_evicted},
+        {"events_deferred", stats.events_deferred},
+        {"logs_refused", stats.logs_refused},
     };
     size_t counter_count = sizeof counters / sizeof counters[0];
     Shoal__V1__StatusReply__CountersEntry entries[sizeof counters / sizeof counters[0]];
@@ -1527,6 +1548,14 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
     if (!shoal_event_id (event))
         shoal_event_generate_id (event);
     const char *stream = shoal_event_stream (event);
+    if (!zhashx_lookup (self->own, stream)
+        && shoal_store_log_count (self->store) >= self->config->max_logs) {
+        shoal_event_destroy (&event);
+        self->stats.logs_refused++;
+        s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
+                       "this node holds as many logs as it may (max_logs): no new stream");
+        return 0;
+    }
     s_own_t *own = s_own (self, stream, true);
     if (!own || shoal_log_failed (own->log)) {
         shoal_event_destroy (&event);
@@ -1600,6 +1629,7 @@ s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         return;
     }
     if (streq (op, "ack")) {
+        size_t added = 0;
         for (size_t i = 0; i < request->n_cursors; i++) {
             const Shoal__V1__LogHead *cursor = request->cursors[i];
             if (cursor->origin.len != SHOAL_ID_SIZE || !shoal_stream_name_valid (cursor->stream)) {
@@ -1607,6 +1637,22 @@ s_handle_consumer (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
                                "each cursor needs a 16-byte origin and a valid stream");
                 return;
             }
+            if (shoal_store_cursor (self->store, request->name, cursor->origin.data, cursor->stream)
+                == 0)
+                added++;
+        }
+        //  Limits: a stranger must not fill the disk with consumers or cursors.
+        size_t held = shoal_store_consumer_cursor_count (self->store, request->name);
+        if (held == 0 && added > 0
+            && shoal_store_consumer_count (self->store) >= self->config->max_consumers) {
+            s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
+                           "too many durable consumers on this node (max_consumers)");
+            return;
+        }
+        if (held + added > self->config->max_consumer_cursors) {
+            s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
+                           "too many cursors for one consumer (max_consumer_cursors)");
+            return;
         }
         for (size_t i = 0; i < request->n_cursors; i++)
             shoal_store_cursor_set (self->store, request->name, request->cursors[i]->origin.data,
@@ -1708,12 +1754,17 @@ s_handle_request (s_engine_t *self, zmsg_t *msg)
             s_handle_hello (self, routing_id, payload, id, request->hello);
             break;
         case SHOAL__V1__REQUEST__BODY_STATUS: s_handle_status (self, routing_id, id); break;
-        case SHOAL__V1__REQUEST__BODY_REPLAY:
-            if (shoal_replay_start (self->replay, self->router, routing_id, id, request->replay))
+        case SHOAL__V1__REQUEST__BODY_REPLAY: {
+            int code =
+                shoal_replay_start (self->replay, self->router, routing_id, id, request->replay);
+            if (code == SHOAL_WIRE_BUSY)
+                self->stats.replays_refused++;
+            else if (code)
                 self->stats.bad_requests++;
             else
                 self->replay_busy = true;
             break;
+        }
         case SHOAL__V1__REQUEST__BODY_PUBLISH:
             retry = s_handle_publish (self, routing_id, id, request->publish);
             break;
@@ -1969,15 +2020,18 @@ s_stats_fill (s_engine_t *self, shoal_node_stats_t *stats)
         totals.gaps_detected += one.gaps_detected;
         totals.events_repaired += one.events_repaired;
         totals.duplicates_dropped += one.duplicates_dropped;
+        totals.deferred += one.deferred;
     }
     stats->delivered = totals.delivered;
     stats->gaps_detected = totals.gaps_detected;
     stats->events_repaired = totals.events_repaired;
     stats->duplicates_dropped = totals.duplicates_dropped;
+    stats->events_deferred = totals.deferred;
     stats->replays_served = shoal_replay_requests_served (self->replay);
     stats->events_served = shoal_replay_events_sent (self->replay);
     stats->auth_refused =
         self->secure ? self->beacons_refused + shoal_secure_refused (self->secure) : 0;
+    stats->replays_evicted = shoal_replay_sessions_evicted (self->replay);
     stats->peers = 0;
     int64_t now = s_now ();
     for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
@@ -2340,6 +2394,10 @@ s_start (s_engine_t *self)
 
     shoal_replay_config_t replay_config;
     shoal_replay_config_defaults (&replay_config);
+    replay_config.batch_events = config->replay_batch_events;
+    replay_config.batch_bytes = config->replay_batch_bytes;
+    replay_config.max_sessions = config->max_replay_sessions;
+    replay_config.max_sessions_per_client = config->max_replays_per_client;
     self->replay = shoal_replay_new (s_lookup, self, &replay_config);
 
     //  Own streams already in the store: their seqs continue after the head.

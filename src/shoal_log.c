@@ -839,6 +839,13 @@ s_recover (shoal_log_t *self)
     size_t count;
     if (s_list_segments (self->dir, &firsts, &count))
         return s_fail (self, SHOAL_ERR_IO, "cannot list %s: %s", self->dir, strerror (errno));
+    //  Seqs start at 1: a segment named 0 is damage, and taking it would
+    //  make seq 0 part of the log (found by fuzz_log).
+    if (count && firsts[0] == 0) {
+        free (firsts);
+        return s_fail (self, SHOAL_ERR_CORRUPT,
+                       "%s: segment %020d.seg cannot exist (seqs start at 1)", self->dir, 0);
+    }
     int rc = 0;
     for (size_t i = 0; i < count && rc == 0; i++) {
         bool last = i + 1 == count;

@@ -54,6 +54,14 @@ shoal_node_config_defaults (shoal_node_config_t *config)
     config->dedupe_window = 100000;
     config->reorder_limit = 10000;
     config->log_level = SHOAL_LOG_WARNING;
+    config->max_peers = 256;
+    config->max_replay_sessions = 1024;
+    config->max_replays_per_client = 16;
+    config->replay_batch_events = 256;
+    config->replay_batch_bytes = 64 * 1024;
+    config->max_logs = 4096;
+    config->max_consumers = 1024;
+    config->max_consumer_cursors = 10000;
 }
 
 static char **
@@ -157,6 +165,22 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
         copy->dedupe_window = defaults.dedupe_window;
     if (copy->reorder_limit == 0)
         copy->reorder_limit = defaults.reorder_limit;
+    if (copy->max_peers == 0)
+        copy->max_peers = defaults.max_peers;
+    if (copy->max_replay_sessions == 0)
+        copy->max_replay_sessions = defaults.max_replay_sessions;
+    if (copy->max_replays_per_client == 0)
+        copy->max_replays_per_client = defaults.max_replays_per_client;
+    if (copy->replay_batch_events == 0)
+        copy->replay_batch_events = defaults.replay_batch_events;
+    if (copy->replay_batch_bytes == 0)
+        copy->replay_batch_bytes = defaults.replay_batch_bytes;
+    if (copy->max_logs == 0)
+        copy->max_logs = defaults.max_logs;
+    if (copy->max_consumers == 0)
+        copy->max_consumers = defaults.max_consumers;
+    if (copy->max_consumer_cursors == 0)
+        copy->max_consumer_cursors = defaults.max_consumer_cursors;
     if (strlen (copy->name) > 63 || strlen (copy->mesh) > 63) {
         snprintf (s_start_error, sizeof s_start_error, "node and mesh names are 63 bytes at most");
         error = SHOAL_ERR_INVALID;

@@ -57,6 +57,16 @@ typedef struct {
     const char *keys_dir;         //  secure: the allow-list, a directory of public certificates
     const char *cert_path;        //  secure: the node's certificate; default DATA/node.cert
                                   //  (secret in PATH_secret; made on first start)
+    //  Limits on what strangers can make a node hold (README, "Limits").
+    size_t max_peers;              //  peers known at once, static ones included; default 256
+    size_t max_replay_sessions;    //  replays served at once, all clients; default 1024
+    size_t max_replays_per_client; //  replays served at once to one client; default 16
+    size_t replay_batch_events;    //  most events in one ReplayBatch; default 256
+    size_t replay_batch_bytes;     //  most event bytes in one ReplayBatch; default 64 KiB
+    size_t max_logs;               //  logs in the store before thin clients and "replicate
+                                   //  all" may create no more; default 4096
+    size_t max_consumers;          //  durable consumers thin clients may create; default 1024
+    size_t max_consumer_cursors;   //  cursors of one consumer; default 10000
 } shoal_node_config_t;
 
 //  Log levels: a node logs messages at or below its level to stderr.
@@ -94,6 +104,11 @@ typedef struct {
     uint64_t events_served;      //  events sent in replay batches
     uint64_t peers;              //  peers connected now
     uint64_t auth_refused;       //  secure: handshakes and beacons refused for unknown keys
+    uint64_t peers_refused;      //  peers not added: max_peers reached
+    uint64_t replays_refused;    //  replay requests answered Error 7 (session limits)
+    uint64_t replays_evicted;    //  replays parked for credit, dropped to make room
+    uint64_t events_deferred;    //  events dropped for lack of reorder room (repaired later)
+    uint64_t logs_refused;       //  new logs refused: max_logs reached
 } shoal_node_stats_t;
 
 typedef struct {

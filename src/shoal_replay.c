@@ -125,6 +125,7 @@ struct _shoal_replay_t {
     size_t scratch_alloc;           //  bytes allocated
     uint64_t requests_served;       //  replays whose done batch went out
     uint64_t events_sent;           //  events in batches handed to the socket
+    uint64_t evicted;               //  parked sessions dropped to make room under a limit
 };
 
 //  --------------------------------------------------------------------------
@@ -529,7 +530,38 @@ shoal_replay_config_defaults (shoal_replay_config_t *config)
     config->batch_events = 256;
     config->batch_bytes = 64 * 1024;
     config->max_sessions = 1024;
+    config->max_sessions_per_client = 16;
     config->idle_timeout_ms = 30000;
+}
+
+//  The session that waits only for credit (nothing built, nothing to
+//  send) and has waited longest, of one client or (routing_id NULL) of
+//  any; NULL when none does. A node's subscription asks a new replay
+//  rather than sending Credit when one's credit is spent, so such
+//  sessions are the usual reason a limit is reached.
+static s_session_t *
+s_parked (shoal_replay_t *self, zframe_t *routing_id)
+{
+    s_session_t *oldest = NULL;
+    for (s_session_t *session = (s_session_t *) zlistx_first (self->sessions); session;
+         session = (s_session_t *) zlistx_next (self->sessions))
+        if ((!routing_id || zframe_eq (session->routing_id, routing_id)) && session->credit == 0
+            && !session->pending && !session->final_error && !session->finished
+            && (!oldest || session->active_at < oldest->active_at))
+            oldest = session;
+    return oldest;
+}
+
+//  Sessions open now for one client.
+static size_t
+s_client_sessions (shoal_replay_t *self, zframe_t *routing_id)
+{
+    size_t count = 0;
+    for (s_session_t *session = (s_session_t *) zlistx_first (self->sessions); session;
+         session = (s_session_t *) zlistx_next (self->sessions))
+        if (zframe_eq (session->routing_id, routing_id))
+            count++;
+    return count;
 }
 
 shoal_replay_t *
@@ -550,6 +582,8 @@ shoal_replay_new (shoal_replay_lookup_fn *lookup, void *arg, const shoal_replay_
         self->config.batch_bytes = defaults.batch_bytes;
     if (self->config.max_sessions == 0)
         self->config.max_sessions = defaults.max_sessions;
+    if (self->config.max_sessions_per_client == 0)
+        self->config.max_sessions_per_client = defaults.max_sessions_per_client;
     self->by_key = zhashx_new ();
     self->sessions = zlistx_new ();
     if (!self->by_key || !self->sessions) {
@@ -633,10 +667,32 @@ shoal_replay_start (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id,
             snprintf (text, sizeof text, "invalid event type \"%s\" in the type filter",
                       s_quote (req->types[i] ? req->types[i] : "", quoted, sizeof quoted));
         }
+    //  Limits: a session parked for credit makes room (it is dropped, and
+    //  counted); with none parked, the request is refused.
+    if (!code && s_client_sessions (self, routing_id) >= self->config.max_sessions_per_client) {
+        s_session_t *parked = s_parked (self, routing_id);
+        if (parked) {
+            s_remove (self, parked);
+            self->evicted++;
+        }
+        else {
+            code = SHOAL_WIRE_BUSY;
+            snprintf (text, sizeof text,
+                      "too many replay sessions from this client (%zu at once); retry later",
+                      self->config.max_sessions_per_client);
+        }
+    }
     if (!code && zlistx_size (self->sessions) >= self->config.max_sessions) {
-        code = SHOAL_WIRE_BUSY;
-        snprintf (text, sizeof text, "too many replay sessions (%zu); retry later",
-                  zlistx_size (self->sessions));
+        s_session_t *parked = s_parked (self, NULL);
+        if (parked) {
+            s_remove (self, parked);
+            self->evicted++;
+        }
+        else {
+            code = SHOAL_WIRE_BUSY;
+            snprintf (text, sizeof text, "too many replay sessions (%zu); retry later",
+                      zlistx_size (self->sessions));
+        }
     }
     shoal_log_t *log = NULL;
     if (!code) {
@@ -801,6 +857,13 @@ shoal_replay_requests_served (const shoal_replay_t *self)
 {
     assert (self);
     return self->requests_served;
+}
+
+uint64_t
+shoal_replay_sessions_evicted (const shoal_replay_t *self)
+{
+    assert (self);
+    return self->evicted;
 }
 
 uint64_t

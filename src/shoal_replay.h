@@ -19,7 +19,9 @@
     2 unknown stream or origin (no such log here), 3 range not available
     (from_seq below the first seq after retention, or above the head),
     6 storage failure (a corrupt or unreadable record met mid-replay),
-    7 busy (too many sessions).
+    7 busy (too many sessions in all, or from this client, and none of
+    them parked: a session waiting only for credit is dropped to make
+    room instead, oldest first).
 
     The class has no socket of its own: the engine hands it requests and
     lets it pump batches onto the ROUTER socket, a bounded amount at a
@@ -40,9 +42,10 @@ extern "C" {
 typedef struct _shoal_replay_t shoal_replay_t;
 
 typedef struct {
-    size_t batch_events; //  most events per batch, default 256
-    size_t batch_bytes;  //  most event bytes per batch, default 64 KiB
-    size_t max_sessions; //  sessions at once before Error 7, default 1024
+    size_t batch_events;            //  most events per batch, default 256
+    size_t batch_bytes;             //  most event bytes per batch, default 64 KiB
+    size_t max_sessions;            //  sessions at once before Error 7, default 1024
+    size_t max_sessions_per_client; //  sessions of one routing id before Error 7, default 16
     int idle_timeout_ms; //  a session with no credit and no news this long is dropped, default
                          //  30000
 } shoal_replay_config_t;
@@ -92,6 +95,7 @@ void shoal_replay_expire (shoal_replay_t *self, zframe_t *routing_id);
 size_t shoal_replay_sessions (const shoal_replay_t *self);
 uint64_t shoal_replay_requests_served (const shoal_replay_t *self);
 uint64_t shoal_replay_events_sent (const shoal_replay_t *self);
+uint64_t shoal_replay_sessions_evicted (const shoal_replay_t *self);
 
 #ifdef __cplusplus
 }

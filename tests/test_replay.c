@@ -807,11 +807,12 @@ test_errors (void)
     s_refused (replay, pair, 18, &ask, 3, "beyond the head: available are first 1, head 50",
                "from beyond the head");
 
-    //  Busy: max_sessions 1.
+    //  Busy: max_sessions 1 (the session has credit: one parked for
+    //  credit would be dropped to make room instead).
     s_got_t got;
     s_got_init (&got, 20, "errors");
     ask.from = 1;
-    ask.credit = 0;
+    ask.credit = 5;
     is_int (s_start (replay, pair, NULL, 20, &ask), 0, "first session starts");
     s_refused (replay, pair, 21, &ask, 7, "too many", "second session with max_sessions 1");
     is_int (s_start (replay, pair, NULL, 20, &ask), 0,

@@ -144,7 +144,15 @@ test_help_and_version (void)
                            "--dedupe-window",
                            "--reorder-limit",
                            "--retain-bytes",
-                           "--retain-age"};
+                           "--retain-age",
+                           "--max-peers",
+                           "--max-replays",
+                           "--max-replays-per-client",
+                           "--replay-batch-events",
+                           "--replay-batch-bytes",
+                           "--max-logs",
+                           "--max-consumers",
+                           "--max-consumer-cursors"};
     bool all = true;
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!s_contains (out, flags[i])) {

@@ -1,0 +1,715 @@
+/*  test_limits - every limit a node keeps on what others can make it hold
+
+    Each check drives a node (in this process, loopback endpoints only)
+    past one limit and looks for the documented outcome: an Error reply
+    with its DESIGN.md code, or a drop counted in the node's stats. The
+    README table "Limits" lists them; this file checks each row:
+
+        max_event_size          publish: TOO_LARGE; thin client: Error 4;
+                                live event from a peer: dropped, bad_requests
+        request size            Error 4 "request too large"
+        ZMQ_MAXMSGSIZE          connection closed, no reply; node keeps serving
+        max_replays_per_client  a session parked for credit is dropped
+                                (replays_evicted); with none, Error 7,
+                                replays_refused
+        max_replay_sessions     the same, over all clients
+        replay_batch_events     no ReplayBatch holds more events
+        replay_batch_bytes      no ReplayBatch holds more event bytes (one
+                                bigger event travels alone)
+        replay type filter      more than 256 types: Error 1
+        max_peers               Hello beyond it: peer not added, peers_refused
+        max_logs                thin client's new stream: Error 7, logs_refused
+        max_consumers           thin client's new consumer: Error 7
+        max_consumer_cursors    a consumer's new cursor past it: Error 7
+        reorder_limit           events_deferred, and every event still
+                                arrives once, in order
+    ========================================================================= */
+
+#include "shoal.h"
+#include "shoal.pb-c.h"
+#include "tap.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_WAIT_MS 10000 //  generous: the machine is shared
+
+static shoal_node_t *
+s_node (const char *name, const char *const *peers, size_t peer_count,
+        void (*tune) (shoal_node_config_t *))
+{
+    shoal_node_config_t config;
+    shoal_node_config_defaults (&config);
+    config.name = name;
+    config.mesh = "test-limits";
+    config.data_dir = tap_path (name);
+    config.interface = "none";
+    config.pub_endpoint = "tcp://127.0.0.1:*";
+    config.router_endpoint = "tcp://127.0.0.1:*";
+    config.peers = peers;
+    config.peer_count = peer_count;
+    config.heartbeat_ms = 200;
+    config.fsync = SHOAL_FSYNC_NEVER;
+    config.log_level = SHOAL_LOG_ERROR;
+    if (tune)
+        tune (&config);
+    int error = 0;
+    shoal_node_t *node = shoal_node_new (&config, &error);
+    if (!node)
+        bail ("cannot start node %s: %s", name, shoal_node_start_error ());
+    return node;
+}
+
+//  Publishes count events of payload_size bytes; returns the last seq.
+static uint64_t
+s_publish (shoal_node_t *node, const char *stream, int count, size_t payload_size)
+{
+    uint64_t seq = 0;
+    char *payload = (char *) malloc (payload_size + 1);
+    memset (payload, 'p', payload_size);
+    for (int i = 0; i < count; i++) {
+        shoal_event_t *event = shoal_event_new ();
+        shoal_event_set_stream (event, stream);
+        shoal_event_set_type (event, "Tick");
+        shoal_event_set_payload (event, payload, payload_size);
+        int error = 0;
+        if (shoal_node_publish (node, event, &seq, &error))
+            bail ("publish failed: %s", shoal_strerror (error));
+        shoal_event_destroy (&event);
+    }
+    free (payload);
+    if (shoal_node_wait_durable (node, stream, seq, S_WAIT_MS))
+        bail ("events did not become durable");
+    return seq;
+}
+
+static shoal_node_stats_t
+s_stats (shoal_node_t *node)
+{
+    shoal_node_stats_t stats;
+    if (shoal_node_stats (node, &stats))
+        bail ("no stats");
+    return stats;
+}
+
+//  A thin client: a DEALER on the node's ROUTER.
+static zsock_t *
+s_client (shoal_node_t *node)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (dealer, 0);
+    zsock_set_rcvtimeo (dealer, S_WAIT_MS);
+    if (zsock_connect (dealer, "%s", shoal_node_router_endpoint (node)))
+        bail ("cannot connect to %s", shoal_node_router_endpoint (node));
+    return dealer;
+}
+
+static void
+s_send (zsock_t *client, Shoal__V1__Request *request)
+{
+    size_t size = shoal__v1__request__get_packed_size (request);
+    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
+    shoal__v1__request__pack (request, data);
+    zmq_send (zsock_resolve (client), data, size, 0);
+    free (data);
+}
+
+//  Next response, or NULL after the receive timeout. Caller frees it.
+static Shoal__V1__Response *
+s_recv (zsock_t *client)
+{
+    zframe_t *frame = zframe_recv (client);
+    if (!frame)
+        return NULL;
+    Shoal__V1__Response *response =
+        shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame));
+    zframe_destroy (&frame);
+    return response;
+}
+
+//  The Error code of the next response, 0 when it is not an Error, -1 when none came.
+static int
+s_error_code (zsock_t *client, char *message, size_t size)
+{
+    Shoal__V1__Response *response = s_recv (client);
+    if (!response)
+        return -1;
+    int code = 0;
+    if (response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR) {
+        code = (int) response->error->code;
+        if (message)
+            snprintf (message, size, "%s", response->error->message);
+    }
+    shoal__v1__response__free_unpacked (response, NULL);
+    return code;
+}
+
+static void
+s_replay (zsock_t *client, uint64_t request_id, const uint8_t *origin, const char *stream,
+          uint32_t credit)
+{
+    Shoal__V1__ReplayRequest replay = SHOAL__V1__REPLAY_REQUEST__INIT;
+    replay.origin.data = (uint8_t *) origin;
+    replay.origin.len = SHOAL_ID_SIZE;
+    replay.stream = (char *) stream;
+    replay.from_seq = 1;
+    replay.credit = credit;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = request_id;
+    request.body_case = SHOAL__V1__REQUEST__BODY_REPLAY;
+    request.replay = &replay;
+    s_send (client, &request);
+}
+
+//  True when a Ping gets its Pong: the node is alive and answering.
+static bool
+s_ping (zsock_t *client, uint64_t request_id)
+{
+    Shoal__V1__Ping ping = SHOAL__V1__PING__INIT;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = request_id;
+    request.body_case = SHOAL__V1__REQUEST__BODY_PING;
+    request.ping = &ping;
+    s_send (client, &request);
+    for (;;) {
+        Shoal__V1__Response *response = s_recv (client);
+        if (!response)
+            return false;
+        bool pong = response->request_id == request_id
+                    && response->body_case == SHOAL__V1__RESPONSE__BODY_PONG;
+        shoal__v1__response__free_unpacked (response, NULL);
+        if (pong)
+            return true;
+    }
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+s_small_events (shoal_node_config_t *config)
+{
+    config->max_event_size = 4096;
+}
+
+static void
+test_event_size (void)
+{
+    shoal_node_t *node = s_node ("size", NULL, 0, s_small_events);
+    //  The library API.
+    shoal_event_t *event = shoal_event_new ();
+    shoal_event_set_stream (event, "orders");
+    shoal_event_set_type (event, "Big");
+    char payload[8192];
+    memset (payload, 'b', sizeof payload);
+    shoal_event_set_payload (event, payload, 5000);
+    uint64_t seq = 0;
+    int error = 0;
+    ok (shoal_node_publish (node, event, &seq, &error) == -1 && error == SHOAL_ERR_TOO_LARGE,
+        "max_event_size: publishing a 5000-byte event to a 4096-byte node fails with TOO_LARGE");
+    shoal_event_destroy (&event);
+
+    //  A thin client's PublishRequest.
+    zsock_t *client = s_client (node);
+    Shoal__V1__Event big = SHOAL__V1__EVENT__INIT;
+    big.stream = "orders";
+    big.type = "Big";
+    big.payload.data = (uint8_t *) payload;
+    big.payload.len = 5000;
+    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
+    publish.event = &big;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 1;
+    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+    request.publish = &publish;
+    uint64_t bad_before = s_stats (node).bad_requests;
+    s_send (client, &request);
+    is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_TOO_LARGE,
+            "max_event_size: a thin client's oversized PublishRequest gets Error 4");
+
+    //  A request bigger than any event plus its envelope, below ZMQ_MAXMSGSIZE.
+    big.payload.len = 8192 + 100;
+    char *huge = (char *) malloc (big.payload.len);
+    memset (huge, 'h', big.payload.len);
+    big.payload.data = (uint8_t *) huge;
+    request.request_id = 2;
+    s_send (client, &request);
+    char message[256] = "";
+    is_int (s_error_code (client, message, sizeof message), SHOAL_WIRE_TOO_LARGE,
+            "request size: a request over max_event_size + 4096 gets Error 4 (%s)", message);
+    free (huge);
+    ok (s_stats (node).bad_requests >= bad_before + 2, "both refusals are counted in bad_requests");
+    ok (s_stats (node).published == 0, "nothing was recorded");
+
+    //  Past ZMQ_MAXMSGSIZE (4 * max_event_size + 64 KiB): ZeroMQ drops the
+    //  connection before the node sees a byte of it.
+    size_t giant_size = 4 * 4096 + 65536 + 1024;
+    uint8_t *giant = (uint8_t *) calloc (1, giant_size);
+    zmq_send (zsock_resolve (client), giant, giant_size, 0);
+    free (giant);
+    zsock_set_rcvtimeo (client, 1000);
+    Shoal__V1__Response *none = s_recv (client);
+    ok (none == NULL, "ZMQ_MAXMSGSIZE: a frame over 4 x max_event_size + 64 KiB gets no reply");
+    if (none)
+        shoal__v1__response__free_unpacked (none, NULL);
+    zsock_set_rcvtimeo (client, S_WAIT_MS);
+    zsock_t *other = s_client (node);
+    ok (s_ping (other, 77) && s_ping (client, 78),
+        "ZMQ_MAXMSGSIZE: the node keeps serving (a new client, and the same one reconnected)");
+    zsock_destroy (&other);
+    zsock_destroy (&client);
+    shoal_node_destroy (&node);
+}
+
+//  A peer's live event over this node's max_event_size is dropped and counted.
+static void
+s_small_subscriber (shoal_node_config_t *config)
+{
+    config->max_event_size = 2048;
+}
+
+static void
+test_live_event_size (void)
+{
+    shoal_node_t *origin = s_node ("live-origin", NULL, 0, NULL);
+    const char *peers[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *subscriber = s_node ("live-sub", peers, 1, s_small_subscriber);
+    shoal_from_t from = {.kind = SHOAL_FROM_NOW};
+    int sub = shoal_node_subscribe (subscriber, "metrics", NULL, &from);
+    //  Wait until the subscriber hears the origin (heartbeats of the stream).
+    s_publish (origin, "metrics", 1, 10);
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    shoal_event_t *first = NULL;
+    while (!first && zclock_mono () < deadline) {
+        s_publish (origin, "metrics", 1, 10);
+        first = shoal_node_recv (subscriber, 200, NULL);
+    }
+    ok (first != NULL, "the subscriber gets small live events from its peer");
+    shoal_event_destroy (&first);
+    uint64_t bad_before = s_stats (subscriber).bad_requests;
+    s_publish (origin, "metrics", 1, 3000); //  over 2048, under the SUB's ZMQ_MAXMSGSIZE
+    deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (subscriber).bad_requests == bad_before && zclock_mono () < deadline)
+        zclock_sleep (20);
+    ok (s_stats (subscriber).bad_requests > bad_before,
+        "max_event_size: a live event over the subscriber's limit is dropped and counted");
+    shoal_event_t *event;
+    bool delivered_big = false;
+    while ((event = shoal_node_recv (subscriber, 300, NULL))) {
+        if (shoal_event_payload_size (event) >= 3000)
+            delivered_big = true;
+        shoal_event_destroy (&event);
+    }
+    ok (!delivered_big, "the oversized event is never delivered");
+    shoal_node_unsubscribe (subscriber, sub);
+    shoal_node_destroy (&subscriber);
+    shoal_node_destroy (&origin);
+}
+
+static void
+s_few_replays (shoal_node_config_t *config)
+{
+    config->max_replays_per_client = 2;
+    config->max_replay_sessions = 3;
+}
+
+//  Big events, and a ROUTER that queues one message per client: a client
+//  that does not read keeps its replays busy (not parked for credit).
+static void
+s_few_busy_replays (shoal_node_config_t *config)
+{
+    s_few_replays (config);
+    config->sndhwm = 1;
+}
+
+//  A client that reads slowly: tiny queue and socket buffer.
+static zsock_t *
+s_slow_client (shoal_node_t *node)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (dealer, 0);
+    zsock_set_rcvtimeo (dealer, S_WAIT_MS);
+    zsock_set_rcvhwm (dealer, 1);
+    zsock_set_rcvbuf (dealer, 4096);
+    if (zsock_connect (dealer, "%s", shoal_node_router_endpoint (node)))
+        bail ("cannot connect to %s", shoal_node_router_endpoint (node));
+    return dealer;
+}
+
+//  Reads responses until one for request_id; its Error code, 0 when it is
+//  not an Error, -1 when none came.
+static int
+s_error_for (zsock_t *client, uint64_t request_id, char *message, size_t size)
+{
+    for (int n = 0; n < 100000; n++) {
+        Shoal__V1__Response *response = s_recv (client);
+        if (!response)
+            return -1;
+        if (response->request_id != request_id) {
+            shoal__v1__response__free_unpacked (response, NULL);
+            continue;
+        }
+        int code = 0;
+        if (response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR) {
+            code = (int) response->error->code;
+            snprintf (message, size, "%s", response->error->message);
+        }
+        shoal__v1__response__free_unpacked (response, NULL);
+        return code;
+    }
+    return -1;
+}
+
+static void
+test_replay_sessions (void)
+{
+    //  Sessions parked for credit make room for new ones.
+    shoal_node_t *node = s_node ("replays", NULL, 0, s_few_replays);
+    s_publish (node, "orders", 5, 10);
+    const uint8_t *id = shoal_node_id (node);
+    zsock_t *alice = s_client (node);
+    s_replay (alice, 1, id, "orders", 0);
+    s_replay (alice, 2, id, "orders", 0);
+    s_replay (alice, 3, id, "orders", 0);
+    ok (s_ping (alice, 90), "a client with two replays parked for credit starts a third");
+    ok (s_stats (node).replays_evicted == 1 && s_stats (node).replays_refused == 0,
+        "max_replays_per_client: its oldest parked replay is dropped and counted in "
+        "replays_evicted");
+    Shoal__V1__Credit credit = SHOAL__V1__CREDIT__INIT;
+    credit.replay_id = 1;
+    credit.credit = 10;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 100;
+    request.body_case = SHOAL__V1__REQUEST__BODY_CREDIT;
+    request.credit = &credit;
+    s_send (alice, &request);
+    credit.replay_id = 3;
+    s_send (alice, &request);
+    Shoal__V1__Response *response = s_recv (alice);
+    ok (response && response->request_id == 3
+            && response->body_case == SHOAL__V1__RESPONSE__BODY_BATCH,
+        "the dropped replay sends nothing more; the new one goes on");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    zsock_destroy (&alice);
+    shoal_node_destroy (&node);
+
+    //  Busy sessions (their batches wait for a slow client) are not
+    //  dropped: past a limit, Error 7.
+    node = s_node ("busy-replays", NULL, 0, s_few_busy_replays);
+    s_publish (node, "big", 40, 50000);
+    id = shoal_node_id (node);
+    alice = s_slow_client (node);
+    zsock_t *bob = s_slow_client (node);
+    s_replay (alice, 1, id, "big", 1000);
+    s_replay (alice, 2, id, "big", 1000);
+    zclock_sleep (500);
+    s_replay (alice, 3, id, "big", 1000);
+    zclock_sleep (300);
+    s_replay (bob, 1, id, "big", 1000);
+    zclock_sleep (500);
+    s_replay (bob, 2, id, "big", 1000);
+    char message[256] = "";
+    is_int (s_error_for (alice, 3, message, sizeof message), SHOAL_WIRE_BUSY,
+            "max_replays_per_client: a third busy replay of one client gets Error 7 (%s)", message);
+    is_int (s_error_for (bob, 2, message, sizeof message), SHOAL_WIRE_BUSY,
+            "max_replay_sessions: a fourth busy session in all gets Error 7 (%s)", message);
+    is_int (s_stats (node).replays_refused, 2, "replays_refused counts both");
+    zsock_destroy (&alice);
+    zsock_destroy (&bob);
+    shoal_node_destroy (&node);
+}
+
+static void
+s_small_batches (shoal_node_config_t *config)
+{
+    config->replay_batch_events = 4;
+    config->replay_batch_bytes = 1000;
+}
+
+//  Replays the whole stream with plenty of credit; returns the events
+//  received and the most events and event bytes seen in one batch.
+static int
+s_replay_all (zsock_t *client, const uint8_t *id, const char *stream, size_t *max_events,
+              size_t *max_bytes, size_t *max_single)
+{
+    s_replay (client, 5, id, stream, 1000);
+    int events = 0;
+    *max_events = *max_bytes = *max_single = 0;
+    for (;;) {
+        Shoal__V1__Response *response = s_recv (client);
+        if (!response || response->body_case != SHOAL__V1__RESPONSE__BODY_BATCH) {
+            if (response)
+                shoal__v1__response__free_unpacked (response, NULL);
+            return -1;
+        }
+        Shoal__V1__ReplayBatch *batch = response->batch;
+        size_t bytes = 0;
+        for (size_t i = 0; i < batch->n_events; i++) {
+            size_t size = shoal__v1__event__get_packed_size (batch->events[i]);
+            bytes += size;
+            if (size > *max_single)
+                *max_single = size;
+        }
+        if (batch->n_events > 1 && bytes > *max_bytes)
+            *max_bytes = bytes;
+        if (batch->n_events > *max_events)
+            *max_events = batch->n_events;
+        events += (int) batch->n_events;
+        bool done = batch->done;
+        shoal__v1__response__free_unpacked (response, NULL);
+        if (done)
+            return events;
+    }
+}
+
+static void
+test_replay_batches (void)
+{
+    shoal_node_t *node = s_node ("batches", NULL, 0, s_small_batches);
+    s_publish (node, "small", 10, 10);
+    s_publish (node, "wide", 6, 300);
+    s_publish (node, "wide", 1, 1500);
+    zsock_t *client = s_client (node);
+    size_t max_events, max_bytes, max_single;
+    int got =
+        s_replay_all (client, shoal_node_id (node), "small", &max_events, &max_bytes, &max_single);
+    is_int (got, 10, "a replay of 10 small events delivers all 10");
+    ok (max_events == 4, "replay_batch_events: no batch holds more than 4 events (most: %zu)",
+        max_events);
+    got = s_replay_all (client, shoal_node_id (node), "wide", &max_events, &max_bytes, &max_single);
+    is_int (got, 7, "a replay of 7 wide events delivers all 7");
+    ok (max_bytes > 0 && max_bytes <= 1000,
+        "replay_batch_bytes: batches of several events hold at most 1000 event bytes (most: %zu)",
+        max_bytes);
+    ok (max_single > 1000, "an event over replay_batch_bytes still travels, alone (%zu bytes)",
+        max_single);
+
+    //  The type filter of a replay: 256 types at most.
+    Shoal__V1__ReplayRequest replay = SHOAL__V1__REPLAY_REQUEST__INIT;
+    replay.origin.data = (uint8_t *) shoal_node_id (node);
+    replay.origin.len = SHOAL_ID_SIZE;
+    replay.stream = "small";
+    replay.credit = 10;
+    char *types[257];
+    for (int i = 0; i < 257; i++)
+        types[i] = "Tick";
+    replay.n_types = 257;
+    replay.types = types;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 9;
+    request.body_case = SHOAL__V1__REQUEST__BODY_REPLAY;
+    request.replay = &replay;
+    s_send (client, &request);
+    is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_BAD_REQUEST,
+            "a replay with 257 types in its filter gets Error 1");
+    zsock_destroy (&client);
+    shoal_node_destroy (&node);
+}
+
+static void
+s_one_peer (shoal_node_config_t *config)
+{
+    config->max_peers = 1;
+}
+
+static void
+s_hello (zsock_t *client, uint8_t id_byte, int router_port)
+{
+    uint8_t id[SHOAL_ID_SIZE];
+    memset (id, id_byte, sizeof id);
+    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
+    hello.node.data = id;
+    hello.node.len = SHOAL_ID_SIZE;
+    hello.name = "stranger";
+    hello.mesh = "test-limits";
+    hello.router_port = (uint32_t) router_port;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = id_byte;
+    request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
+    request.hello = &hello;
+    s_send (client, &request);
+}
+
+static void
+test_max_peers (void)
+{
+    shoal_node_t *node = s_node ("peers", NULL, 0, s_one_peer);
+    zsock_t *client = s_client (node);
+    //  Two strangers announce themselves with a Hello (their ports are
+    //  closed ones on 127.0.0.1: nothing answers there).
+    s_hello (client, 0xa1, tap_free_port ());
+    Shoal__V1__Response *reply = s_recv (client);
+    ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
+        "a Hello is answered with a Hello");
+    if (reply)
+        shoal__v1__response__free_unpacked (reply, NULL);
+    shoal_peer_info_t infos[4];
+    is_int (shoal_node_peers (node, infos, 4), 1, "the first stranger becomes a peer");
+    s_hello (client, 0xb2, tap_free_port ());
+    reply = s_recv (client);
+    ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
+        "the second Hello is answered too");
+    if (reply)
+        shoal__v1__response__free_unpacked (reply, NULL);
+    is_int (shoal_node_peers (node, infos, 4), 1, "max_peers: the second stranger is not added");
+    is_int (s_stats (node).peers_refused, 1, "peers_refused counts it");
+    zsock_destroy (&client);
+    shoal_node_destroy (&node);
+}
+
+static void
+s_small_reorder (shoal_node_config_t *config)
+{
+    config->reorder_limit = 8;
+}
+
+static void
+test_reorder_limit (void)
+{
+    shoal_node_t *origin = s_node ("reorder-origin", NULL, 0, NULL);
+    s_publish (origin, "backlog", 60, 10);
+    const char *peers[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *subscriber = s_node ("reorder-sub", peers, 1, s_small_reorder);
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    int sub = shoal_node_subscribe (subscriber, "backlog", NULL, &from);
+    //  Nobody reads: the queue and the reorder buffer fill to 8, and the
+    //  rest of what arrives is dropped for room (to be fetched again).
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (subscriber).events_deferred == 0 && zclock_mono () < deadline) {
+        s_publish (origin, "backlog", 1, 10);
+        zclock_sleep (50);
+    }
+    uint64_t deferred = s_stats (subscriber).events_deferred;
+    ok (deferred > 0, "reorder_limit: events beyond the room are dropped and counted (%llu)",
+        (unsigned long long) deferred);
+    uint64_t head = s_publish (origin, "backlog", 1, 10);
+    uint64_t expect = 1;
+    int wrong = 0;
+    deadline = zclock_mono () + 3 * S_WAIT_MS;
+    while (expect <= head && zclock_mono () < deadline) {
+        shoal_event_t *event = shoal_node_recv (subscriber, 200, NULL);
+        if (!event)
+            continue;
+        if (shoal_event_seq (event) != expect)
+            wrong++;
+        expect = shoal_event_seq (event) + 1;
+        shoal_event_destroy (&event);
+    }
+    ok (expect == head + 1 && wrong == 0,
+        "every event still arrives once and in order (%llu of %llu, %d out of order)",
+        (unsigned long long) (expect - 1), (unsigned long long) head, wrong);
+    shoal_node_unsubscribe (subscriber, sub);
+    shoal_node_destroy (&subscriber);
+    shoal_node_destroy (&origin);
+}
+
+static void
+s_few_logs (shoal_node_config_t *config)
+{
+    config->max_logs = 2;
+    config->max_consumers = 1;
+    config->max_consumer_cursors = 2;
+}
+
+//  A thin client's publish to stream; returns the response body case, or
+//  Error code + 100 for an Error, -1 when nothing came.
+static int
+s_thin_publish (zsock_t *client, uint64_t request_id, const char *stream)
+{
+    Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
+    event.stream = (char *) stream;
+    event.type = "Tick";
+    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
+    publish.event = &event;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = request_id;
+    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+    request.publish = &publish;
+    s_send (client, &request);
+    Shoal__V1__Response *response = s_recv (client);
+    if (!response)
+        return -1;
+    int result = response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR
+                     ? 100 + (int) response->error->code
+                     : (int) response->body_case;
+    shoal__v1__response__free_unpacked (response, NULL);
+    return result;
+}
+
+//  A thin client's ConsumerRequest ack of cursors on streams[0..count).
+static int
+s_thin_ack (zsock_t *client, const char *consumer, const uint8_t *origin,
+            const char *const *streams, size_t count)
+{
+    Shoal__V1__LogHead heads[4];
+    Shoal__V1__LogHead *pointers[4];
+    for (size_t i = 0; i < count; i++) {
+        Shoal__V1__LogHead init = SHOAL__V1__LOG_HEAD__INIT;
+        heads[i] = init;
+        heads[i].origin.data = (uint8_t *) origin;
+        heads[i].origin.len = SHOAL_ID_SIZE;
+        heads[i].stream = (char *) streams[i];
+        heads[i].head_seq = 1;
+        pointers[i] = &heads[i];
+    }
+    Shoal__V1__ConsumerRequest ack = SHOAL__V1__CONSUMER_REQUEST__INIT;
+    ack.name = (char *) consumer;
+    ack.op = "ack";
+    ack.n_cursors = count;
+    ack.cursors = pointers;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 50;
+    request.body_case = SHOAL__V1__REQUEST__BODY_CONSUMER;
+    request.consumer = &ack;
+    s_send (client, &request);
+    return s_error_code (client, NULL, 0);
+}
+
+static void
+test_store_limits (void)
+{
+    shoal_node_t *node = s_node ("store", NULL, 0, s_few_logs);
+    zsock_t *client = s_client (node);
+    int ack = SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK;
+    ok (s_thin_publish (client, 1, "one") == ack && s_thin_publish (client, 2, "two") == ack,
+        "a thin client creates two streams");
+    is_int (s_thin_publish (client, 3, "three"), 100 + SHOAL_WIRE_BUSY,
+            "max_logs: a third new stream gets Error 7");
+    is_int (s_stats (node).logs_refused, 1, "logs_refused counts it");
+    is_int (s_thin_publish (client, 4, "one"), ack,
+            "publishing to a stream that exists still works");
+
+    const uint8_t *id = shoal_node_id (node);
+    const char *streams[] = {"one", "two", "three"};
+    is_int (s_thin_ack (client, "billing", id, streams, 2), 0,
+            "a thin client's consumer acknowledges two cursors");
+    is_int (s_thin_ack (client, "audit", id, streams, 1), SHOAL_WIRE_BUSY,
+            "max_consumers: a second consumer gets Error 7");
+    is_int (s_thin_ack (client, "billing", id, streams + 2, 1), SHOAL_WIRE_BUSY,
+            "max_consumer_cursors: a third cursor of one consumer gets Error 7");
+    is_int (s_thin_ack (client, "billing", id, streams, 2), 0,
+            "acknowledging the cursors it has still works");
+    char **names = shoal_node_consumers (node);
+    ok (names && names[0] && streq (names[0], "billing") && !names[1],
+        "only the first consumer exists");
+    shoal_node_consumers_free (&names);
+    zsock_destroy (&client);
+    shoal_node_destroy (&node);
+}
+
+int
+main (void)
+{
+    zsys_init ();
+    zsys_set_linger (0);
+    plan_lazy ();
+    test_event_size ();
+    test_live_event_size ();
+    test_replay_sessions ();
+    test_replay_batches ();
+    test_max_peers ();
+    test_reorder_limit ();
+    test_store_limits ();
+    return done_testing ();
+}
