@@ -502,7 +502,7 @@ s_discovery_child (int argc, char *argv[])
     config.beacon_interval_ms = 1000;
     uint64_t others = (uint64_t) atoi (argv[2]) - 1;
     shoal_node_t *node = shoal_node_new (&config, NULL);
-    long long seen = -1;
+    long long seen = -1, up = bench_now_ns ();
     int64_t deadline = bench_now_ns () + 20LL * 1000000000;
     while (node && bench_now_ns () < deadline) {
         shoal_node_stats_t stats;
@@ -512,7 +512,7 @@ s_discovery_child (int argc, char *argv[])
         }
         zclock_sleep (5);
     }
-    printf ("seen %lld\n", seen);
+    printf ("seen %lld %lld\n", seen, up);
     fflush (stdout);
     bench_wait_parent (); //  stay, so that the others still see us
     shoal_node_destroy (&node);
@@ -536,16 +536,28 @@ s_discovery (void)
     for (; started < nodes; started++)
         if (bench_spawn (&children[started], argv, NULL))
             break;
+    int64_t launched = bench_now_ns (), first = 0, last_up = 0;
     bool all = started == nodes;
     for (int i = 0; i < started; i++) {
         char line[128];
-        long long seen = -1;
+        long long seen = -1, up = 0;
         if (!bench_child_line (&children[i], line, sizeof line, 30000)
-            || sscanf (line, "seen %lld", &seen) != 1 || seen < 0)
+            || sscanf (line, "seen %lld %lld", &seen, &up) != 2 || seen < 0)
             all = false;
-        else if (seen > last)
-            last = seen;
+        else {
+            if (up > last_up)
+                last_up = up;
+            if (seen > last)
+                last = seen;
+            if (!first || seen < first)
+                first = seen;
+        }
     }
+    if (all)
+        printf ("  launched in %.0f ms, the last node up at %.0f ms; the first node saw all "
+                "others at %.0f ms, the last at %.0f ms\n",
+                (double) (launched - start) / 1e6, (double) (last_up - start) / 1e6,
+                (double) (first - start) / 1e6, (double) (last - start) / 1e6);
     for (int i = 0; i < started; i++)
         bench_child_finish (&children[i], 10000);
     bench_result ("discovery", "shoal", all ? (double) (last - start) / 1e6 : -1, "ms");

@@ -37,7 +37,7 @@ BEGIN {
     row("latency_100k_p999", "latency 100k/s p99.9",  "", 0, 0)
     row("catchup",      "catch-up replay",          "nats_min", 2, 0)
     row("recovery",     "restart after SIGKILL",    "", 0, 0)
-    row("discovery",    "discovery of 32 nodes",    "abs_max", 2000, 0)
+    row("discovery",    "discovery, 32 nodes",    "abs_max", 2000, 0)
     row("rss_idle",     "daemon RSS idle",          "abs_max", 8, 0)
     row("rss_10k",      "daemon RSS at 10k ev/s",   "", 0, 0)
     row("size_daemon",  "daemon binary (stripped)", "", 0, 0)
@@ -77,12 +77,13 @@ function met(key,   k, rz, rn) {
 }
 function ratio_text(key,   rz, rn, t) {
     rz = ratio(key, "zmq"); rn = ratio(key, "nats"); t = ""
-    if (rz >= 0) t = sprintf("%.2f zmq", rz)
-    if (rn >= 0) t = t (t == "" ? "" : ", ") sprintf("%.2f JS", rn)
+    if (rz >= 0) t = sprintf("%.3g zmq", rz)
+    if (rn >= 0) t = t (t == "" ? "" : ", ") sprintf("%.3g JS", rn)
     return t
 }
 function num(key, sys) { return have[key, sys] ? sprintf("%.3f", value[key, sys]) : "" }
 function jnum(key, sys) { return have[key, sys] && value[key, sys] >= 0 ? sprintf("%.3f", value[key, sys]) : "null" }
+function pv(key, sys) { return have[key, sys] ? value[key, sys] : -1 }
 function jratio(r) { return r >= 0 ? sprintf("%.4f", r) : "null" }
 END {
     printf "\n%-26s %-6s %12s %12s %12s  %-20s %-26s %s\n", "figure", "unit", "shoal", "raw zmq", "JetStream", "ratio", "goal", "met?"
@@ -96,11 +97,16 @@ END {
         m = met(key)
         if (m != "") { goals++; if (m == "yes") goals_met++ }
         printf "%-26s %-6s %12s %12s %12s  %-20s %-26s %s\n", labels[key], unit[key], show(key, "shoal"), show(key, "zmq"), show(key, "nats"), ratio_text(key), goal_text(key), m
-        printf "%s,%s,%s,%s,%s,%s,%s,\"%s\",%s\n", key, unit[key], num(key, "shoal"), num(key, "zmq"), num(key, "nats"), ratio(key, "zmq") >= 0 ? sprintf("%.4f", ratio(key, "zmq")) : "", ratio(key, "nats") >= 0 ? sprintf("%.4f", ratio(key, "nats")) : "", goal_text(key), m > csv
-        printf "%s  {\"figure\": \"%s\", \"label\": \"%s\", \"unit\": \"%s\", \"shoal\": %s, \"zmq\": %s, \"jetstream\": %s, \"ratio_zmq\": %s, \"ratio_jetstream\": %s, \"goal\": \"%s\", \"met\": %s}", first ? "" : ",\n", key, labels[key], unit[key], jnum(key, "shoal"), jnum(key, "zmq"), jnum(key, "nats"), jratio(ratio(key, "zmq")), jratio(ratio(key, "nats")), goal_text(key), m == "" || m == "n/m" ? "null" : (m == "yes" ? "true" : "false") > json
+        rz = ratio(key, "zmq"); rn = ratio(key, "nats")
+        cz = rz >= 0 ? sprintf("%.4f", rz) : ""
+        cn = rn >= 0 ? sprintf("%.4f", rn) : ""
+        jm = (m == "" || m == "n/m") ? "null" : (m == "yes" ? "true" : "false")
+        sep = first ? "" : ",\n"
+        printf "%s,%s,%s,%s,%s,%s,%s,\"%s\",%s\n", key, unit[key], num(key, "shoal"), num(key, "zmq"), num(key, "nats"), cz, cn, goal_text(key), m > csv
+        printf "%s  {\"figure\": \"%s\", \"label\": \"%s\", \"unit\": \"%s\", \"shoal\": %s, \"zmq\": %s, \"jetstream\": %s, \"ratio_zmq\": %s, \"ratio_jetstream\": %s, \"goal\": \"%s\", \"met\": %s}", sep, key, labels[key], unit[key], jnum(key, "shoal"), jnum(key, "zmq"), jnum(key, "nats"), jratio(rz), jratio(rn), goal_text(key), jm > json
         first = 0
         if (key ~ /^fanout_/ || key ~ /_p99$/)
-            printf "\"%s\" %s %s %s\n", labels[key], have[key, "shoal"] ? value[key, "shoal"] : -1, have[key, "zmq"] ? value[key, "zmq"] : -1, have[key, "nats"] ? value[key, "nats"] : -1 > plot
+            printf "\"%s\" %s %s %s\n", labels[key], pv(key, "shoal"), pv(key, "zmq"), pv(key, "nats") > plot
     }
     print "\n]" > json
     printf "\n%d of %d goals met (n/m = not measured; ratios are shoal / anchor from the same run)\n", goals_met, goals

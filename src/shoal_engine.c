@@ -2091,7 +2091,16 @@ static int
 s_bind (s_engine_t *self, zsock_t *socket, const char *endpoint, const char *what, char *bound,
         size_t bound_size, int *port_p)
 {
-    int port = zsock_bind (socket, "%s", endpoint);
+    //  czmq binds "tcp://ADDR:*" by trying each port from 49152 up, every
+    //  try a full libzmq bind: with many nodes on one host that was most
+    //  of a node's start (32 nodes: ~1 s). Port 0 lets the kernel choose.
+    char direct[256];
+    size_t length = strlen (endpoint);
+    if (length > 2 && length < sizeof direct && strcmp (endpoint + length - 2, ":*") == 0)
+        snprintf (direct, sizeof direct, "%.*s:0", (int) (length - 2), endpoint);
+    else
+        snprintf (direct, sizeof direct, "%s", endpoint);
+    int port = zsock_bind (socket, "%s", direct);
     if (port < 0)
         return s_fail_start (self, SHOAL_ERR_IO,
                              "cannot bind the %s socket to %s: %s (is the port in use? choose "
