@@ -371,61 +371,82 @@ s_on_message (natsConnection *connection, natsSubscription *sub, natsMsg *msg, v
     natsMsg_Destroy (msg);
 }
 
+//  One paced run: percentiles (us) filled, -1 when messages were lost.
+static void
+s_latency_run (s_server_t *server, jsCtx *js, int rate, int count, double percentiles[3])
+{
+    static int serial;
+    char stream[32], subject[32];
+    snprintf (stream, sizeof stream, "LAT_%d_%d", rate, ++serial);
+    snprintf (subject, sizeof subject, "lat.%d.%d", rate, serial);
+    s_receiver_t receiver = {(int64_t *) calloc ((size_t) count, sizeof (int64_t)), count, 0};
+    bool ok = s_add_stream (js, stream, subject) == 0;
+    jsCtx *sub_js = NULL;
+    natsConnection *sub_connection = ok ? s_connect (server->url, &sub_js, false) : NULL;
+    natsSubscription *sub = NULL;
+    if (sub_connection) {
+        jsSubOptions options;
+        jsSubOptions_Init (&options);
+        options.Stream = stream;
+        options.Config.DeliverPolicy = js_DeliverAll;
+        options.Config.AckPolicy = js_AckNone;
+        options.Config.FlowControl = true;
+        options.Config.Heartbeat = 5000000000LL;
+        ok = js_Subscribe (&sub, sub_js, subject, s_on_message, &receiver, NULL, &options, NULL)
+             == NATS_OK;
+        if (ok)
+            natsSubscription_SetPendingLimits (sub, -1, -1);
+    }
+    else
+        ok = false;
+    if (ok) {
+        //  Warm up: one message through, then the measured ones.
+        ok = s_publish (js, subject, 1, 100, 0) == 0;
+        int64_t deadline = bench_now_ns () + 5000000000LL;
+        while (ok && atomic_load (&receiver.received) < 1 && bench_now_ns () < deadline)
+            usleep (1000);
+        atomic_store (&receiver.received, 0);
+        ok = ok && s_publish (js, subject, count, 100, 1000000000LL / rate) == 0;
+        int64_t limit = bench_now_ns () + 30LL * 1000000000;
+        while (ok && atomic_load (&receiver.received) < count && bench_now_ns () < limit)
+            usleep (1000);
+        ok = ok && atomic_load (&receiver.received) == count;
+    }
+    if (sub) {
+        natsSubscription_Unsubscribe (sub);
+        natsSubscription_Destroy (sub);
+    }
+    s_disconnect (&sub_connection, &sub_js);
+    js_DeleteStream (js, stream, NULL, NULL);
+    double ps[] = {0.5, 0.99, 0.999};
+    for (int q = 0; q < 3; q++)
+        percentiles[q] = ok ? bench_percentile_us (receiver.latencies, (size_t) count, ps[q]) : -1;
+    free (receiver.latencies);
+}
+
+//  Rounds and medians as in bench_node, so the two are comparable.
 static void
 s_latency (s_server_t *server, jsCtx *js)
 {
-    printf ("\nLATENCY (publish to delivery, 100 B, microseconds)\n");
+    int rounds = s_quick ? 1 : 3;
+    double seconds = s_quick ? 0.5 : 2;
+    printf ("\nLATENCY (publish to delivery, 100 B, microseconds; median of %d rounds of %.1f s)\n",
+            rounds, seconds);
     int rates[] = {1000, 10000, 100000};
-    double seconds = s_quick ? 0.5 : 3;
+    const char *names[] = {"p50", "p99", "p999"};
     for (int r = 0; r < 3; r++) {
-        int count = (int) (rates[r] * seconds);
-        char stream[32], subject[32];
-        snprintf (stream, sizeof stream, "LAT_%d", rates[r]);
-        snprintf (subject, sizeof subject, "lat.%d", rates[r]);
-        s_receiver_t receiver = {(int64_t *) calloc ((size_t) count, sizeof (int64_t)), count, 0};
-        bool ok = s_add_stream (js, stream, subject) == 0;
-        jsCtx *sub_js = NULL;
-        natsConnection *sub_connection = ok ? s_connect (server->url, &sub_js, false) : NULL;
-        natsSubscription *sub = NULL;
-        if (sub_connection) {
-            jsSubOptions options;
-            jsSubOptions_Init (&options);
-            options.Stream = stream;
-            options.Config.DeliverPolicy = js_DeliverAll;
-            options.Config.AckPolicy = js_AckNone;
-            options.Config.FlowControl = true;
-            options.Config.Heartbeat = 5000000000LL;
-            ok = js_Subscribe (&sub, sub_js, subject, s_on_message, &receiver, NULL, &options, NULL)
-                 == NATS_OK;
-            if (ok)
-                natsSubscription_SetPendingLimits (sub, -1, -1);
+        double figures[3][8]; //  percentile, round
+        for (int round = 0; round < rounds; round++) {
+            double percentiles[3];
+            s_latency_run (server, js, rates[r], (int) (rates[r] * seconds), percentiles);
+            for (int q = 0; q < 3; q++)
+                figures[q][round] = percentiles[q];
         }
-        else
-            ok = false;
-        if (ok) {
-            usleep (200000);
-            ok = s_publish (js, subject, count, 100, 1000000000LL / rates[r]) == 0;
-            int64_t limit = bench_now_ns () + 30LL * 1000000000;
-            while (ok && atomic_load (&receiver.received) < count && bench_now_ns () < limit)
-                usleep (1000);
-            ok = ok && atomic_load (&receiver.received) == count;
-        }
-        if (sub) {
-            natsSubscription_Unsubscribe (sub);
-            natsSubscription_Destroy (sub);
-        }
-        s_disconnect (&sub_connection, &sub_js);
-        js_DeleteStream (js, stream, NULL, NULL);
-        const char *names[] = {"p50", "p99", "p999"};
-        double ps[] = {0.5, 0.99, 0.999};
         for (int q = 0; q < 3; q++) {
             char figure[64];
             snprintf (figure, sizeof figure, "latency_%dk_%s", rates[r] / 1000, names[q]);
-            bench_result (figure, "nats",
-                          ok ? bench_percentile_us (receiver.latencies, (size_t) count, ps[q]) : -1,
-                          "us");
+            bench_result (figure, "nats", bench_median (figures[q], rounds), "us");
         }
-        free (receiver.latencies);
     }
 }
 

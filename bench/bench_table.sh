@@ -32,6 +32,9 @@ BEGIN {
     row("latency_10k_p50",   "latency 10k/s p50",     "", 0, 0)
     row("latency_10k_p99",   "latency 10k/s p99",     "nats_max", 0.5, 0)
     row("latency_10k_p999",  "latency 10k/s p99.9",   "", 0, 0)
+    row("latency_10k_p50_nofsync",  "10k/s p50, fsync never",   "", 0, 0)
+    row("latency_10k_p99_nofsync",  "10k/s p99, fsync never",   "", 0, 0)
+    row("latency_10k_p999_nofsync", "10k/s p99.9, fsync never", "", 0, 0)
     row("latency_100k_p50",  "latency 100k/s p50",    "", 0, 0)
     row("latency_100k_p99",  "latency 100k/s p99",    "", 0, 0)
     row("latency_100k_p999", "latency 100k/s p99.9",  "", 0, 0)
@@ -131,6 +134,7 @@ set logscale y
 set grid ytics
 set title "fan-out: events/s delivered (higher is better)"
 plot "$out/results.fanout" using 2:xtic(1) title "shoal", '' using 3 title "raw zmq", '' using 4 title "JetStream"
+set key top left
 set title "latency p99, microseconds (lower is better)"
 plot "$out/results.latency" using 2:xtic(1) title "shoal", '' using 3 title "raw zmq", '' using 4 title "JetStream"
 unset multiplot

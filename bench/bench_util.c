@@ -69,6 +69,27 @@ bench_percentile_us (int64_t *values, size_t count, double p)
 }
 
 static int
+s_compare_double (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+double
+bench_median (const double *values, int count)
+{
+    double valid[16];
+    int n = 0;
+    for (int i = 0; i < count && n < 16; i++)
+        if (values[i] >= 0)
+            valid[n++] = values[i];
+    if (n == 0)
+        return -1;
+    qsort (valid, (size_t) n, sizeof (double), s_compare_double);
+    return valid[n / 2];
+}
+
+static int
 s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void) st;

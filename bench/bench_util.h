@@ -42,6 +42,10 @@ void bench_sleep_until (int64_t at);
 //  microseconds; -1 when count is 0.
 double bench_percentile_us (int64_t *values, size_t count, double p);
 
+//  The median of the values that were measured (>= 0) among count (at
+//  most 16); -1 when none was.
+double bench_median (const double *values, int count);
+
 //  Makes a new directory under $TMPDIR (or /tmp) named prefix-XXXXXX,
 //  removed at exit with everything in it. Returns its path (static) or
 //  NULL.
