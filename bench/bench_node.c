@@ -252,6 +252,17 @@ done:
     return rate;
 }
 
+//  BENCH_FANOUT=N[:BYTES] runs one fan-out configuration alone (profiling).
+static bool
+s_fan_wanted (int fan, size_t payload)
+{
+    const char *only = getenv ("BENCH_FANOUT");
+    if (!only)
+        return true;
+    const char *colon = strchr (only, ':');
+    return atoi (only) == fan && (!colon || (size_t) atoi (colon + 1) == payload);
+}
+
 static void
 s_fanout (void)
 {
@@ -262,7 +273,7 @@ s_fanout (void)
     int fans[] = {1, 4, 16};
     for (int p = 0; p < 2; p++)
         for (int f = 0; f < 3; f++) {
-            if (s_quick && fans[f] == 16)
+            if ((s_quick && fans[f] == 16) || !s_fan_wanted (fans[f], payloads[p]))
                 continue;
             char figure[64];
             snprintf (figure, sizeof figure, "fanout_%d_%zuB", fans[f], payloads[p]);
@@ -693,7 +704,8 @@ s_usage (void)
     fprintf (stderr, "usage: bench_node [--quick] [--only PARTS] [--results FILE]\n"
                      "  PARTS: comma-separated numbers or names: 1 fanout, 2 latency,\n"
                      "         3 catchup, 4 recovery, 5 discovery, 6 footprint\n"
-                     "  env: BENCH_COUNT (fan-out events), BENCH_CATCHUP (catch-up events),\n"
+                     "  env: BENCH_COUNT (fan-out events), BENCH_FANOUT=N[:BYTES] (one fan-out),\n"
+                     "       BENCH_CATCHUP (catch-up events), BENCH_WRAP (profiler for children),\n"
                      "       BENCH_RECOVERY_MIB, BENCH_FSYNC, BENCH_BIN (dir of shoald, shoal)\n");
     return 2;
 }

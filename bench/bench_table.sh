@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench_table.sh RESULTS.tsv OUTDIR: the figures of bench_node and bench_nats
 # (lines "figure<TAB>system<TAB>value<TAB>unit", system shoal, zmq or nats)
-# as one table on stdout, and as OUTDIR/results.csv, OUTDIR/results.json and,
+# as one table on stdout, and as OUTDIR/results.csv, OUTDIR/results.json,
+# OUTDIR/results.md (Markdown, for the README) and,
 # when gnuplot is installed, OUTDIR/results.png.
 #
 # Each row is one figure with its anchors from the same run; the ratio is
@@ -14,7 +15,7 @@ results=${1:?usage: bench_table.sh RESULTS.tsv OUTDIR}
 out=${2:-.}
 [ -f "$results" ] || { echo "bench_table: $results not found" >&2; exit 1; }
 
-awk -F '\t' -v csv="$out/results.csv" -v json="$out/results.json" -v plot="$out/results.plot" '
+awk -F '\t' -v csv="$out/results.csv" -v json="$out/results.json" -v md="$out/results.md" -v plot="$out/results.plot" '
 BEGIN {
     # figure, label, goal kind (zmq_nats: ratio to zmq and to nats; nats_min:
     # ratio to nats at least; nats_max: ratio to nats at most; abs_max: the
@@ -93,6 +94,8 @@ END {
     printf "%-26s %-6s %12s %12s %12s  %-20s %-26s %s\n", "------", "----", "-----", "-------", "---------", "-----", "----", "----"
     print "figure,unit,shoal,zmq,jetstream,ratio_zmq,ratio_jetstream,goal,met" > csv
     print "[" > json
+    print "| figure | unit | shoal | raw zmq | JetStream | ratio | goal | met? |" > md
+    print "| --- | --- | ---: | ---: | ---: | --- | --- | --- |" > md
     first = 1; goals = 0; goals_met = 0
     for (i = 1; i <= n; i++) {
         key = order[i]
@@ -107,6 +110,7 @@ END {
         sep = first ? "" : ",\n"
         printf "%s,%s,%s,%s,%s,%s,%s,\"%s\",%s\n", key, unit[key], num(key, "shoal"), num(key, "zmq"), num(key, "nats"), cz, cn, goal_text(key), m > csv
         printf "%s  {\"figure\": \"%s\", \"label\": \"%s\", \"unit\": \"%s\", \"shoal\": %s, \"zmq\": %s, \"jetstream\": %s, \"ratio_zmq\": %s, \"ratio_jetstream\": %s, \"goal\": \"%s\", \"met\": %s}", sep, key, labels[key], unit[key], jnum(key, "shoal"), jnum(key, "zmq"), jnum(key, "nats"), jratio(rz), jratio(rn), goal_text(key), jm > json
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", labels[key], unit[key], show(key, "shoal"), show(key, "zmq"), show(key, "nats"), ratio_text(key), goal_text(key), m > md
         first = 0
         if (key ~ /^fanout_/ || key ~ /_p99$/)
             printf "\"%s\" %s %s %s\n", labels[key], pv(key, "shoal"), pv(key, "zmq"), pv(key, "nats") > plot
@@ -115,7 +119,7 @@ END {
     printf "\n%d of %d goals met (n/m = not measured; ratios are shoal / anchor from the same run)\n", goals_met, goals
 }' "$results"
 
-echo "bench: table written to $out/results.csv and $out/results.json"
+echo "bench: table written to $out/results.csv, $out/results.json and $out/results.md"
 if command -v gnuplot >/dev/null 2>&1 && [ -s "$out/results.plot" ]; then
     grep '^"fan-out' "$out/results.plot" > "$out/results.fanout" || true
     grep '^"latency' "$out/results.plot" > "$out/results.latency" || true
