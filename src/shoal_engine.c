@@ -33,6 +33,7 @@
 
 #include "shoal_engine.h"
 #include "shoal_beacon.h"
+#include "shoal_dedupe.h"
 #include "shoal_error.h"
 #include "shoal_peer.h"
 #include "shoal_replay.h"
@@ -76,8 +77,7 @@ typedef struct {
     size_t sendq_alloc;                //  bytes allocated
     zlistx_t *acks;                    //  s_ack_t waiting for durability
     uint64_t sent;                     //  highest seq handed to PUB and local subscriptions
-    zhashx_t *dedupe;                  //  event id (hex) -> seq, thin-client publishes
-    zlistx_t *dedupe_order;            //  ids in insertion order, for eviction
+    shoal_dedupe_t *dedupe;            //  event id -> seq of thin-client publishes, a window
     bool dedupe_loaded;                //  the window was filled from the log tail
 } s_own_t;
 
@@ -285,8 +285,7 @@ s_own_destroy (s_own_t **self_p)
     s_own_t *own = *self_p;
     free (own->sendq);
     zlistx_destroy (&own->acks);
-    zhashx_destroy (&own->dedupe);
-    zlistx_destroy (&own->dedupe_order);
+    shoal_dedupe_destroy (&own->dedupe);
     free (own);
     *self_p = NULL;
 }
@@ -311,10 +310,7 @@ s_own (s_engine_t *self, const char *stream, bool create)
     own->acks = zlistx_new ();
     zlistx_set_destructor (own->acks, (zlistx_destructor_fn *) s_ack_destroy);
     own->sent = shoal_log_durable (log);
-    own->dedupe = zhashx_new ();
-    zhashx_set_destructor (own->dedupe, (zhashx_destructor_fn *) zstr_free);
-    own->dedupe_order = zlistx_new ();
-    zlistx_set_destructor (own->dedupe_order, (zlistx_destructor_fn *) zstr_free);
+    own->dedupe = shoal_dedupe_new (self->config->dedupe_window);
     zhashx_insert (self->own, stream, own);
     return own;
 }
@@ -1481,35 +1477,10 @@ s_dedupe_load (s_engine_t *self, s_own_t *own)
     size_t size;
     while (iter && shoal_log_iter_next (iter, &seq, &time_ns, &data, &size) == 1) {
         shoal_event_peek_t peek;
-        if (shoal_event_peek (data, size, &peek) == 0 && peek.id) {
-            char hex[2 * SHOAL_ID_SIZE + 1];
-            shoal_id_to_hex (peek.id, hex);
-            char *value = zsys_sprintf ("%" PRIu64, seq);
-            if (zhashx_insert (own->dedupe, hex, value) == 0)
-                zlistx_add_end (own->dedupe_order, strdup (hex));
-            else
-                zstr_free (&value);
-        }
+        if (shoal_event_peek (data, size, &peek) == 0 && peek.id)
+            shoal_dedupe_insert (own->dedupe, peek.id, seq);
     }
     shoal_log_iter_destroy (&iter);
-}
-
-static void
-s_dedupe_remember (s_engine_t *self, s_own_t *own, const uint8_t *id, uint64_t seq)
-{
-    char hex[2 * SHOAL_ID_SIZE + 1];
-    shoal_id_to_hex (id, hex);
-    char *value = zsys_sprintf ("%" PRIu64, seq);
-    if (zhashx_insert (own->dedupe, hex, value)) {
-        zstr_free (&value);
-        return;
-    }
-    zlistx_add_end (own->dedupe_order, strdup (hex));
-    while (zlistx_size (own->dedupe_order) > self->config->dedupe_window) {
-        char *oldest = (char *) zlistx_first (own->dedupe_order);
-        zhashx_delete (own->dedupe, oldest);
-        zlistx_delete (own->dedupe_order, zlistx_cursor (own->dedupe_order));
-    }
 }
 
 static int s_outbox_read (s_engine_t *self);
@@ -1565,14 +1536,12 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
     }
     if (!own->dedupe_loaded)
         s_dedupe_load (self, own);
-    char hex[2 * SHOAL_ID_SIZE + 1];
-    shoal_id_to_hex (shoal_event_id (event), hex);
-    const char *first = (const char *) zhashx_lookup (own->dedupe, hex);
+    uint64_t first = shoal_dedupe_lookup (own->dedupe, shoal_event_id (event));
     if (first) {
         s_ack_t *ack = (s_ack_t *) zmalloc (sizeof (s_ack_t));
         ack->routing_id = zframe_dup (routing_id);
         ack->request_id = request_id;
-        ack->seq = strtoull (first, NULL, 10);
+        ack->seq = first;
         ack->duplicate = true;
         zlistx_add_end (own->acks, ack);
         shoal_event_destroy (&event);
@@ -1606,7 +1575,7 @@ s_handle_publish (s_engine_t *self, zframe_t *routing_id, uint64_t request_id,
         shoal_event_destroy (&event);
         return 0;
     }
-    s_dedupe_remember (self, own, shoal_event_id (event), seq);
+    shoal_dedupe_insert (own->dedupe, shoal_event_id (event), seq);
     s_ack_t *ack = (s_ack_t *) zmalloc (sizeof (s_ack_t));
     ack->routing_id = zframe_dup (routing_id);
     ack->request_id = request_id;
@@ -2232,7 +2201,16 @@ static int
 s_bind (s_engine_t *self, zsock_t *socket, const char *endpoint, const char *what, char *bound,
         size_t bound_size, int *port_p)
 {
-    int port = zsock_bind (socket, "%s", endpoint);
+    //  czmq binds "tcp://ADDR:*" by trying each port from 49152 up, every
+    //  try a full libzmq bind: with many nodes on one host that was most
+    //  of a node's start (32 nodes: ~1 s). Port 0 lets the kernel choose.
+    char direct[256];
+    size_t length = strlen (endpoint);
+    if (length > 2 && length < sizeof direct && strcmp (endpoint + length - 2, ":*") == 0)
+        snprintf (direct, sizeof direct, "%.*s:0", (int) (length - 2), endpoint);
+    else
+        snprintf (direct, sizeof direct, "%s", endpoint);
+    int port = zsock_bind (socket, "%s", direct);
     if (port < 0)
         return s_fail_start (self, SHOAL_ERR_IO,
                              "cannot bind the %s socket to %s: %s (is the port in use? choose "
