@@ -637,7 +637,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     self->subs = zlistx_new ();
     zlistx_set_destructor (self->subs, (zlistx_destructor_fn *) shoal_sub_destroy);
     self->durables = zlistx_new ();
-    zlistx_set_destructor (self->durables, (zlistx_destructor_fn *) shoal_engine_durable_destroy);
+    zlistx_set_destructor (self->durables, (zlistx_destructor_fn *) shoal_durable_destroy);
     self->cursors_dirty_ms = -1;
     self->sub_streams = zhashx_new ();
     self->pending = zhashx_new ();

@@ -19,8 +19,9 @@
                                  thin clients (Hello, Status, Replay,
                                  Publish, Credit, Consumer, Ping)
 
-    Everything in these files runs in the engine's thread; nothing here
-    is locked.
+    The acknowledgement tracking of durable subscriptions is a class of
+    its own, shoal_durable. Everything in these files runs in the engine's
+    thread; nothing here is locked.
 
     Private to the engine's files.
     ========================================================================= */
@@ -31,6 +32,7 @@
 #include "shoal_engine.h"
 #include "shoal_beacon.h"
 #include "shoal_dedupe.h"
+#include "shoal_durable.h"
 #include "shoal_error.h"
 #include "shoal_peer.h"
 #include "shoal_replay.h"
@@ -67,26 +69,6 @@ typedef struct {
     int64_t sent_ms;               //  when it was asked
 } shoal_engine_pending_t;
 
-//  The events a durable subscription delivered from one origin and not yet
-//  acknowledged, in delivery order: the cursor moves over the acknowledged
-//  front of this list, never past an event still unacknowledged.
-typedef struct {
-    uint8_t origin[SHOAL_ID_SIZE]; //  whose events
-    uint64_t *seqs;                //  delivered seqs, ascending, a ring
-    bool *acked;                   //  acknowledged flags, same ring
-    size_t head;                   //  first entry
-    size_t count;                  //  entries used
-    size_t alloc;                  //  entries allocated
-} shoal_engine_acker_t;
-
-//  A durable subscription: its consumer and what waits for acknowledgement.
-typedef struct {
-    int sub_id;                        //  the subscription
-    char consumer[65];                 //  consumer name (cursors in the store)
-    char stream[SHOAL_STREAM_MAX + 1]; //  its stream
-    zlistx_t *ackers;                  //  shoal_engine_acker_t, one per origin
-} shoal_engine_durable_t;
-
 //  The engine: everything its files share.
 typedef struct {
     zsock_t *pipe;                      //  actor pipe to the facade
@@ -112,7 +94,7 @@ typedef struct {
     uint8_t last_origin[SHOAL_ID_SIZE];     //  its origin
     char last_stream[SHOAL_STREAM_MAX + 1]; //  its stream
     zlistx_t *subs;                         //  shoal_sub_t (replication subscriptions have ids < 0)
-    zlistx_t *durables;                     //  shoal_engine_durable_t
+    zlistx_t *durables;                     //  shoal_durable_t
     int64_t cursors_dirty_ms;     //  when acknowledgements began waiting to be written, -1
     int next_replica_id;          //  last id given to a replication subscription (negative)
     bool replicate_all;           //  config says "all"
@@ -173,8 +155,6 @@ int shoal_engine_own_append (shoal_engine_t *self, shoal_engine_own_t *own, uint
 
 //  Flushes every own log that has appends, then sends what became durable.
 void shoal_engine_commit (shoal_engine_t *self);
-
-void shoal_engine_durable_destroy (shoal_engine_durable_t **self_p);
 
 void shoal_engine_ack (shoal_engine_t *self, int sub_id, const uint8_t *origin, uint64_t seq,
                        bool cumulative);

@@ -12,7 +12,7 @@
       - subscriptions: events, heartbeats and repair batches are routed to
         shoal_sub (which keeps promises 2-4), and its ready events moved
         into the inbox,
-      - durable consumers: deliveries are tracked per origin until
+      - durable consumers: deliveries are tracked by shoal_durable until
         acknowledged, and cursors written to the store,
       - replication: internal subscriptions (negative ids) whose events go
         into replica logs,
@@ -339,101 +339,25 @@ s_sub_count (shoal_engine_t *self, const char *stream, int delta)
 //  --------------------------------------------------------------------------
 //  Durable consumers
 
-void
-shoal_engine_durable_destroy (shoal_engine_durable_t **self_p)
-{
-    if (!*self_p)
-        return;
-    shoal_engine_durable_t *durable = *self_p;
-    for (shoal_engine_acker_t *acker = (shoal_engine_acker_t *) zlistx_first (durable->ackers);
-         acker; acker = (shoal_engine_acker_t *) zlistx_next (durable->ackers)) {
-        free (acker->seqs);
-        free (acker->acked);
-        free (acker);
-    }
-    zlistx_destroy (&durable->ackers);
-    free (durable);
-    *self_p = NULL;
-}
-
-static shoal_engine_durable_t *
+static shoal_durable_t *
 s_durable_by_sub (shoal_engine_t *self, int sub_id)
 {
-    for (shoal_engine_durable_t *durable = (shoal_engine_durable_t *) zlistx_first (self->durables);
-         durable; durable = (shoal_engine_durable_t *) zlistx_next (self->durables))
-        if (durable->sub_id == sub_id)
+    for (shoal_durable_t *durable = (shoal_durable_t *) zlistx_first (self->durables); durable;
+         durable = (shoal_durable_t *) zlistx_next (self->durables))
+        if (shoal_durable_sub_id (durable) == sub_id)
             return durable;
     return NULL;
 }
 
-static shoal_engine_acker_t *
-s_acker (shoal_engine_durable_t *durable, const uint8_t *origin, bool create)
-{
-    for (shoal_engine_acker_t *acker = (shoal_engine_acker_t *) zlistx_first (durable->ackers);
-         acker; acker = (shoal_engine_acker_t *) zlistx_next (durable->ackers))
-        if (memcmp (acker->origin, origin, SHOAL_ID_SIZE) == 0)
-            return acker;
-    if (!create)
-        return NULL;
-    shoal_engine_acker_t *acker = (shoal_engine_acker_t *) zmalloc (sizeof (shoal_engine_acker_t));
-    memcpy (acker->origin, origin, SHOAL_ID_SIZE);
-    zlistx_add_end (durable->ackers, acker);
-    return acker;
-}
-
-//  Records a delivery that will need an acknowledgement.
-static void
-s_acker_push (shoal_engine_acker_t *acker, uint64_t seq)
-{
-    if (acker->count == acker->alloc) {
-        size_t alloc = acker->alloc ? 2 * acker->alloc : 64;
-        uint64_t *seqs = (uint64_t *) malloc (alloc * sizeof (uint64_t));
-        bool *acked = (bool *) malloc (alloc * sizeof (bool));
-        for (size_t i = 0; i < acker->count; i++) {
-            seqs[i] = acker->seqs[(acker->head + i) % acker->alloc];
-            acked[i] = acker->acked[(acker->head + i) % acker->alloc];
-        }
-        free (acker->seqs);
-        free (acker->acked);
-        acker->seqs = seqs;
-        acker->acked = acked;
-        acker->head = 0;
-        acker->alloc = alloc;
-    }
-    size_t at = (acker->head + acker->count++) % acker->alloc;
-    acker->seqs[at] = seq;
-    acker->acked[at] = false;
-}
-
-//  Marks seq (or, cumulative, everything up to it) acknowledged and returns
-//  the new cursor: the last seq of the acknowledged front, 0 if unchanged.
-static uint64_t
-s_acker_ack (shoal_engine_acker_t *acker, uint64_t seq, bool cumulative)
-{
-    for (size_t i = 0; i < acker->count; i++) {
-        size_t at = (acker->head + i) % acker->alloc;
-        if (acker->seqs[at] > seq)
-            break;
-        if (cumulative || acker->seqs[at] == seq)
-            acker->acked[at] = true;
-    }
-    uint64_t cursor = 0;
-    while (acker->count && acker->acked[acker->head]) {
-        cursor = acker->seqs[acker->head];
-        acker->head = (acker->head + 1) % acker->alloc;
-        acker->count--;
-    }
-    return cursor;
-}
 void
 shoal_engine_ack (shoal_engine_t *self, int sub_id, const uint8_t *origin, uint64_t seq,
                   bool cumulative)
 {
-    shoal_engine_durable_t *durable = s_durable_by_sub (self, sub_id);
-    shoal_engine_acker_t *acker = durable ? s_acker (durable, origin, false) : NULL;
-    uint64_t cursor = acker ? s_acker_ack (acker, seq, cumulative) : 0;
+    shoal_durable_t *durable = s_durable_by_sub (self, sub_id);
+    uint64_t cursor = durable ? shoal_durable_ack (durable, origin, seq, cumulative) : 0;
     if (cursor) {
-        shoal_store_cursor_set (self->store, durable->consumer, origin, durable->stream, cursor);
+        shoal_store_cursor_set (self->store, shoal_durable_consumer (durable), origin,
+                                shoal_durable_stream (durable), cursor);
         if (self->cursors_dirty_ms < 0)
             self->cursors_dirty_ms = shoal_engine_now ();
     }
@@ -464,14 +388,14 @@ shoal_engine_consumer_delete (shoal_engine_t *self, const char *consumer)
 {
     if (shoal_store_consumer_delete (self->store, consumer))
         return -1;
-    shoal_engine_durable_t *durable = (shoal_engine_durable_t *) zlistx_first (self->durables);
+    shoal_durable_t *durable = (shoal_durable_t *) zlistx_first (self->durables);
     while (durable) {
-        if (streq (durable->consumer, consumer)) {
+        if (streq (shoal_durable_consumer (durable), consumer)) {
             zlistx_delete (self->durables, zlistx_cursor (self->durables));
-            durable = (shoal_engine_durable_t *) zlistx_first (self->durables);
+            durable = (shoal_durable_t *) zlistx_first (self->durables);
         }
         else
-            durable = (shoal_engine_durable_t *) zlistx_next (self->durables);
+            durable = (shoal_durable_t *) zlistx_next (self->durables);
     }
     return 0;
 }
@@ -629,12 +553,8 @@ shoal_engine_subscribe (shoal_engine_t *self, shoal_engine_sub_t *request)
     zlistx_add_end (self->subs, sub);
     s_sub_count (self, request->stream, +1);
     if (request->consumer[0]) {
-        shoal_engine_durable_t *durable =
-            (shoal_engine_durable_t *) zmalloc (sizeof (shoal_engine_durable_t));
-        durable->sub_id = request->id;
-        snprintf (durable->consumer, sizeof durable->consumer, "%s", request->consumer);
-        snprintf (durable->stream, sizeof durable->stream, "%s", request->stream);
-        durable->ackers = zlistx_new ();
+        shoal_durable_t *durable =
+            shoal_durable_new (request->id, request->consumer, request->stream);
         zlistx_add_end (self->durables, durable);
     }
     free (request);
@@ -661,10 +581,10 @@ shoal_engine_unsubscribe (shoal_engine_t *self, int id)
     s_sub_count (self, shoal_sub_stream (sub), -1);
     s_sub_totals (self, sub);
     zlistx_delete (self->subs, zlistx_cursor (self->subs));
-    shoal_engine_durable_t *durable = s_durable_by_sub (self, id);
+    shoal_durable_t *durable = s_durable_by_sub (self, id);
     if (durable) {
         zlistx_detach_cur (self->durables);
-        shoal_engine_durable_destroy (&durable);
+        shoal_durable_destroy (&durable);
     }
 }
 
@@ -679,7 +599,7 @@ shoal_engine_deliver (shoal_engine_t *self)
             s_replica_append (self, sub);
             continue;
         }
-        shoal_engine_durable_t *durable = s_durable_by_sub (self, shoal_sub_id (sub));
+        shoal_durable_t *durable = s_durable_by_sub (self, shoal_sub_id (sub));
         //  In runs, each under one lock of the inbox and no longer than its
         //  room (the engine is its only producer, so room only grows).
         while (shoal_sub_ready (sub) > 0) {
@@ -694,8 +614,8 @@ shoal_engine_deliver (shoal_engine_t *self)
                    && (run[count] = shoal_sub_pop (sub)))
                 count++;
             for (size_t i = 0; durable && i < count; i++)
-                s_acker_push (s_acker (durable, shoal_event_origin (run[i]), true),
-                              shoal_event_seq (run[i]));
+                shoal_durable_delivered (durable, shoal_event_origin (run[i]),
+                                         shoal_event_seq (run[i]));
             shoal_inbox_push_many (inbox, shoal_sub_id (sub), run, count);
         }
     }
