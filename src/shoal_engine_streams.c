@@ -760,9 +760,10 @@ s_handle_live (shoal_engine_t *self, const uint8_t *topic, size_t topic_size, co
         shoal_engine_heads_note (self, origin, heartbeat->stream, heartbeat->head_seq);
         if (self->replicate_all && memcmp (origin, self->id, SHOAL_ID_SIZE) != 0)
             shoal_engine_replicate_stream (self, heartbeat->stream);
-        shoal_peer_t *peer = shoal_engine_peer_by_id (self, origin);
-        if (peer)
-            shoal_peer_touch (peer, shoal_engine_now ());
+        //  No peer is touched here: a replica heartbeats on behalf of an
+        //  origin that may be dead, and a dead origin that looked alive
+        //  would keep getting the repairs its replicas could serve. A
+        //  peer's liveness is its answers on the DEALER (pings, Hellos).
         for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
              sub = (shoal_sub_t *) zlistx_next (self->subs))
             if (strcmp (shoal_sub_stream (sub), heartbeat->stream) == 0)

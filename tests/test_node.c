@@ -535,6 +535,35 @@ test_loopback_beacon (void)
     shoal_node_destroy (&nodes[2]);
 }
 
+//  Waits until a node holds a log of stream with head >= want (asked by
+//  Status through its ROUTER, as any client would); returns the head seen.
+static uint64_t
+s_wait_log_head (shoal_node_t *node, const char *stream, uint64_t want, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    zsock_t *dealer = zsock_new_dealer (shoal_node_router_endpoint (node));
+    uint64_t head = 0;
+    while (head < want && zclock_mono () < deadline) {
+        Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
+        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+        request.request_id = 1;
+        request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
+        request.status = &status;
+        Shoal__V1__Response *response = s_call_request (dealer, &request);
+        for (size_t i = 0; response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS
+                           && i < response->status->n_logs;
+             i++)
+            if (streq (response->status->logs[i]->stream, stream))
+                head = response->status->logs[i]->head_seq;
+        if (response)
+            shoal__v1__response__free_unpacked (response, NULL);
+        if (head < want)
+            zclock_sleep (100);
+    }
+    zsock_destroy (&dealer);
+    return head;
+}
+
 static void
 s_replicate_all (shoal_node_config_t *config)
 {
@@ -557,27 +586,7 @@ test_replicate_all (void)
         s_publish (origin, "born-later", "Created", i);
     uint8_t origin_id[16];
     memcpy (origin_id, shoal_node_id (origin), 16);
-    //  Wait until the replica has all 50 (its Status through the API).
-    int64_t deadline = zclock_mono () + 8000;
-    zsock_t *dealer = zsock_new_dealer (shoal_node_router_endpoint (replica));
-    uint64_t head = 0;
-    while (head < 50 && zclock_mono () < deadline) {
-        Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
-        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-        request.request_id = 1;
-        request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
-        request.status = &status;
-        Shoal__V1__Response *response = s_call_request (dealer, &request);
-        for (size_t i = 0; response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS
-                           && i < response->status->n_logs;
-             i++)
-            if (streq (response->status->logs[i]->stream, "born-later"))
-                head = response->status->logs[i]->head_seq;
-        if (response)
-            shoal__v1__response__free_unpacked (response, NULL);
-        zclock_sleep (100);
-    }
-    zsock_destroy (&dealer);
+    uint64_t head = s_wait_log_head (replica, "born-later", 50, 8000);
     is_int (head, 50, "a node replicating all holds a stream created later on a peer");
     shoal_node_destroy (&replica);
     shoal_node_destroy (&origin);
@@ -604,6 +613,45 @@ test_replicate_all (void)
     shoal_store_close (&b);
 }
 
+static void
+s_replicate_hist (shoal_node_config_t *config)
+{
+    static const char *hist[] = {"hist"};
+    config->replicate = hist;
+    config->replicate_count = 1;
+}
+
+//  An origin that died: a subscriber that knew it repairs from a replica.
+//  The replica heartbeats on the dead origin's behalf; those heartbeats
+//  must not make the dead origin look alive, or every repair would go to
+//  it and none would ever be answered.
+static void
+test_dead_origin_repaired_by_replica (void)
+{
+    shoal_node_t *origin = s_node ("dead-origin", NULL, 0, NULL);
+    const char *seed[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *replica = s_node ("dead-replica", seed, 1, s_replicate_hist);
+    const char *both[] = {shoal_node_router_endpoint (origin),
+                          shoal_node_router_endpoint (replica)};
+    shoal_node_t *reader = s_node ("dead-reader", both, 2, NULL);
+    shoal_node_t *three[] = {origin, replica, reader};
+    ok (s_wait_peers (three, 3, 2, 8000), "origin, replica and reader see each other");
+    uint8_t origin_id[16];
+    memcpy (origin_id, shoal_node_id (origin), 16);
+    for (int i = 0; i < 50; i++)
+        s_publish (origin, "hist", "Fact", i);
+    is_int (s_wait_log_head (replica, "hist", 50, 8000), 50, "the replica holds the origin's 50");
+    shoal_node_destroy (&origin);
+    shoal_from_t from = {SHOAL_FROM_BEGINNING, 0, 0, NULL, NULL, 0};
+    int sub = shoal_node_subscribe (reader, "hist", NULL, &from);
+    s_tally_t tally = s_receive (reader, sub, origin_id, 1, 50, 8000);
+    ok (tally.received == 50 && tally.out_of_order == 0,
+        "a subscriber that knew the dead origin gets all 50 from the replica, in order (%d)",
+        tally.received);
+    shoal_node_destroy (&reader);
+    shoal_node_destroy (&replica);
+}
+
 int
 main (void)
 {
@@ -615,5 +663,6 @@ main (void)
     test_router_contract ();
     test_loopback_beacon ();
     test_replicate_all ();
+    test_dead_origin_repaired_by_replica ();
     return done_testing ();
 }
