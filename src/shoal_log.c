@@ -456,11 +456,27 @@ s_index_load (shoal_log_t *self, s_segment_t *segment, uint64_t file_size)
         if (size == S_IDX_HEADER + count * S_IDX_ENTRY + S_IDX_TRAILER
             && s_get64 (trailer) == file_size) {
             segment->entries = (s_entry_t *) malloc ((count ? count : 1) * sizeof (s_entry_t));
+            //  An index is trusted only when it could describe the segment:
+            //  entries inside the file and ascending, seqs within the
+            //  segment's range. Anything else is rebuilt by a scan (an index
+            //  with a good checksum can still be wrong; found by fuzz_log).
+            uint64_t last = s_get64 (trailer + 8);
+            bool sane = segment->entries && last + 1 >= segment->first_seq;
+            const uint8_t *p = data + S_IDX_HEADER;
+            for (size_t i = 0; sane && i < count; i++, p += S_IDX_ENTRY) {
+                segment->entries[i] =
+                    (s_entry_t){s_get64 (p), s_get64 (p + 8), (int64_t) s_get64 (p + 16)};
+                const s_entry_t *entry = &segment->entries[i];
+                sane =
+                    entry->offset >= S_SEG_HEADER && entry->offset < file_size
+                    && entry->seq >= segment->first_seq && entry->seq <= last
+                    && (i == 0 || (entry->offset > entry[-1].offset && entry->seq > entry[-1].seq));
+            }
+            if (!sane) {
+                free (segment->entries);
+                segment->entries = NULL;
+            }
             if (segment->entries) {
-                const uint8_t *p = data + S_IDX_HEADER;
-                for (size_t i = 0; i < count; i++, p += S_IDX_ENTRY)
-                    segment->entries[i] =
-                        (s_entry_t){s_get64 (p), s_get64 (p + 8), (int64_t) s_get64 (p + 16)};
                 segment->entry_count = segment->entry_alloc = count;
                 segment->size = file_size;
                 segment->last_seq = s_get64 (trailer + 8);
@@ -493,15 +509,16 @@ s_reader_fetch (shoal_log_t *log, s_reader_t *reader, const s_segment_t *segment
             return s_fail (log, SHOAL_ERR_IO, "cannot open %s: %s", path, strerror (errno));
         reader->first_seq = segment->first_seq;
     }
-    if (offset >= reader->block_offset
-        && offset + size <= reader->block_offset + reader->block_size) {
+    //  (Written so that no sum can wrap: offsets come from files.)
+    if (offset >= reader->block_offset && size <= reader->block_size
+        && offset - reader->block_offset <= reader->block_size - size) {
         *p = reader->block + (offset - reader->block_offset);
         return 0;
     }
     //  Only bytes below the segment's known end are ever read: past it a
     //  concurrent append may be half done.
     uint64_t end = segment->size;
-    if (offset + size > end)
+    if (offset > end || size > end - offset)
         return 1;
     size_t want = size > S_BLOCK ? size : S_BLOCK;
     if (offset + want > end)

@@ -534,6 +534,18 @@ shoal_replay_config_defaults (shoal_replay_config_t *config)
     config->idle_timeout_ms = 30000;
 }
 
+//  True when nothing but a Credit can move the session: no credit left,
+//  nothing built or to report, and an event to send next (a session at
+//  the end of its range still has its done batch to send; one with a type
+//  filter may still skip events).
+static bool
+s_waits_for_credit (const s_session_t *session)
+{
+    return session->credit == 0 && !session->pending && !session->final_error && !session->finished
+           && session->next_seq <= session->to_seq
+           && (session->holding || session->type_count == 0);
+}
+
 //  The session that waits only for credit (nothing built, nothing to
 //  send) and has waited longest, of one client or (routing_id NULL) of
 //  any; NULL when none does. A node's subscription asks a new replay
@@ -545,9 +557,8 @@ s_parked (shoal_replay_t *self, zframe_t *routing_id)
     s_session_t *oldest = NULL;
     for (s_session_t *session = (s_session_t *) zlistx_first (self->sessions); session;
          session = (s_session_t *) zlistx_next (self->sessions))
-        if ((!routing_id || zframe_eq (session->routing_id, routing_id)) && session->credit == 0
-            && !session->pending && !session->final_error && !session->finished
-            && (!oldest || session->active_at < oldest->active_at))
+        if ((!routing_id || zframe_eq (session->routing_id, routing_id))
+            && s_waits_for_credit (session) && (!oldest || session->active_at < oldest->active_at))
             oldest = session;
     return oldest;
 }
