@@ -578,6 +578,7 @@ s_stop (shoal_engine_t *self)
     zlistx_destroy (&self->durables);
     zlistx_destroy (&self->peers);
     zhashx_destroy (&self->own);
+    self->last_own = NULL;
     shoal_store_close (&self->store);
     zsock_destroy (&self->pub);
     zsock_destroy (&self->sub);
@@ -814,6 +815,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     }
     zhashx_destroy (&self->gone);
     zhashx_destroy (&self->own);
+    self->last_own = NULL;
     zhashx_destroy (&self->heads);
     zlistx_destroy (&self->subs);
     zlistx_destroy (&self->durables);

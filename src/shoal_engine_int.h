@@ -89,6 +89,7 @@ typedef struct {
     bool peers_changed;                 //  poll set must be rebuilt
     zhashx_t *gone;                     //  id hex -> s_gone_t (shoal_engine_peers.c)
     zhashx_t *own;                      //  stream -> shoal_engine_own_t
+    shoal_engine_own_t *last_own;       //  the own stream looked up last (entries live until stop)
     zhashx_t *heads;                    //  "originhex/stream" -> head (uint64_t, owned)
     uint64_t *last_head; //  the entry of heads noted last (entries are never freed early)
     uint8_t last_origin[SHOAL_ID_SIZE];     //  its origin

@@ -110,7 +110,12 @@ shoal_engine_own_destroy (shoal_engine_own_t **self_p)
 shoal_engine_own_t *
 shoal_engine_own (shoal_engine_t *self, const char *stream, bool create)
 {
+    //  Publishes come in runs on one stream: the last one found first.
+    if (self->last_own && strcmp (self->last_own->stream, stream) == 0)
+        return self->last_own;
     shoal_engine_own_t *own = (shoal_engine_own_t *) zhashx_lookup (self->own, stream);
+    if (own)
+        self->last_own = own;
     if (own || !create)
         return own;
     int error = 0;

@@ -447,11 +447,11 @@ s_sodium_init (void)
         abort ();
 }
 
-//  Ids come from a per-thread pool refilled 64 at a time: one call into
-//  the system's random source per 64 events instead of one per event. A
+//  Ids come from a per-thread pool refilled 256 at a time: one call into
+//  the system's random source per 256 events instead of one per event. A
 //  forked child empties its pool (pthread_atfork), so it can never hand
 //  out the ids its parent will.
-#define S_ID_POOL 64
+#define S_ID_POOL 256
 static __thread uint8_t s_id_pool[S_ID_POOL * SHOAL_ID_SIZE];
 static __thread unsigned s_id_left;
 
@@ -950,7 +950,7 @@ s_parse (const uint8_t *data, size_t size, s_fields_t *fields)
 //  A string field as a C string at *cursor in the event's tail: BAD_UTF8
 //  when it holds a NUL (a C string would cut it) or is not UTF-8.
 static int
-s_tail_string (char **field, s_span_t span, uint8_t **cursor)
+s_tail_string (char **field, s_span_t span, uint8_t **cursor, bool utf8)
 {
     if (span.size == 0)
         return SHOAL_OK;
@@ -959,7 +959,7 @@ s_tail_string (char **field, s_span_t span, uint8_t **cursor)
     char *copy = (char *) *cursor;
     memcpy (copy, span.data, span.size);
     copy[span.size] = 0;
-    if (!s_utf8_valid (copy))
+    if (utf8 && !s_utf8_valid (copy))
         return SHOAL_ERR_BAD_UTF8;
     *field = copy;
     *cursor += span.size + 1;
@@ -1001,8 +1001,10 @@ s_build (shoal_event_t *self, const s_fields_t *f)
     char **targets[6] = {&self->stream,         &self->type,         &self->key,
                          &self->correlation_id, &self->causation_id, &self->content_type};
     uint8_t *cursor = self->tail;
+    //  Stream and type (0 and 1) skip the UTF-8 pass: their name rules,
+    //  checked next, allow only ASCII.
     for (int i = 0; i < 6; i++)
-        if ((rc = s_tail_string (targets[i], f->text[i], &cursor)))
+        if ((rc = s_tail_string (targets[i], f->text[i], &cursor, i > 1)))
             return rc;
     if (!self->stream || !shoal_stream_name_valid (self->stream))
         return SHOAL_ERR_BAD_STREAM;
