@@ -428,6 +428,8 @@ s_start (shoal_engine_t *self)
     shoal_log_config_t log_config;
     shoal_log_config_defaults (&log_config);
     log_config.fsync = config->fsync;
+    if (config->io)
+        log_config.io = config->io;
     if (config->segment_size)
         log_config.segment_size = config->segment_size;
     int error = 0;

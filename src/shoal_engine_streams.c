@@ -232,7 +232,7 @@ bug_skip_flush:
          own = (shoal_engine_own_t *) zhashx_next (self->own)) {
         shoal_log_t *log = own->log;
         uint64_t durable = shoal_log_durable (log);
-        if (durable == own->sent && zlistx_size (own->acks) == 0)
+        if (durable == own->sent && own->sendq_used == 0 && zlistx_size (own->acks) == 0)
             continue;
         //  Write, fsync, then publish (invariant of shoal_log): nothing
         //  above durable leaves this node.

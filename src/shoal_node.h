@@ -67,6 +67,7 @@ typedef struct {
                                    //  all" may create no more; default 4096
     size_t max_consumers;          //  durable consumers thin clients may create; default 1024
     size_t max_consumer_cursors;   //  cursors of one consumer; default 10000
+    shoal_io_t *io; //  storage's file operations; NULL = the file system (tests: a faulty disk)
 } shoal_node_config_t;
 
 //  Log levels: a node logs messages at or below its level to stderr.

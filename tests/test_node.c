@@ -7,6 +7,8 @@
 #include "shoal.pb-c.h"
 #include "tap.h"
 
+#include <errno.h>
+
 #include <czmq.h>
 #include <stdlib.h>
 #include <string.h>
@@ -652,6 +654,50 @@ test_dead_origin_repaired_by_replica (void)
     shoal_node_destroy (&replica);
 }
 
+//  Promise 1, durable before visible, through a node: the disk fills
+//  while a stream is published. Nothing that never became durable goes
+//  out live or is acknowledged, to the application or to a thin client,
+//  and the node keeps running.
+static shoal_io_t *s_full_disk;
+
+static void
+s_on_full_disk (shoal_node_config_t *config)
+{
+    config->io = s_full_disk;
+}
+
+static void
+test_full_disk_shows_nothing (void)
+{
+    s_full_disk = shoal_io_faulty_new ();
+    //  Start-up writes a few hundred bytes; the events are 15 KiB.
+    shoal_io_faulty_write_error (s_full_disk, ENOSPC, 4096);
+    shoal_node_t *origin = s_node ("full-origin", NULL, 0, s_on_full_disk);
+    const char *seed[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *reader = s_node ("full-reader", seed, 1, NULL);
+    shoal_node_t *pair[] = {origin, reader};
+    ok (s_wait_peers (pair, 2, 1, 8000), "a node on a disk about to fill, and a reader");
+    shoal_from_t from = {SHOAL_FROM_BEGINNING, 0, 0, NULL, NULL, 0};
+    int sub = shoal_node_subscribe (reader, "full", NULL, &from);
+    zclock_sleep (300);
+    uint64_t last = 0;
+    for (int i = 0; i < 100; i++)
+        last = s_publish (origin, "full", "Fact", i) ?: last;
+    ok (last > 0 && shoal_node_wait_durable (origin, "full", last, 3000) == -1,
+        "the events published onto the full disk never become durable");
+    s_tally_t tally = s_receive (reader, sub, shoal_node_id (origin), 1, 1, 1500);
+    is_int (tally.received, 0, "the reader gets none of them, live or by repair");
+    zsock_t *dealer = zsock_new_dealer (shoal_node_router_endpoint (origin));
+    is_int (s_error_code (s_thin_publish (dealer, "full", "Fact", NULL, 10)), SHOAL_WIRE_STORAGE,
+            "a thin client publishing to the failed stream gets Error 6, not an ack");
+    zsock_destroy (&dealer);
+    shoal_node_stats_t stats;
+    ok (shoal_node_stats (origin, &stats) == 0, "the node still answers");
+    shoal_node_destroy (&reader);
+    shoal_node_destroy (&origin);
+    shoal_io_faulty_destroy (&s_full_disk);
+}
+
 int
 main (void)
 {
@@ -664,5 +710,6 @@ main (void)
     test_loopback_beacon ();
     test_replicate_all ();
     test_dead_origin_repaired_by_replica ();
+    test_full_disk_shows_nothing ();
     return done_testing ();
 }
