@@ -141,7 +141,7 @@ s_reply_peers (shoal_engine_t *self)
     free (infos);
 }
 
-//  An event the facade sequenced: a zero byte, then the encoded event.
+//  An event the facade sequenced, as the outbox holds it.
 static void
 s_handle_publish_record (shoal_engine_t *self, const shoal_outbox_record_t *record)
 {

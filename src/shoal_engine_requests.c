@@ -293,7 +293,7 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, uint64_t request_i
         return 0;
     }
     //  Take the next seq as the facade does. Every seq the facade took
-    //  before we got the lock is already in the pipe: read them first so
+    //  before we got the lock is already in the outbox: take them first so
     //  the log receives seqs in order.
     if (!shoal_heads_try_lock (self->args->heads)) {
         shoal_event_destroy (&event);

@@ -216,9 +216,11 @@ shoal_engine_commit (shoal_engine_t *self)
 {
     static int64_t bug_flushed_ms; //  TEST ONLY: last flush under ack-before-fsync
     bool bug_ack = s_test_bug ("ack-before-fsync");
-    if (bug_ack && shoal_engine_now () - bug_flushed_ms < 300)
-        goto bug_skip_flush;
-    bug_flushed_ms = shoal_engine_now ();
+    if (bug_ack) {
+        if (shoal_engine_now () - bug_flushed_ms < 300)
+            goto bug_skip_flush;
+        bug_flushed_ms = shoal_engine_now ();
+    }
     //  One group commit for every log that took appends: own and replicas.
     for (size_t i = 0; i < shoal_store_log_count (self->store); i++) {
         shoal_log_t *log = shoal_store_log_at (self->store, i);
@@ -286,9 +288,9 @@ bug_skip_flush:
 //  --------------------------------------------------------------------------
 //  Subscriptions
 
-//  Hands a decoded event to every subscription of its stream.
+//  Hands a live event to every subscription of its stream.
 static void
-s_route_event (shoal_engine_t *self, shoal_event_t **event_p, bool replayed, int only_sub)
+s_route_event (shoal_engine_t *self, shoal_event_t **event_p)
 {
     shoal_event_t *event = *event_p;
     const char *stream = shoal_event_stream (event);
@@ -297,8 +299,6 @@ s_route_event (shoal_engine_t *self, shoal_event_t **event_p, bool replayed, int
          sub = (shoal_sub_t *) zlistx_next (self->subs)) {
         if (strcmp (shoal_sub_stream (sub), stream) != 0)
             continue;
-        if (only_sub && shoal_sub_id (sub) != only_sub)
-            continue;
         //  A node does not replicate itself.
         if (shoal_sub_id (sub) < 0 && shoal_event_origin (event)
             && memcmp (shoal_event_origin (event), self->id, SHOAL_ID_SIZE) == 0)
@@ -306,12 +306,12 @@ s_route_event (shoal_engine_t *self, shoal_event_t **event_p, bool replayed, int
         if (last) {
             shoal_event_t *copy = shoal_event_dup (event);
             if (copy)
-                shoal_sub_on_event (last, &copy, replayed);
+                shoal_sub_on_event (last, &copy, false);
         }
         last = sub;
     }
     if (last)
-        shoal_sub_on_event (last, event_p, replayed);
+        shoal_sub_on_event (last, event_p, false);
     else
         shoal_event_destroy (event_p);
 }
@@ -321,7 +321,7 @@ s_feed_local (shoal_engine_t *self, const uint8_t *data, size_t size)
 {
     shoal_event_t *event = shoal_event_decode (data, size, 0, NULL);
     if (event)
-        s_route_event (self, &event, false, 0);
+        s_route_event (self, &event);
 }
 
 static void
@@ -433,8 +433,6 @@ s_durable_start (shoal_engine_t *self, shoal_engine_sub_t *request)
 
 //  --------------------------------------------------------------------------
 //  Replication
-
-static void s_sub_count (shoal_engine_t *self, const char *stream, int delta);
 
 //  Starts replicating a stream: an internal subscription from where each
 //  replica log ends (from the beginning for origins with none), whose
@@ -786,7 +784,7 @@ s_handle_live (shoal_engine_t *self, const uint8_t *topic, size_t topic_size, co
     }
     shoal_engine_heads_note (self, shoal_event_origin (event), shoal_event_stream (event),
                              shoal_event_seq (event));
-    s_route_event (self, &event, false, 0);
+    s_route_event (self, &event);
 }
 
 //  Reads one message from SUB without waiting; 1 when it read one.

@@ -4,14 +4,14 @@
     Two locks, never taken the other way round:
 
     seq lock    held by a publishing thread from taking a seq until the
-                event is in the pipe (which may wait for the engine to read);
+                event is in the outbox (which may wait for the engine to take);
                 guards `next` of every stream. The engine only try-locks it.
     state lock  short holds only; guards durable, failed, the head to
                 restart from after a failure, and wakes the waiters.
 
     The engine reports durability under the state lock alone, so a
-    publisher waiting on a full pipe while holding the seq lock can never
-    stop the engine from draining that pipe.
+    publisher waiting on a full outbox while holding the seq lock can
+    never stop the engine from taking from that outbox.
 
     Invariants:
     1. `next` is read and changed only under the seq lock, so seqs are

@@ -126,26 +126,6 @@ shoal_inbox_push_many (shoal_inbox_t *self, int subscription, shoal_event_t **ev
     return count;
 }
 
-int
-shoal_inbox_push (shoal_inbox_t *self, int subscription, shoal_event_t *event)
-{
-    pthread_mutex_lock (&self->mutex);
-    if (self->count == self->limit) {
-        self->was_full = true;
-        pthread_mutex_unlock (&self->mutex);
-        return -1;
-    }
-    self->slots[(self->head + self->count) % self->limit] = (s_slot_t){subscription, event};
-    //  Receivers only wait on an empty inbox: only the push that ends
-    //  emptiness needs to wake anyone (one futex call per burst, not per event).
-    if (self->count++ == 0) {
-        s_signal (self->ready_fd);
-        pthread_cond_broadcast (&self->nonempty);
-    }
-    pthread_mutex_unlock (&self->mutex);
-    return 0;
-}
-
 shoal_event_t *
 shoal_inbox_pop (shoal_inbox_t *self, int timeout_ms, int *subscription_p)
 {

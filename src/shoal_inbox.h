@@ -26,9 +26,6 @@ void shoal_inbox_destroy (shoal_inbox_t **self_p);
 //  Room for this many more events.
 size_t shoal_inbox_room (shoal_inbox_t *self);
 
-//  Adds an event (ownership taken). 0, or -1 when full (event untouched).
-int shoal_inbox_push (shoal_inbox_t *self, int subscription, shoal_event_t *event);
-
 //  Adds events in order under one lock, as many as there is room for
 //  (ownership of those taken); returns how many.
 size_t shoal_inbox_push_many (shoal_inbox_t *self, int subscription, shoal_event_t **events,

@@ -46,12 +46,6 @@ s_host (const char *endpoint, char *host, size_t size)
 }
 
 shoal_peer_t *
-shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm, int64_t now_ms)
-{
-    return shoal_peer_new_secure (router_endpoint, is_static, sndhwm, now_ms, NULL, NULL);
-}
-
-shoal_peer_t *
 shoal_peer_new_secure (const char *router_endpoint, bool is_static, int sndhwm, int64_t now_ms,
                        shoal_secure_t *secure, const char *key)
 {
@@ -144,12 +138,6 @@ shoal_peer_dealer (shoal_peer_t *self)
     return self->dealer;
 }
 
-const char *
-shoal_peer_host (const shoal_peer_t *self)
-{
-    return self->host;
-}
-
 void
 shoal_peer_set_identity (shoal_peer_t *self, const uint8_t id[SHOAL_ID_SIZE], const char *name)
 {
@@ -172,12 +160,6 @@ shoal_peer_touch (shoal_peer_t *self, int64_t now_ms)
 {
     if (now_ms > self->last_seen_ms)
         self->last_seen_ms = now_ms;
-}
-
-int64_t
-shoal_peer_last_seen (const shoal_peer_t *self)
-{
-    return self->last_seen_ms;
 }
 
 bool

@@ -34,12 +34,9 @@ typedef enum {
 } shoal_peer_state_t;
 
 //  A peer reached at router_endpoint; its DEALER connects at once.
-//  is_static peers are never dropped. NULL when the endpoint is invalid.
-shoal_peer_t *shoal_peer_new (const char *router_endpoint, bool is_static, int sndhwm,
-                              int64_t now_ms);
-//  The same in secure mode: the DEALER is a CURVE client of secure's
-//  keypair, to the server with public key `key` (Z85). NULL when the
-//  endpoint or the key is invalid. secure NULL = shoal_peer_new.
+//  is_static peers are never dropped. In secure mode (secure not NULL)
+//  the DEALER is a CURVE client of secure's keypair, to the server with
+//  public key `key` (Z85). NULL when the endpoint or the key is invalid.
 typedef struct _shoal_secure_t shoal_secure_t;
 shoal_peer_t *shoal_peer_new_secure (const char *router_endpoint, bool is_static, int sndhwm,
                                      int64_t now_ms, shoal_secure_t *secure, const char *key);
@@ -55,8 +52,6 @@ const char *shoal_peer_key (const shoal_peer_t *self);
 //  The PUB endpoint, or NULL until known.
 const char *shoal_peer_pub_endpoint (const shoal_peer_t *self);
 zsock_t *shoal_peer_dealer (shoal_peer_t *self);
-//  The host part of the ROUTER endpoint ("127.0.0.1" of tcp://127.0.0.1:7001).
-const char *shoal_peer_host (const shoal_peer_t *self);
 
 //  Records what a Hello (or beacon) told: id, name, PUB port.
 void shoal_peer_set_identity (shoal_peer_t *self, const uint8_t id[SHOAL_ID_SIZE],
@@ -65,7 +60,6 @@ void shoal_peer_set_pub_port (shoal_peer_t *self, int port);
 
 //  The peer was heard from now.
 void shoal_peer_touch (shoal_peer_t *self, int64_t now_ms);
-int64_t shoal_peer_last_seen (const shoal_peer_t *self);
 bool shoal_peer_greeted (const shoal_peer_t *self);
 void shoal_peer_set_greeted (shoal_peer_t *self, bool greeted);
 
