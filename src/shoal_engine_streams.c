@@ -24,6 +24,7 @@
 */
 
 #include "shoal_engine_int.h"
+#include "shoal_buffer.h"
 
 #define S_REPAIR_TIMEOUT_MS 2000 //  a repair with no progress this long is asked again
 
@@ -146,18 +147,10 @@ shoal_engine_own_append (shoal_engine_t *self, shoal_engine_own_t *own, uint64_t
                          size_t type_size)
 {
     size_t record = 13 + type_size + size;
-    if (own->sendq_used + record > own->sendq_alloc) {
-        size_t alloc = own->sendq_alloc ? own->sendq_alloc : 64 * 1024;
-        while (alloc < own->sendq_used + record)
-            alloc *= 2;
-        uint8_t *sendq = (uint8_t *) realloc (own->sendq, alloc);
-        if (!sendq) {
-            shoal_engine_log (self, SHOAL_LOG_ERROR, "append to %s failed: out of memory",
-                              own->stream);
-            return -1;
-        }
-        own->sendq = sendq;
-        own->sendq_alloc = alloc;
+    if (shoal_buffer_reserve (&own->sendq, &own->sendq_alloc, own->sendq_used + record,
+                              64 * 1024)) {
+        shoal_engine_log (self, SHOAL_LOG_ERROR, "append to %s failed: out of memory", own->stream);
+        return -1;
     }
     if (type_size > SHOAL_TYPE_MAX || shoal_log_append (own->log, seq, time_ns, data, size)) {
         shoal_engine_log (self, SHOAL_LOG_ERROR, "append to %s failed: %s", own->stream,

@@ -26,6 +26,7 @@
     ========================================================================= */
 
 #include "shoal_outbox.h"
+#include "shoal_buffer.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -95,17 +96,8 @@ shoal_outbox_push (shoal_outbox_t *self, const shoal_event_t *event, size_t size
     while (!self->closed && self->filling.used > 0 && self->filling.used + record > self->limit)
         pthread_cond_wait (&self->space, &self->mutex);
     s_buffer_t *buffer = &self->filling;
-    if (!self->closed && buffer->used + record > buffer->alloc) {
-        size_t alloc = buffer->alloc ? buffer->alloc : 64 * 1024;
-        while (alloc < buffer->used + record)
-            alloc *= 2;
-        uint8_t *data = (uint8_t *) realloc (buffer->data, alloc);
-        if (data) {
-            buffer->data = data;
-            buffer->alloc = alloc;
-        }
-    }
-    if (self->closed || buffer->used + record > buffer->alloc) {
+    if (self->closed
+        || shoal_buffer_reserve (&buffer->data, &buffer->alloc, buffer->used + record, 64 * 1024)) {
         pthread_mutex_unlock (&self->mutex);
         return -1;
     }

@@ -65,6 +65,7 @@
     ========================================================================= */
 
 #include "shoal_replay.h"
+#include "shoal_buffer.h"
 #include "shoal_wire.h"
 #include "shoal_error.h"
 #include "shoal.pb-c.h"
@@ -142,16 +143,8 @@ static int
 s_scratch_add (shoal_replay_t *self, const uint8_t *data, size_t size)
 {
     size_t need = self->scratch_size + 1 + shoal_wire_varint_size (size) + size;
-    if (need > self->scratch_alloc) {
-        size_t alloc = self->scratch_alloc ? self->scratch_alloc : 4096;
-        while (alloc < need)
-            alloc *= 2;
-        uint8_t *scratch = (uint8_t *) realloc (self->scratch, alloc);
-        if (!scratch)
-            return -1;
-        self->scratch = scratch;
-        self->scratch_alloc = alloc;
-    }
+    if (shoal_buffer_reserve (&self->scratch, &self->scratch_alloc, need, 4096))
+        return -1;
     uint8_t *p = self->scratch + self->scratch_size;
     *p++ = S_TAG_EVENT;
     p = s_put_varint (p, size);
