@@ -234,27 +234,31 @@ s_dedupe_load (shoal_engine_t *self, shoal_engine_own_t *own)
 //  Returns 0, or 1 when the heads lock was busy and the request must be
 //  tried again (the caller keeps it).
 static int
-s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, uint64_t request_id,
-                  const Shoal__V1__PublishRequest *publish)
+s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
+                  uint64_t request_id, const Shoal__V1__PublishRequest *publish)
 {
     if (!publish->event) {
         s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
                        "PublishRequest.event is missing");
         return 0;
     }
-    //  Re-encode the event and decode it with the strict codec, so a thin
-    //  client's event gets exactly the checks of every other input.
-    size_t raw_size = shoal__v1__event__get_packed_size (publish->event);
+    //  The event's own bytes, decoded by the strict codec: a thin client's
+    //  event gets exactly the checks of every other input.
+    const uint8_t *raw = NULL;
+    size_t raw_size = 0;
+    if (shoal_wire_publish_event (zframe_data (payload), zframe_size (payload), &raw, &raw_size)
+        || !raw) {
+        s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
+                       "PublishRequest.event is missing");
+        return 0;
+    }
     if (raw_size > self->config->max_event_size) {
         s_reply_error (self, routing_id, request_id, SHOAL_WIRE_TOO_LARGE,
                        "event larger than this node's maximum event size");
         return 0;
     }
-    uint8_t *raw = (uint8_t *) malloc (raw_size ? raw_size : 1);
-    shoal__v1__event__pack (publish->event, raw);
     int error = 0;
     shoal_event_t *event = shoal_event_decode (raw, raw_size, self->config->max_event_size, &error);
-    free (raw);
     if (!event) {
         char message[200];
         snprintf (message, sizeof message, "invalid event: %s", shoal_strerror (error));
@@ -480,7 +484,7 @@ shoal_engine_handle_request (shoal_engine_t *self, zmsg_t *msg)
             break;
         }
         case SHOAL__V1__REQUEST__BODY_PUBLISH:
-            retry = s_handle_publish (self, routing_id, id, request->publish);
+            retry = s_handle_publish (self, routing_id, payload, id, request->publish);
             break;
         case SHOAL__V1__REQUEST__BODY_CREDIT:
             if (shoal_replay_credit (self->replay, routing_id, request->credit->replay_id,

@@ -108,6 +108,42 @@ s_field (const uint8_t **p, const uint8_t *end, uint32_t *field, uint32_t *type,
     }
 }
 
+//  The bytes of the last length-delimited field number `want` in data
+//  (protobuf: a later occurrence wins). 0, or -1 when malformed.
+static int
+s_last_bytes (const uint8_t *data, size_t size, uint32_t want, const uint8_t **bytes_p,
+              size_t *size_p)
+{
+    *bytes_p = NULL;
+    *size_p = 0;
+    const uint8_t *p = data, *end = data + size;
+    while (p < end) {
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (s_field (&p, end, &field, &type, &value, &bytes))
+            return -1;
+        if (field == want && type == 2) {
+            *bytes_p = bytes;
+            *size_p = (size_t) value;
+        }
+    }
+    return 0;
+}
+
+int
+shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **event_p,
+                          size_t *event_size_p)
+{
+    const uint8_t *publish;
+    size_t publish_size;
+    *event_p = NULL;
+    *event_size_p = 0;
+    if (s_last_bytes (data, size, 5, &publish, &publish_size))
+        return -1;
+    return publish ? s_last_bytes (publish, publish_size, 1, event_p, event_size_p) : 0;
+}
+
 int
 shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response)
 {

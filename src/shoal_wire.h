@@ -66,6 +66,15 @@ typedef struct {
 //  Scans a Response. 0, or -1 when the bytes are not one.
 int shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response);
 
+//  Finds the bytes of the Event inside an encoded Request whose body is a
+//  PublishRequest (Request field 5, then its field 1), as the client sent
+//  them: a thin client's event is decoded from these by the strict codec,
+//  never from protobuf-c's unpacked copy, which cuts a string at an
+//  embedded NUL. 0 with *event_p, *event_size_p (an absent event: size
+//  0, *event_p NULL), or -1 when malformed.
+int shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **event_p,
+                              size_t *event_size_p);
+
 //  A ReplayBatch body, scanned: call shoal_wire_batch_next for each event.
 typedef struct {
     const uint8_t *data;   //  the batch's bytes

@@ -345,6 +345,30 @@ test_router_contract (void)
             "publish to an invalid stream name: Error 1");
     is_int (s_error_code (s_thin_publish (dealer, "orders", "", NULL, 1)), 1,
             "publish with no type: Error 1");
+    {
+        //  A key with an embedded NUL: protobuf-c's unpack would cut it to
+        //  "a"; the node must see the client's bytes and refuse them.
+        Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
+        event.stream = "nul";
+        event.type = "T";
+        event.key = "aZb";
+        Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
+        publish.event = &event;
+        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+        request.request_id = 6;
+        request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+        request.publish = &publish;
+        size_t size = shoal__v1__request__get_packed_size (&request);
+        uint8_t *data = malloc (size);
+        shoal__v1__request__pack (&request, data);
+        uint8_t *z = memchr (data, 'Z', size);
+        if (z)
+            *z = 0;
+        is_int (s_error_code (s_call (dealer, data, size)),
+                shoal_error_wire_code (SHOAL_ERR_BAD_UTF8),
+                "publish of a key with an embedded NUL: refused, not cut short");
+        free (data);
+    }
     Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
     uint8_t node[16] = {9};
     hello.node.data = node;
