@@ -233,3 +233,9 @@ tap_free_port (void)
     close (fd);
     return port;
 }
+
+bool
+tap_contains (const char *text, const char *needle)
+{
+    return text && strstr (text, needle) != NULL;
+}

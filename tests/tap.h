@@ -78,4 +78,7 @@ int tap_free_port (void);
 //  Seconds since an arbitrary start, monotonic; for bounding loops.
 double tap_now (void);
 
+//  True when text (may be NULL) holds needle.
+bool tap_contains (const char *text, const char *needle);
+
 #endif

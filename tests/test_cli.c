@@ -35,12 +35,6 @@ typedef struct {
 
 static s_node_t s_alpha, s_beta;
 
-static bool
-s_contains (const char *text, const char *needle)
-{
-    return text && strstr (text, needle) != NULL;
-}
-
 static int
 s_start (s_node_t *node, const char *name, const char *peer)
 {
@@ -130,7 +124,7 @@ s_wait_peered (void)
     while (tap_now () < deadline) {
         char *out = NULL;
         int rc = SHOAL (NULL, &out, NULL, "--node", s_alpha.router, "--json", "peers");
-        bool found = rc == 0 && s_contains (out, s_beta.id) && s_contains (out, "connected");
+        bool found = rc == 0 && tap_contains (out, s_beta.id) && tap_contains (out, "connected");
         free (out);
         if (found)
             return true;
@@ -144,8 +138,8 @@ test_usage (void)
 {
     char *out = NULL, *err = NULL;
     int rc = SHOAL (NULL, &out, &err, "--help");
-    ok (rc == 0 && s_contains (out, "pub STREAM TYPE") && s_contains (out, "log verify DIR")
-            && s_contains (out, "Exit status"),
+    ok (rc == 0 && tap_contains (out, "pub STREAM TYPE") && tap_contains (out, "log verify DIR")
+            && tap_contains (out, "Exit status"),
         "--help exits 0 and lists the commands and exit codes");
     free (out);
     free (err);
@@ -174,23 +168,23 @@ test_usage (void)
             argv[n++] = cases[i][j];
         argv[n] = NULL;
         rc = mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, NULL, &err);
-        ok (rc == 2 && s_contains (err, "shoal: "), "%s exits 2 with a message", names[i]);
+        ok (rc == 2 && tap_contains (err, "shoal: "), "%s exits 2 with a message", names[i]);
         free (err);
     }
     rc = SHOAL (NULL, NULL, &err, "--node", s_alpha.router, "pub", "orders", "T", "--json-payload",
                 "{\"a\":1,}");
-    ok (rc == 2 && s_contains (err, "not valid JSON"),
+    ok (rc == 2 && tap_contains (err, "not valid JSON"),
         "pub refuses --json-payload that is not JSON");
     free (err);
     rc = SHOAL (NULL, NULL, &err, "--node", s_alpha.router, "sub", "Bad_Stream");
-    ok (rc == 2 && s_contains (err, "not a stream name"), "sub refuses a bad stream name");
+    ok (rc == 2 && tap_contains (err, "not a stream name"), "sub refuses a bad stream name");
     free (err);
     rc = SHOAL (NULL, NULL, &err, "--node", s_alpha.router, "sub", "orders", "--durable",
                 "no spaces");
-    ok (rc == 2 && s_contains (err, "not a consumer name"), "sub refuses a bad consumer name");
+    ok (rc == 2 && tap_contains (err, "not a consumer name"), "sub refuses a bad consumer name");
     free (err);
     rc = SHOAL (NULL, NULL, &err, "--node", s_alpha.router, "sub", "orders", "--from", "someday");
-    ok (rc == 2 && s_contains (err, "--from"), "sub refuses a --from it cannot read");
+    ok (rc == 2 && tap_contains (err, "--from"), "sub refuses a --from it cannot read");
     free (err);
 }
 
@@ -202,8 +196,8 @@ test_unreachable (void)
     char *err = NULL;
     double start = tap_now ();
     int rc = SHOAL (NULL, NULL, &err, "--node", endpoint, "--timeout", "300", "status");
-    ok (rc == 1 && s_contains (err, "cannot reach node at") && s_contains (err, endpoint)
-            && s_contains (err, "shoald"),
+    ok (rc == 1 && tap_contains (err, "cannot reach node at") && tap_contains (err, endpoint)
+            && tap_contains (err, "shoald"),
         "an unreachable node exits 1, names the endpoint and says to start shoald");
     ok (tap_now () - start < 5, "it gives up after --timeout");
     free (err);
@@ -211,12 +205,12 @@ test_unreachable (void)
     snprintf (empty, sizeof empty, "%s/no-node-here", tap_tmpdir ());
     mkdir (empty, 0755);
     rc = SHOAL (NULL, NULL, &err, "--data", empty, "status");
-    ok (rc == 1 && s_contains (err, "shoald.endpoint") && s_contains (err, "shoald --data"),
+    ok (rc == 1 && tap_contains (err, "shoald.endpoint") && tap_contains (err, "shoald --data"),
         "--data without a running shoald exits 1 and says how to start one");
     free (err);
     rc = SHOAL (NULL, NULL, &err, "--node", endpoint, "--timeout", "300", "pub", "orders", "T",
                 "--data", "x");
-    ok (rc == 1 && s_contains (err, "cannot reach"), "pub to an unreachable node exits 1");
+    ok (rc == 1 && tap_contains (err, "cannot reach"), "pub to an unreachable node exits 1");
     free (err);
 }
 
@@ -242,8 +236,8 @@ test_status_and_peers (void)
     free (err);
 
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "status");
-    ok (rc == 0 && s_contains (out, "node      alpha") && s_contains (out, "counters")
-            && s_contains (out, "beta"),
+    ok (rc == 0 && tap_contains (out, "node      alpha") && tap_contains (out, "counters")
+            && tap_contains (out, "beta"),
         "status prints a table for people");
     free (out);
     free (err);
@@ -266,8 +260,8 @@ test_status_and_peers (void)
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "peers");
-    ok (rc == 0 && s_contains (out, "NAME") && s_contains (out, "beta")
-            && s_contains (out, s_beta.id),
+    ok (rc == 0 && tap_contains (out, "NAME") && tap_contains (out, "beta")
+            && tap_contains (out, s_beta.id),
         "peers prints a table for people");
     free (out);
     free (err);
@@ -346,14 +340,14 @@ test_pub (void)
     //  Refusals by the node are shown.
     rc =
         SHOAL (NULL, &out, &err, "--node", s_alpha.router, "pub", "Bad_Stream", "T", "--data", "x");
-    ok (rc == 1 && s_contains (err, "refused") && s_contains (err, "bad request")
-            && s_contains (err, "stream name"),
+    ok (rc == 1 && tap_contains (err, "refused") && tap_contains (err, "bad request")
+            && tap_contains (err, "stream name"),
         "a bad stream name: the node's error reply is shown, exit 1");
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "pub", "orders", "bad type!", "--data",
                 "x");
-    ok (rc == 1 && s_contains (err, "event type"), "a bad event type: the error reply is shown");
+    ok (rc == 1 && tap_contains (err, "event type"), "a bad event type: the error reply is shown");
     free (out);
     free (err);
 }
@@ -459,8 +453,8 @@ test_sub (void)
     //  Human-readable output.
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "sub", "orders", "--from", "beginning",
                 "--count", "3", "--local");
-    ok (rc == 0 && s_contains (out, "alpha/orders/1 OrderPlaced key=order-1")
-            && s_contains (out, "<8 bytes>"),
+    ok (rc == 0 && tap_contains (out, "alpha/orders/1 OrderPlaced key=order-1")
+            && tap_contains (out, "<8 bytes>"),
         "sub prints one readable line per event");
     free (out);
     free (err);
@@ -566,7 +560,7 @@ test_durable (void)
     SHOAL ("j6\n", NULL, NULL, "--node", s_alpha.router, "pub", "jobs", "Job");
     char line[4096];
     bool got =
-        mesh_wait_line (sub, "{", line, sizeof line, 10) == 0 && s_contains (line, "\"seq\":6");
+        mesh_wait_line (sub, "{", line, sizeof line, 10) == 0 && tap_contains (line, "\"seq\":6");
     mesh_signal (sub, SIGINT, false);
     rc = mesh_wait (sub, 10);
     ok (got && rc == 0, "a durable sub prints a new event and ends on SIGINT with exit 0");
@@ -605,26 +599,29 @@ test_replay (void)
     free (err);
 
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "replay", "--origin", "beta", "orders");
-    ok (rc == 0 && s_contains (out, "beta/orders/1 Line") && s_contains (out, "beta/orders/4 Live"),
+    ok (rc == 0 && tap_contains (out, "beta/orders/1 Line")
+            && tap_contains (out, "beta/orders/4 Live"),
         "replay --origin NAME of a peer's log replays it from that peer");
     free (out);
     free (err);
 
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "replay", "--origin", s_alpha.id,
                 "orders", "--from", "100");
-    ok (rc == 1 && s_contains (err, "range not available") && s_contains (err, "beyond the head"),
+    ok (rc == 1 && tap_contains (err, "range not available")
+            && tap_contains (err, "beyond the head"),
         "a range beyond the head: the node's error 3 is shown, exit 1");
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "replay", "--origin", s_alpha.id,
                 "nosuchstream");
-    ok (rc == 1 && s_contains (err, "unknown stream or origin") && s_contains (err, "shoal status"),
+    ok (rc == 1 && tap_contains (err, "unknown stream or origin")
+            && tap_contains (err, "shoal status"),
         "an unknown stream: error 2 is shown with what to do");
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "--node", s_alpha.router, "replay", "--origin", "nobody",
                 "orders");
-    ok (rc == 1 && s_contains (err, "no origin \"nobody\""), "an unknown origin name exits 1");
+    ok (rc == 1 && tap_contains (err, "no origin \"nobody\""), "an unknown origin name exits 1");
     free (out);
     free (err);
 }
@@ -634,7 +631,7 @@ test_log (void)
 {
     char *out = NULL, *err = NULL;
     int rc = SHOAL (NULL, &out, &err, "log", "verify", s_alpha.data);
-    ok (rc == 1 && s_contains (err, "in use by a running shoald"),
+    ok (rc == 1 && tap_contains (err, "in use by a running shoald"),
         "log verify refuses a data directory a running shoald holds");
     free (out);
     free (err);
@@ -643,7 +640,7 @@ test_log (void)
     mesh_signal (s_alpha.proc, SIGTERM, false);
     is_int (mesh_wait (s_alpha.proc, 10), 0, "alpha stops cleanly on SIGTERM");
     rc = SHOAL (NULL, &out, &err, "log", "verify", s_alpha.data);
-    ok (rc == 0 && s_contains (out, "ok: 2 log(s), 10 records, no problems"),
+    ok (rc == 0 && tap_contains (out, "ok: 2 log(s), 10 records, no problems"),
         "log verify of a healthy data directory exits 0");
     free (out);
     free (err);
@@ -665,7 +662,7 @@ test_log (void)
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "log", "dump", s_alpha.data, "--stream", "orders");
-    ok (rc == 0 && s_contains (out, "/orders/1 OrderPlaced key=order-1"),
+    ok (rc == 0 && tap_contains (out, "/orders/1 OrderPlaced key=order-1"),
         "log dump prints for people");
     free (out);
     free (err);
@@ -691,24 +688,24 @@ test_log (void)
     rc = SHOAL (NULL, &out, &err, "log", "verify", s_alpha.data);
     char expect[4500];
     snprintf (expect, sizeof expect, "%s:128: ", seg);
-    ok (rc == 1 && s_contains (out, expect) && s_contains (out, "1 problem(s)"),
+    ok (rc == 1 && tap_contains (out, expect) && tap_contains (out, "1 problem(s)"),
         "log verify reports the damage with file and offset, exit 1");
-    if (!s_contains (out, expect))
+    if (!tap_contains (out, expect))
         diag ("stdout: %s", out);
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "log", "verify", logdir);
-    ok (rc == 1 && s_contains (out, expect), "log verify of one log directory finds it too");
+    ok (rc == 1 && tap_contains (out, expect), "log verify of one log directory finds it too");
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "log", "dump", s_alpha.data);
-    ok (rc == 1 && !s_contains (out, "/orders/1 ") && s_contains (out, "/orders/2 ")
-            && s_contains (err, "skipped"),
+    ok (rc == 1 && !tap_contains (out, "/orders/1 ") && tap_contains (out, "/orders/2 ")
+            && tap_contains (err, "skipped"),
         "log dump skips the damaged record, shows the others, exits 1");
     free (out);
     free (err);
     rc = SHOAL (NULL, &out, &err, "log", "verify", tap_tmpdir ());
-    ok (rc == 1 && s_contains (err, "neither a shoal data directory"),
+    ok (rc == 1 && tap_contains (err, "neither a shoal data directory"),
         "log verify of a directory that is not a data directory exits 1");
     free (out);
     free (err);

@@ -22,12 +22,6 @@ static char s_quickstart[4200];
 static char s_bin_env[4300];
 static char s_tmp_env[4300];
 
-static bool
-s_contains (const char *text, const char *needle)
-{
-    return text && strstr (text, needle) != NULL;
-}
-
 static int
 s_count (const char *text, const char *needle)
 {
@@ -61,31 +55,33 @@ test_short_run (void)
     if (rc != 0)
         diag ("stderr: %s", err);
     is_int (s_count (out, "  shoald: node "), 3, "it starts three nodes");
-    ok (s_contains (out, "loopback beacon"), "on the loopback beacon");
-    ok (s_contains (out, "found each other") && s_count (out, "connected") >= 2,
+    ok (tap_contains (out, "loopback beacon"), "on the loopback beacon");
+    ok (tap_contains (out, "found each other") && s_count (out, "connected") >= 2,
         "the nodes discover each other");
     ok (s_count (out, "  sub@alpha | ") >= 6, "events flow to the subscriber");
-    ok (s_contains (out, "sub@alpha | ") && s_contains (out, "/orders/1 OrderPlaced"),
+    ok (tap_contains (out, "sub@alpha | ") && tap_contains (out, "/orders/1 OrderPlaced"),
         "the subscriber shows readable events");
-    ok (s_contains (out, "status of alpha") && s_contains (out, "status of beta")
-            && s_contains (out, "status of gamma"),
+    ok (tap_contains (out, "status of alpha") && tap_contains (out, "status of beta")
+            && tap_contains (out, "status of gamma"),
         "each node's status is shown");
-    ok (s_contains (out, "every event arrived once, in seq order per origin"),
+    ok (tap_contains (out, "every event arrived once, in seq order per origin"),
         "every published event reached the subscriber, in order");
-    ok (s_contains (out, "  orders: node ") && s_contains (out, "  payments: node ")
-            && s_contains (out, "  inventory: node ") && s_contains (out, "  order-view: node "),
+    ok (tap_contains (out, "  orders: node ") && tap_contains (out, "  payments: node ")
+            && tap_contains (out, "  inventory: node ")
+            && tap_contains (out, "  order-view: node "),
         "the shop's services start: orders, payments, inventory, order-view");
-    ok (s_count (out, "  view | o-") >= 3 && s_contains (out, "  view | o-1 "),
+    ok (s_count (out, "  view | o-") >= 3 && tap_contains (out, "  view | o-1 "),
         "the order view is shown, from o-1 on");
-    ok (s_contains (out, "every order ended in exactly one terminal state"),
+    ok (tap_contains (out, "every order ended in exactly one terminal state"),
         "the saga settles every order");
-    ok (s_contains (out, "money balances: charged - refunded = the totals of the confirmed orders"),
+    ok (tap_contains (out,
+                      "money balances: charged - refunded = the totals of the confirmed orders"),
         "the money balances");
-    ok (s_contains (out, "OrderConfirmed") || s_contains (out, "OrderCancelled"),
+    ok (tap_contains (out, "OrderConfirmed") || tap_contains (out, "OrderCancelled"),
         "the subscriber shows the saga closing orders");
     char dir[4200];
     s_demo_dir (out, dir, sizeof dir);
-    ok (*dir && s_contains (out, "removed ") && access (dir, F_OK) != 0,
+    ok (*dir && tap_contains (out, "removed ") && access (dir, F_OK) != 0,
         "its data directories are removed");
     ok (*dir && !mesh_process_with (dir), "no process of the demo is left");
     free (out);
@@ -107,7 +103,7 @@ test_interrupted (void)
     mesh_signal (demo, SIGINT, true);
     int rc = mesh_wait (demo, 60);
     is_int (rc, 130, "Ctrl-C (SIGINT to its process group) stops the demo with status 130");
-    ok (s_contains (demo->out, "demo: interrupted") && s_contains (demo->out, "removed "),
+    ok (tap_contains (demo->out, "demo: interrupted") && tap_contains (demo->out, "removed "),
         "it says it was interrupted and cleans up");
     ok (*dir && access (dir, F_OK) != 0, "its data directories are removed after Ctrl-C");
     ok (*dir && !mesh_process_with (dir), "no process of the demo is left after Ctrl-C");
@@ -130,7 +126,7 @@ main (void)
     const char *bad[] = {"/bin/bash", s_quickstart, "demo", "--duration",
                          "soon",      "--no-build", NULL};
     int rc = mesh_run (bad, (const char *[]){s_bin_env, NULL}, NULL, 30, NULL, &err);
-    ok (rc == 2 && s_contains (err, "--duration"), "demo --duration with a bad value exits 2");
+    ok (rc == 2 && tap_contains (err, "--duration"), "demo --duration with a bad value exits 2");
     free (err);
     test_short_run ();
     test_interrupted ();

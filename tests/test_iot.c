@@ -38,12 +38,6 @@ static const char *s_inject_s2 = "60,180";
 #define S_INJECTED 9
 
 static bool
-s_contains (const char *text, const char *needle)
-{
-    return text && strstr (text, needle) != NULL;
-}
-
-static bool
 s_start (mesh_service_t *svc, const char *const *extra)
 {
     return mesh_service_start (svc, s_mesh, s_beacon_port, extra);
@@ -251,7 +245,7 @@ main (void)
                           NULL};
     char *out = NULL, *err = NULL;
     int rc = mesh_run (thin, NULL, NULL, S_RUN_TIMEOUT, &out, &err);
-    ok (rc == 0 && s_contains (out, "200 readings published through"),
+    ok (rc == 0 && tap_contains (out, "200 readings published through"),
         "a thin-client sensor published 200 readings through the detector's node");
     if (rc)
         diag ("thin sensor: %s", err);
@@ -274,13 +268,13 @@ main (void)
         usleep (200000);
     }
     is_int (s_lines (list), S_INJECTED, "alerts shows one alert per injected anomaly");
-    ok (s_contains (list, "alert-s1-25 s1 ") && s_contains (list, "alert-s2-180 s2 ")
-            && s_contains (list, " open "),
+    ok (tap_contains (list, "alert-s1-25 s1 ") && tap_contains (list, "alert-s2-180 s2 ")
+            && tap_contains (list, " open "),
         "the alerts name their sensor and reading and are open");
     free (list);
     usleep (500000);
     mesh_drain (s_alerts.proc);
-    ok (s_contains (s_alerts.proc->out, "ALERT alert-s1-77 s1 "),
+    ok (tap_contains (s_alerts.proc->out, "ALERT alert-s1-77 s1 "),
         "alerts prints each alert as it comes");
 
     //  The logs: every injected reading flagged, no normal one; causation links.
@@ -309,7 +303,8 @@ main (void)
                          "alert-s1-40",       "--by", "ops",       NULL};
     out = NULL;
     rc = mesh_run (ack, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
-    ok (rc == 0 && s_contains (out, "alert-s1-40 s1 ") && s_contains (out, "acknowledged by=ops"),
+    ok (rc == 0 && tap_contains (out, "alert-s1-40 s1 ")
+            && tap_contains (out, "acknowledged by=ops"),
         "alerts ack acknowledges an alert");
     free (out);
     rc = mesh_run (ack, NULL, NULL, S_RUN_TIMEOUT, NULL, NULL);
@@ -318,7 +313,7 @@ main (void)
                              s_alerts.listen,     "alert-none", NULL};
     err = NULL;
     rc = mesh_run (unknown, NULL, NULL, S_RUN_TIMEOUT, NULL, &err);
-    ok (rc == 1 && s_contains (err, "unknown alert"), "an unknown alert is refused");
+    ok (rc == 1 && tap_contains (err, "unknown alert"), "an unknown alert is refused");
     free (err);
     s_audit_t acks = {0};
     acks.anomalies = zhashx_new ();
@@ -330,11 +325,11 @@ main (void)
     const char *trace[] = {mesh_bin ("shoal"), "--node", s_alerts.router, "trace", "s1/40", NULL};
     out = NULL;
     rc = mesh_run (trace, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
-    ok (rc == 0 && s_contains (out, "4 event(s)") && s_depth (out, " Reading ") == 0
+    ok (rc == 0 && tap_contains (out, "4 event(s)") && s_depth (out, " Reading ") == 0
             && s_depth (out, " AnomalyDetected ") == 1 && s_depth (out, " AlertTriggered ") == 2
             && s_depth (out, " AlertAcknowledged ") == 3,
         "shoal trace s1/40: reading, anomaly, alert and acknowledgement, each under its cause");
-    if (rc || !s_contains (out, "4 event(s)"))
+    if (rc || !tap_contains (out, "4 event(s)"))
         diag ("trace: %s", out);
     free (out);
 
@@ -346,16 +341,16 @@ main (void)
     while (back && tap_now () < deadline) {
         free (list);
         list = s_alerts_list ();
-        if (s_lines (list) >= S_INJECTED && s_contains (list, "acknowledged by=ops"))
+        if (s_lines (list) >= S_INJECTED && tap_contains (list, "acknowledged by=ops"))
             break;
         usleep (200000);
     }
-    ok (back && s_lines (list) == S_INJECTED && s_contains (list, "acknowledged by=ops"),
+    ok (back && s_lines (list) == S_INJECTED && tap_contains (list, "acknowledged by=ops"),
         "after a restart alerts rebuilt every alert and the acknowledgement by replay");
     free (list);
 
     err = mesh_stderr (s_detector.proc);
-    ok (s_contains (err, "skipped ") && s_contains (err, "is not a iot.v1.Reading"),
+    ok (tap_contains (err, "skipped ") && tap_contains (err, "is not a iot.v1.Reading"),
         "the detector skipped the foreign payload with a message");
     free (err);
     mesh_service_t *all[] = {&s_sensor, &s_alerts, &s_detector};

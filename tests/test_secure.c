@@ -56,12 +56,6 @@ static char s_keys[4096];   //  the mesh's allow-list
 static char s_keys_c[4096]; //  the stranger's own allow-list
 static char s_certs[4096];  //  where the test's certificates are made
 
-static bool
-s_contains (const char *text, const char *needle)
-{
-    return text && strstr (text, needle) != NULL;
-}
-
 static const char *
 s_cert (const char *name)
 {
@@ -364,7 +358,7 @@ s_test_keys (void)
         "the secret certificate is readable by its owner only");
     is_int (SHOAL (NULL, &err, "keys", "new", "a", "--dir", s_certs), 1,
             "keys new refuses to overwrite a certificate");
-    ok (s_contains (err, "already exists"), "and says why");
+    ok (tap_contains (err, "already exists"), "and says why");
     free (err);
     err = NULL;
 
@@ -373,7 +367,7 @@ s_test_keys (void)
     ok (allowed, "keys allow adds a and cli to the mesh's allow-list");
     is_int (SHOAL (&out, NULL, "keys", "allow", s_keys, s_cert ("a")), 0,
             "allowing a key twice is fine");
-    ok (s_contains (out, "allowed already"), "and says it was allowed already");
+    ok (tap_contains (out, "allowed already"), "and says it was allowed already");
     free (out);
     out = NULL;
     is_int (SHOAL (NULL, &err, "keys", "allow", s_keys, "/dev/null"), 1,
@@ -417,7 +411,7 @@ s_test_usage (void)
                            "--secure",          NULL};
     is_int (mesh_run (argv1, NULL, NULL, S_RUN_TIMEOUT, NULL, &err), 2,
             "shoald --secure without --keys is a usage error");
-    ok (s_contains (err, "--keys"), "and names --keys");
+    ok (tap_contains (err, "--keys"), "and names --keys");
     free (err);
     err = NULL;
     const char *argv2[] = {mesh_bin ("shoald"),
@@ -439,7 +433,7 @@ s_test_usage (void)
                            "--secure",          "--keys", missing, NULL};
     is_int (mesh_run (argv3, NULL, NULL, S_RUN_TIMEOUT, NULL, &err), 2,
             "shoald --secure with a missing keys directory exits 2");
-    ok (s_contains (err, "not a directory"), "and says the keys directory is missing");
+    ok (tap_contains (err, "not a directory"), "and says the keys directory is missing");
     free (err);
 }
 
@@ -565,7 +559,7 @@ main (void)
     if (s_start (&a, "a", s_keys, s_cert ("a"), lo)
         || s_start (&b, "b", s_keys, NULL, lo_replicate))
         bail ("secure nodes did not start");
-    ok (s_contains (a.spec, "#") && strlen (strchr (a.spec, '#') + 1) == 40,
+    ok (tap_contains (a.spec, "#") && strlen (strchr (a.spec, '#') + 1) == 40,
         "a secure shoald writes ROUTER#KEY to its endpoint file");
     char b_cert[4200];
     snprintf (b_cert, sizeof b_cert, "%s/node.cert", b.data);
@@ -584,7 +578,7 @@ main (void)
                  (const char *[]){"--interface", "none", "--peer", a_plain, NULL})
         == 0) {
         char *f_err = mesh_stderr (f.proc);
-        ok (s_contains (f_err, "needs its key"),
+        ok (tap_contains (f_err, "needs its key"),
             "secure mode: a static peer without #KEY is ignored, with a warning");
         free (f_err);
     }
@@ -652,7 +646,7 @@ main (void)
     is_int (
         SHOAL (NULL, &err, "--node", a.spec, "--cert", s_cert ("x"), "--timeout", "1500", "status"),
         1, "a client with a key not allowed cannot connect (status)");
-    ok (s_contains (err, "refused this client"),
+    ok (tap_contains (err, "refused this client"),
         "it gets no answer, and the CLI tells a refused key from an absent node");
     free (err);
     err = NULL;
@@ -708,7 +702,7 @@ main (void)
             (const char *[]){"--interface", "none", "--replicate", "all", "--peer", d_peer, NULL}))
         bail ("insecure node e did not start");
     char *d_err = mesh_stderr (d.proc);
-    ok (s_contains (d_err, "insecure mode"), "an insecure shoald warns in its log");
+    ok (tap_contains (d_err, "insecure mode"), "an insecure shoald warns in its log");
     free (d_err);
     can_capture = s_capture_open (&capture) == 0;
     if (can_capture) {

@@ -82,12 +82,6 @@ s_shoald (const char *const *args, const char *const env[], char **out, char **e
     return mesh_run (argv, env, NULL, S_RUN_TIMEOUT, out, err);
 }
 
-static bool
-s_contains (const char *text, const char *needle)
-{
-    return text && strstr (text, needle) != NULL;
-}
-
 static void
 s_write (const char *path, const char *text)
 {
@@ -155,18 +149,18 @@ test_help_and_version (void)
                            "--max-consumer-cursors"};
     bool all = true;
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
-        if (!s_contains (out, flags[i])) {
+        if (!tap_contains (out, flags[i])) {
             diag ("--help does not mention %s", flags[i]);
             all = false;
         }
     ok (all, "--help names every stable flag of DESIGN.md and every node setting");
-    ok (s_contains (out, "Exit status") && s_contains (out, "3  the data directory is in use")
-            && s_contains (out, "4  an endpoint cannot be bound"),
+    ok (tap_contains (out, "Exit status") && tap_contains (out, "3  the data directory is in use")
+            && tap_contains (out, "4  an endpoint cannot be bound"),
         "--help documents the exit codes");
     free (out);
     free (err);
     rc = s_shoald ((const char *[]){"--version", NULL}, NULL, &out, &err);
-    ok (rc == 0 && s_contains (out, "shoald " SHOAL_VERSION_STRING), "--version prints %s",
+    ok (rc == 0 && tap_contains (out, "shoald " SHOAL_VERSION_STRING), "--version prints %s",
         SHOAL_VERSION_STRING);
     free (out);
     free (err);
@@ -199,9 +193,9 @@ test_usage_errors (void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *err = NULL;
         int rc = s_shoald (cases[i].args, NULL, NULL, &err);
-        ok (rc == 2 && s_contains (err, cases[i].message), "%s exits 2 and says what is wrong",
+        ok (rc == 2 && tap_contains (err, cases[i].message), "%s exits 2 and says what is wrong",
             cases[i].name);
-        if (rc != 2 || !s_contains (err, cases[i].message))
+        if (rc != 2 || !tap_contains (err, cases[i].message))
             diag ("rc %d, stderr: %s", rc, err);
         free (err);
     }
@@ -209,16 +203,16 @@ test_usage_errors (void)
     //  mode itself is tested in test_secure).
     char *err = NULL;
     int rc = s_shoald ((const char *[]){"--interface", "none", "--secure", NULL}, NULL, NULL, &err);
-    ok (rc == 2 && s_contains (err, "--secure needs --keys DIR"),
+    ok (rc == 2 && tap_contains (err, "--secure needs --keys DIR"),
         "--secure without --keys is refused with exit 2");
     free (err);
     rc = s_shoald ((const char *[]){"--interface", "none", "--keys", tap_tmpdir (), NULL}, NULL,
                    NULL, &err);
-    ok (rc == 2 && s_contains (err, "add --secure"), "--keys without --secure is refused too");
+    ok (rc == 2 && tap_contains (err, "add --secure"), "--keys without --secure is refused too");
     free (err);
     rc = s_shoald ((const char *[]){"--interface", "none", NULL},
                    (const char *[]){"SHOAL_SECURE=maybe", NULL}, NULL, &err);
-    ok (rc == 2 && s_contains (err, "SHOAL_SECURE"),
+    ok (rc == 2 && tap_contains (err, "SHOAL_SECURE"),
         "a SHOAL_SECURE that is not yes or no is refused");
     free (err);
 }
@@ -233,9 +227,9 @@ test_config_file (void)
     int rc = s_shoald ((const char *[]){"--config", path, NULL}, NULL, NULL, &err);
     char expect[4300];
     snprintf (expect, sizeof expect, "%s:4: ", path);
-    ok (rc == 2 && s_contains (err, expect),
+    ok (rc == 2 && tap_contains (err, expect),
         "a badly indented line is reported as FILE:4 with exit 2");
-    if (!s_contains (err, expect))
+    if (!tap_contains (err, expect))
         diag ("stderr: %s", err);
     free (err);
 
@@ -243,8 +237,8 @@ test_config_file (void)
     s_write (path, "shoald\n    name = alpha\n\n    # colour is not a setting\n    colour = red\n");
     rc = s_shoald ((const char *[]){"--config", path, NULL}, NULL, NULL, &err);
     snprintf (expect, sizeof expect, "%s:5: unknown setting \"colour\"", path);
-    ok (rc == 2 && s_contains (err, expect), "an unknown key is reported as FILE:5 with exit 2");
-    if (!s_contains (err, expect))
+    ok (rc == 2 && tap_contains (err, expect), "an unknown key is reported as FILE:5 with exit 2");
+    if (!tap_contains (err, expect))
         diag ("stderr: %s", err);
     free (err);
 
@@ -252,14 +246,14 @@ test_config_file (void)
     s_write (path, "shoald\n    mesh = m\n    fsync = sometimes   # not a policy\n");
     rc = s_shoald ((const char *[]){"--config", path, NULL}, NULL, NULL, &err);
     snprintf (expect, sizeof expect, "%s:3: \"sometimes\" is not an fsync policy", path);
-    ok (rc == 2 && s_contains (err, expect), "a bad value is reported as FILE:3 with exit 2");
+    ok (rc == 2 && tap_contains (err, expect), "a bad value is reported as FILE:3 with exit 2");
     free (err);
 
     snprintf (path, sizeof path, "%s/quote.cfg", tap_tmpdir ());
     s_write (path, "shoald\n    name = \"alpha\n");
     rc = s_shoald ((const char *[]){"--config", path, NULL}, NULL, &out, &err);
     snprintf (expect, sizeof expect, "%s:2: missing closing \"", path);
-    ok (rc == 2 && s_contains (err, expect) && out && !*out,
+    ok (rc == 2 && tap_contains (err, expect) && out && !*out,
         "a missing quote is reported as FILE:2, and nothing reaches stdout");
     free (err);
     free (out);
@@ -268,11 +262,11 @@ test_config_file (void)
     s_write (path, "node\n    name = alpha\n");
     rc = s_shoald ((const char *[]){"--config", path, NULL}, NULL, NULL, &err);
     snprintf (expect, sizeof expect, "%s:1: unknown section \"node\"", path);
-    ok (rc == 2 && s_contains (err, expect), "a section other than shoald is reported as FILE:1");
+    ok (rc == 2 && tap_contains (err, expect), "a section other than shoald is reported as FILE:1");
     free (err);
 
     rc = s_shoald ((const char *[]){"--config", "/nonexistent/shoald.cfg", NULL}, NULL, NULL, &err);
-    ok (rc == 2 && s_contains (err, "cannot read config file /nonexistent/shoald.cfg"),
+    ok (rc == 2 && tap_contains (err, "cannot read config file /nonexistent/shoald.cfg"),
         "a missing config file exits 2 naming it");
     free (err);
 }
@@ -316,8 +310,8 @@ test_precedence_and_defaults (void)
     is_str (s_config_value (out, "mesh"), "from-env", "the environment overrides the config file");
     is_str (s_config_value (out, "beacon-port"), "7002",
             "the command line overrides the environment");
-    ok (s_contains (out, "peer = \"tcp://127.0.0.1:1001\"")
-            && s_contains (out, "peer = \"tcp://127.0.0.1:1002\""),
+    ok (tap_contains (out, "peer = \"tcp://127.0.0.1:1001\"")
+            && tap_contains (out, "peer = \"tcp://127.0.0.1:1002\""),
         "repeated peer lines in the config file make a list");
     free (out);
     free (err);
@@ -325,16 +319,16 @@ test_precedence_and_defaults (void)
     rc = s_shoald (
         (const char *[]){"--config", path, "--interface", "none", "--print-config", NULL},
         (const char *[]){"SHOAL_PEER=tcp://127.0.0.1:2001,tcp://127.0.0.1:2002", NULL}, &out, &err);
-    ok (rc == 0 && !s_contains (out, ":1001") && s_contains (out, ":2001")
-            && s_contains (out, ":2002"),
+    ok (rc == 0 && !tap_contains (out, ":1001") && tap_contains (out, ":2001")
+            && tap_contains (out, ":2002"),
         "SHOAL_PEER replaces the config file's peers");
     free (out);
     free (err);
     rc = s_shoald ((const char *[]){"--config", path, "--interface", "none", "--peer",
                                     "tcp://127.0.0.1:3001", "--print-config", NULL},
                    (const char *[]){"SHOAL_PEER=tcp://127.0.0.1:2001", NULL}, &out, &err);
-    ok (rc == 0 && !s_contains (out, ":2001") && !s_contains (out, ":1001")
-            && s_contains (out, ":3001"),
+    ok (rc == 0 && !tap_contains (out, ":2001") && !tap_contains (out, ":1001")
+            && tap_contains (out, ":3001"),
         "--peer replaces the environment's peers");
     free (out);
     free (err);
@@ -410,9 +404,9 @@ test_run_and_stop (void)
     char pid[32];
     snprintf (pid, sizeof pid, "process %d", (int) node->pid);
     is_int (rc, 3, "a second shoald on the same data directory exits 3");
-    ok (s_contains (err, data) && s_contains (err, pid) && s_contains (err, "--data"),
+    ok (tap_contains (err, data) && tap_contains (err, pid) && tap_contains (err, "--data"),
         "its message names the directory, the pid holding it, and --data");
-    if (!s_contains (err, pid))
+    if (!tap_contains (err, pid))
         diag ("stderr: %s", err);
     free (err);
     endpoint = s_read (endpoint_path);
@@ -426,13 +420,13 @@ test_run_and_stop (void)
         (const char *[]){"--data", other, "--interface", "none", "--router", ready.router, NULL},
         NULL, NULL, &err);
     is_int (rc, 4, "a ROUTER endpoint in use exits 4");
-    ok (s_contains (err, ready.router) && s_contains (err, "--router"),
+    ok (tap_contains (err, ready.router) && tap_contains (err, "--router"),
         "its message names the endpoint and the flag to change it");
     free (err);
     rc = s_shoald (
         (const char *[]){"--data", other, "--interface", "none", "--pub", ready.pub, NULL}, NULL,
         NULL, &err);
-    ok (rc == 4 && s_contains (err, "--pub"), "a PUB endpoint in use exits 4 and names --pub");
+    ok (rc == 4 && tap_contains (err, "--pub"), "a PUB endpoint in use exits 4 and names --pub");
     free (err);
 
     //  SIGTERM: clean stop.
@@ -441,8 +435,8 @@ test_run_and_stop (void)
     is_int (rc, 0, "SIGTERM stops shoald with exit 0");
     ok (access (endpoint_path, F_OK) != 0, "the endpoint file is removed on a clean stop");
     err = mesh_stderr (node);
-    ok (s_contains (err, "SIGTERM received") && s_contains (err, "stopped cleanly")
-            && s_contains (err, " info: "),
+    ok (tap_contains (err, "SIGTERM received") && tap_contains (err, "stopped cleanly")
+            && tap_contains (err, " info: "),
         "the log says why and that it stopped cleanly, with levels");
     free (err);
     mesh_stop (&node);
@@ -489,8 +483,8 @@ test_log_level_and_errors (void)
     char *err = NULL;
     int rc =
         s_shoald ((const char *[]){"--data", below, "--interface", "none", NULL}, NULL, NULL, &err);
-    ok (rc == 1 && s_contains (err, "cannot create data directory") && s_contains (err, below)
-            && s_contains (err, "--data"),
+    ok (rc == 1 && tap_contains (err, "cannot create data directory") && tap_contains (err, below)
+            && tap_contains (err, "--data"),
         "a data directory that cannot be made exits 1 naming it and --data");
     free (err);
 
@@ -547,7 +541,7 @@ test_loopback_discovery (void)
     while (!found && tap_now () < deadline) {
         char *out = NULL;
         mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
-        found = s_contains (out, b_ready.id) && s_contains (out, "\"connected\"");
+        found = tap_contains (out, b_ready.id) && tap_contains (out, "\"connected\"");
         free (out);
         if (!found)
             usleep (200000);
@@ -560,7 +554,7 @@ test_loopback_discovery (void)
     while (!gone && tap_now () < deadline) {
         char *out = NULL;
         int rc = mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
-        gone = rc == 0 && !s_contains (out, b_ready.id);
+        gone = rc == 0 && !tap_contains (out, b_ready.id);
         free (out);
         if (!gone)
             usleep (200000);
@@ -611,7 +605,7 @@ test_replicate (void)
     while (!replicated && tap_now () < deadline) {
         char *out = NULL;
         mesh_run (status, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
-        replicated = s_contains (out, expect);
+        replicated = tap_contains (out, expect);
         free (out);
         if (!replicated)
             usleep (200000);

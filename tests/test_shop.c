@@ -55,12 +55,6 @@ static mesh_service_t s_svc_orders = {.program = "orders"},
                       s_svc_inventory = {.program = "inventory"},
                       s_svc_view = {.program = "order-view"};
 
-static bool
-s_contains (const char *text, const char *needle)
-{
-    return text && strstr (text, needle) != NULL;
-}
-
 //  extra: one option, or an option and its value ("--stock gold=0").
 static bool
 s_start (mesh_service_t *svc, const char *extra)
@@ -79,7 +73,7 @@ s_stop (mesh_service_t *svc)
     int status = mesh_service_stop (svc, &err);
     if (status != 0 && err)
         diag ("%s stopped with %d: %s", svc->program, status, err);
-    else if (status == 0 && s_contains (err, "redelivered"))
+    else if (status == 0 && tap_contains (err, "redelivered"))
         diag ("%s", strstr (err, "payments: stopping") ? strstr (err, "payments: stopping") : err);
     free (err);
     return status;
@@ -369,9 +363,9 @@ s_check_saga (const char *what)
                          ? tally->confirmed && tally->charges == 1 && tally->reservations == 1
                      : order->outcome == S_DECLINED
                          ? !tally->confirmed && tally->charges == 0 && tally->declines == 1
-                               && s_contains (tally->reason, "declined")
+                               && tap_contains (tally->reason, "declined")
                          : !tally->confirmed && tally->charges == 1 && tally->reservations == 1
-                               && s_contains (tally->reason, "out of stock");
+                               && tap_contains (tally->reason, "out of stock");
         right_terminal += right;
         if (!right && shown++ < 5)
             diag ("%s: order %s: placed %d terminal %d confirmed %d charges %d declines %d "
@@ -447,7 +441,7 @@ test_bad_input (void)
         frame ? shop__v1__shop_reply__unpack (NULL, zframe_size (frame), zframe_data (frame))
               : NULL;
     ok (reply && reply->body_case == SHOP__V1__SHOP_REPLY__BODY_ERROR
-            && s_contains (reply->error, "bad request"),
+            && tap_contains (reply->error, "bad request"),
         "a malformed request to orders gets an error reply (%s)", reply ? reply->error : "none");
     if (reply)
         shop__v1__shop_reply__free_unpacked (reply, NULL);
@@ -470,7 +464,7 @@ test_bad_input (void)
                           "4111111111111111",
                           NULL};
     int rc = mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, NULL, &err);
-    ok (rc == 1 && s_contains (err, "order_id"), "an order with a 150-character id is refused");
+    ok (rc == 1 && tap_contains (err, "order_id"), "an order with a 150-character id is refused");
     free (err);
     const char *usage[] = {mesh_bin ("orders"),
                            "place",
@@ -484,7 +478,7 @@ test_bad_input (void)
                            "4111111111111111",
                            NULL};
     rc = mesh_run (usage, NULL, NULL, S_RUN_TIMEOUT, NULL, &err);
-    ok (rc == 2 && s_contains (err, "QTY"), "a quantity that is no number is a usage error");
+    ok (rc == 2 && tap_contains (err, "QTY"), "a quantity that is no number is a usage error");
     free (err);
 
     //  A foreign payload on the orders stream: every consumer skips it.
@@ -672,7 +666,8 @@ main (void)
     char *err = NULL;
     double t0 = tap_now ();
     int rc = s_place (s_make_orders ("a", S_ORDERS), &err);
-    ok (rc == 0 && s_contains (err, "1000 placed"), "1000 orders placed through the orders ROUTER");
+    ok (rc == 0 && tap_contains (err, "1000 placed"),
+        "1000 orders placed through the orders ROUTER");
     if (rc)
         diag ("orders place: %s", err);
     free (err);
@@ -741,13 +736,13 @@ main (void)
     if (err && strstr (err, "started with"))
         snprintf (said, sizeof said, "%.*s", (int) strcspn (strstr (err, "started with"), "\n"),
                   strstr (err, "started with"));
-    ok (view_killed && view_back && s_contains (err, "started with ")
-            && !s_contains (err, "started with 0 orders"),
+    ok (view_killed && view_back && tap_contains (err, "started with ")
+            && !tap_contains (err, "started with 0 orders"),
         "order-view was SIGKILLed and restarted from its saved view (%s)", said);
     free (err);
     rc = mesh_wait (placer, S_RUN_TIMEOUT);
     err = mesh_stderr (placer);
-    ok (rc == 0 && s_contains (err, "1000 placed"), "1000 more orders placed meanwhile");
+    ok (rc == 0 && tap_contains (err, "1000 placed"), "1000 more orders placed meanwhile");
     if (rc)
         diag ("orders place: %s", err);
     free (err);
@@ -756,7 +751,7 @@ main (void)
     diag ("run 2: 1000 orders with two payments kills in %.1f s", tap_now () - t0);
     s_check_saga ("run 2 (payments killed)");
     err = mesh_stderr (s_svc_payments.proc);
-    ok (s_contains (err, "payments rebuilt from the log"),
+    ok (tap_contains (err, "payments rebuilt from the log"),
         "the restarted payments rebuilt its state from its log");
     free (err);
 
@@ -765,7 +760,7 @@ main (void)
 
     //  order-view: drop the view and rebuild it by replay.
     char *live = s_query_view ();
-    ok (live && s_contains (live, "b-999 "), "the live view holds every order");
+    ok (live && tap_contains (live, "b-999 "), "the live view holds every order");
     is_int (s_stop (&s_svc_view), 0, "order-view stops cleanly on SIGTERM");
     t0 = tap_now ();
     bool rebuilt = false;
@@ -782,7 +777,7 @@ main (void)
     ok (rebuilt, "order-view --rebuild replays every stream into a view equal to the live one");
     diag ("rebuild took %.1f s", tap_now () - t0);
     err = mesh_stderr (s_svc_view.proc);
-    ok (s_contains (err, "rebuilding with 0 orders"), "the rebuild started from an empty view");
+    ok (tap_contains (err, "rebuilding with 0 orders"), "the rebuild started from an empty view");
     free (err);
     free (live);
 
@@ -790,7 +785,7 @@ main (void)
             && s_alive (&s_svc_view),
         "no service died of the bad input");
     err = mesh_stderr (s_svc_view.proc);
-    ok (s_contains (err, "skipped ") && s_contains (err, "is not a shop.v1.OrderPlaced"),
+    ok (tap_contains (err, "skipped ") && tap_contains (err, "is not a shop.v1.OrderPlaced"),
         "the foreign payload was skipped with a message naming it");
     free (err);
     int stops = 0;
