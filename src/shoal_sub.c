@@ -55,19 +55,26 @@ typedef struct {
 } s_held_t;
 
 typedef struct {
+    uint64_t low;  //  first seq of the range
+    uint64_t high; //  last seq of the range
+} s_range_t;
+
+typedef struct {
     uint8_t origin[SHOAL_ID_SIZE]; //  origin node id
     uint64_t next;                 //  next seq to deliver, 0 = not placed yet
     uint64_t known_head;           //  highest seq known to exist
     int64_t seek_time_ns;          //  where an unplaced origin starts, by time
     uint64_t seek_first;           //  lowest replayed seq seen while unplaced, 0 = none
     uint64_t lost_from;            //  next before a re-seek over a trimmed range, 0 = none
-    uint64_t *dropped;             //  seqs no batch may vouch past, ascending (invariant 3)
+    s_range_t *dropped;            //  seqs no batch may vouch past (invariant 3):
+                                   //  ascending ranges, disjoint and not adjacent
     size_t dropped_count;          //  entries used
     size_t dropped_alloc;          //  entries allocated
     bool gap;                      //  a gap is known (counted once)
-    s_held_t *held;                //  reorder buffer, ascending seq
+    s_held_t *held;                //  reorder buffer, ascending seq (inside held_base)
     size_t held_count;             //  entries used
-    size_t held_alloc;             //  entries allocated
+    s_held_t *held_base;           //  allocation: drained entries leave held ahead of it
+    size_t held_alloc;             //  entries allocated at held_base
     bool repairing;                //  a replay is in flight
     bool progress;                 //  a batch arrived since the timer last looked
     bool failed;                   //  the last repair failed: wait S_RETRY_MS
@@ -138,7 +145,7 @@ shoal_sub_destroy (shoal_sub_t **self_p)
         s_origin_t *o = &self->origins[i];
         for (size_t h = 0; h < o->held_count; h++)
             shoal_event_destroy (&o->held[h].event);
-        free (o->held);
+        free (o->held_base);
         free (o->dropped);
     }
     free (self->origins);
@@ -315,37 +322,66 @@ s_drain (shoal_sub_t *self, s_origin_t *o)
         }
     }
     if (taken) {
-        memmove (o->held, o->held + taken, (o->held_count - taken) * sizeof (s_held_t));
+        //  The drained entries are stepped over, not moved out: events
+        //  drain one at a time behind a repair, and moving the rest each
+        //  time would cost the whole buffer per event.
+        o->held = o->held_count > taken ? o->held + taken : o->held_base;
         o->held_count -= taken;
         self->held_total -= taken;
     }
     if (o->next > o->known_head && o->held_count == 0)
         o->gap = false;
     size_t passed = 0;
-    while (passed < o->dropped_count && o->dropped[passed] < o->next)
+    while (passed < o->dropped_count && o->dropped[passed].high < o->next)
         passed++;
     if (passed) {
-        memmove (o->dropped, o->dropped + passed, (o->dropped_count - passed) * sizeof (uint64_t));
+        memmove (o->dropped, o->dropped + passed, (o->dropped_count - passed) * sizeof (s_range_t));
         o->dropped_count -= passed;
     }
+    if (o->dropped_count && o->dropped[0].low < o->next)
+        o->dropped[0].low = o->next;
 }
 
 //  Remembers a seq dropped after a replay may have sent it: no batch
-//  moves next past it until it came again (invariant 3).
+//  moves next past it until it came again (invariant 3). Seqs are kept
+//  as ranges: they are dropped in runs (a batch with no room, the upper
+//  half of a full buffer), and a run costs one entry however long.
 static void
 s_remember (s_origin_t *o, uint64_t seq)
 {
-    size_t at = o->dropped_count;
-    while (at > 0 && o->dropped[at - 1] > seq)
-        at--;
-    if (at > 0 && o->dropped[at - 1] == seq)
+    //  The first range that ends at seq - 1 or later.
+    size_t low = 0, high = o->dropped_count;
+    if (high && o->dropped[high - 1].high + 1 < seq)
+        low = high; //  the usual case: above every range
+    while (low < high) {
+        size_t mid = (low + high) / 2;
+        if (o->dropped[mid].high + 1 < seq)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    s_range_t *range = low < o->dropped_count ? &o->dropped[low] : NULL;
+    if (range && range->low <= seq && seq <= range->high)
+        return; //  already there
+    if (range && range->high + 1 == seq) {
+        range->high = seq;
+        if (low + 1 < o->dropped_count && range[1].low == seq + 1) { //  joins the next one
+            range->high = range[1].high;
+            memmove (range + 1, range + 2, (o->dropped_count - low - 2) * sizeof (s_range_t));
+            o->dropped_count--;
+        }
         return;
+    }
+    if (range && range->low == seq + 1) {
+        range->low = seq;
+        return;
+    }
     if (o->dropped_count == o->dropped_alloc) {
         o->dropped_alloc = o->dropped_alloc ? 2 * o->dropped_alloc : 16;
-        o->dropped = (uint64_t *) realloc (o->dropped, o->dropped_alloc * sizeof (uint64_t));
+        o->dropped = (s_range_t *) realloc (o->dropped, o->dropped_alloc * sizeof (s_range_t));
     }
-    memmove (o->dropped + at + 1, o->dropped + at, (o->dropped_count - at) * sizeof (uint64_t));
-    o->dropped[at] = seq;
+    memmove (o->dropped + low + 1, o->dropped + low, (o->dropped_count - low) * sizeof (s_range_t));
+    o->dropped[low] = (s_range_t){seq, seq};
     o->dropped_count++;
 }
 
@@ -432,9 +468,17 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
         s_note_gap (self, o);
     if (shoal_sub_room (self) == 0)
         return s_defer (self, o, event_p, seq, replayed && wanted);
-    if (o->held_count == o->held_alloc) {
-        o->held_alloc = o->held_alloc ? 2 * o->held_alloc : 64;
-        o->held = (s_held_t *) realloc (o->held, o->held_alloc * sizeof (s_held_t));
+    size_t skipped = (size_t) (o->held - o->held_base);
+    if (skipped + o->held_count == o->held_alloc) {
+        if (skipped && skipped >= o->held_alloc / 2) { //  room enough once compacted
+            memmove (o->held_base, o->held, o->held_count * sizeof (s_held_t));
+            o->held = o->held_base;
+        }
+        else {
+            o->held_alloc = o->held_alloc ? 2 * o->held_alloc : 64;
+            o->held_base = (s_held_t *) realloc (o->held_base, o->held_alloc * sizeof (s_held_t));
+            o->held = o->held_base + skipped;
+        }
     }
     memmove (o->held + at + 1, o->held + at, (o->held_count - at) * sizeof (s_held_t));
     if (!wanted)
@@ -487,8 +531,8 @@ shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint
     //  filtered out by the server: move next over the filtered ones, but
     //  never over one we dropped for lack of room (invariant 1).
     uint64_t limit = next_seq;
-    if (o->dropped_count && o->dropped[0] < limit)
-        limit = o->dropped[0];
+    if (o->dropped_count && o->dropped[0].low < limit)
+        limit = o->dropped[0].low;
     while (o->next < limit) {
         if (o->held_count && o->held[0].seq == o->next)
             s_drain (self, o);
