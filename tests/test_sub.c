@@ -869,6 +869,63 @@ test_replayed_dropped (void)
     s_log_free (&logs[1]);
 }
 
+//  Replayed events dropped for lack of room in any order: the seqs kept
+//  from vouching are stored as ranges that grow, join and split, and each
+//  one must still stop a batch that vouches past it.
+static void
+test_dropped_ranges (void)
+{
+    s_log_t logs[2];
+    s_log_init (&logs[0], 1);
+    s_log_init (&logs[1], 2);
+    s_log_fill (&logs[0], 20, "A");
+    s_log_fill (&logs[1], 2, "A");
+    shoal_sub_t *sub = s_sub_from_seq (NULL, 2);
+    shoal_sub_on_heartbeat (sub, logs[0].id, 20);
+    shoal_sub_repair_t rq;
+    ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.from_seq == 1,
+        "the gap 1..20 is asked");
+    s_live (sub, &logs[1], 1); //  another origin fills the room
+    s_live (sub, &logs[1], 2);
+    //  10, 12, 11 join into one range; 8 below it; 9 joins 8 to 10..12;
+    //  15, then 14 before it; 17 apart; 12 and 15 again change nothing.
+    uint64_t order[] = {10, 12, 11, 8, 9, 15, 14, 17, 12, 15};
+    int deferred = 0;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        shoal_event_t *event = shoal_event_dup (logs[0].events[order[i] - 1]);
+        deferred += shoal_sub_on_event (sub, &event, true) == SHOAL_SUB_DEFERRED;
+    }
+    is_int (deferred, 10, "every replayed event finds no room");
+    is_str (s_pop_all (sub), "o2:1 o2:2", "the consumer makes room");
+    //  The server vouches for everything below 21 that it did not send;
+    //  next may move only to the lowest seq dropped here.
+    shoal_sub_on_batch (sub, logs[0].id, 21, false, 20);
+    is_int (shoal_sub_next_seq (sub, logs[0].id), 8, "a batch does not vouch past 8");
+    //  The seqs from next to each stop come again, taken by the consumer
+    //  as they come (room is 2), and the batch vouches again: next stops
+    //  at the next range, and past the last it goes to the batch's end.
+    uint64_t stops[] = {14, 17, 21};
+    char delivered[256] = "";
+    for (int i = 0; i < 3; i++) {
+        for (uint64_t seq = shoal_sub_next_seq (sub, logs[0].id); seq < stops[i]; seq++) {
+            shoal_event_t *event = shoal_event_dup (logs[0].events[seq - 1]);
+            shoal_sub_on_event (sub, &event, true);
+            const char *popped = s_pop_all (sub);
+            if (*popped)
+                snprintf (delivered + strlen (delivered), sizeof delivered - strlen (delivered),
+                          "%s%s", *delivered ? " " : "", popped);
+        }
+        shoal_sub_on_batch (sub, logs[0].id, 21, i == 2, 20);
+        is_int (shoal_sub_next_seq (sub, logs[0].id), stops[i], "then the batch vouches up to %d",
+                (int) stops[i]);
+    }
+    is_str (delivered, "8 9 10 11 12 13 14 15 16 17 18 19 20",
+            "what came again is delivered in order, none skipped");
+    shoal_sub_destroy (&sub);
+    s_log_free (&logs[0]);
+    s_log_free (&logs[1]);
+}
+
 //  Events deferred for lack of room, then trimmed by retention before the
 //  repair gets to them: the subscription must re-seek and go on.
 static void
@@ -1566,6 +1623,7 @@ main (void)
     test_limit ();
     test_limit_filter ();
     test_replayed_dropped ();
+    test_dropped_ranges ();
     test_timeout ();
     test_trimmed ();
     test_trimmed_deferred ();
