@@ -34,7 +34,7 @@ BEGIN {
     row("latency_10k_p99",   "latency 10k/s p99",     "nats_max", 0.5, 0)
     row("latency_10k_p999",  "latency 10k/s p99.9",   "", 0, 0)
     row("latency_10k_p50_nofsync",  "10k/s p50, fsync never",   "", 0, 0)
-    row("latency_10k_p99_nofsync",  "10k/s p99, fsync never",   "", 0, 0)
+    row("latency_10k_p99_nofsync",  "10k/s p99, fsync never",   "nats_max", 0.5, 0)
     row("latency_10k_p999_nofsync", "10k/s p99.9, fsync never", "", 0, 0)
     row("latency_100k_p50",  "latency 100k/s p50",    "", 0, 0)
     row("latency_100k_p99",  "latency 100k/s p99",    "", 0, 0)
@@ -52,6 +52,16 @@ function row(key, label, kind, a, b) {
     order[++n] = key; labels[key] = label; kinds[key] = kind; goal_a[key] = a; goal_b[key] = b
 }
 { value[$1, $2] = $3 + 0; have[$1, $2] = 1; unit[$1] = $4 }
+# A goal the anchors themselves rule out: 5 x JetStream above what raw
+# libzmq PUB/SUB carried in the same run, which shoal runs on.
+function beyond_zmq(key) {
+    return kinds[key] == "zmq_nats" && ok(key, "zmq") && ok(key, "nats") \
+        && value[key, "nats"] * goal_b[key] > value[key, "zmq"]
+}
+function met_text(key,   m) {
+    m = met(key)
+    return m == "no" && beyond_zmq(key) ? "no (" goal_b[key] " x JS > raw zmq)" : m
+}
 function show(key, sys) {
     if (!have[key, sys]) return "-"
     if (value[key, sys] < 0) return "n/m"
@@ -90,6 +100,14 @@ function jnum(key, sys) { return have[key, sys] && value[key, sys] >= 0 ? sprint
 function pv(key, sys) { return have[key, sys] ? value[key, sys] : -1 }
 function jratio(r) { return r >= 0 ? sprintf("%.4f", r) : "null" }
 END {
+    # The fsync-never rows stand beside JetStream as it runs here: its file
+    # store does not fsync per message either (sync every 2 minutes).
+    split("p50 p99 p999", q, " ")
+    for (i = 1; i <= 3; i++)
+        if (have["latency_10k_" q[i], "nats"] && have["latency_10k_" q[i] "_nofsync", "shoal"]) {
+            value["latency_10k_" q[i] "_nofsync", "nats"] = value["latency_10k_" q[i], "nats"]
+            have["latency_10k_" q[i] "_nofsync", "nats"] = 1
+        }
     printf "\n%-26s %-6s %12s %12s %12s  %-20s %-26s %s\n", "figure", "unit", "shoal", "raw zmq", "JetStream", "ratio", "goal", "met?"
     printf "%-26s %-6s %12s %12s %12s  %-20s %-26s %s\n", "------", "----", "-----", "-------", "---------", "-----", "----", "----"
     print "figure,unit,shoal,zmq,jetstream,ratio_zmq,ratio_jetstream,goal,met" > csv
@@ -102,7 +120,7 @@ END {
         if (!have[key, "shoal"] && !have[key, "zmq"] && !have[key, "nats"]) continue
         m = met(key)
         if (m != "") { goals++; if (m == "yes") goals_met++ }
-        printf "%-26s %-6s %12s %12s %12s  %-20s %-26s %s\n", labels[key], unit[key], show(key, "shoal"), show(key, "zmq"), show(key, "nats"), ratio_text(key), goal_text(key), m
+        printf "%-26s %-6s %12s %12s %12s  %-20s %-26s %s\n", labels[key], unit[key], show(key, "shoal"), show(key, "zmq"), show(key, "nats"), ratio_text(key), goal_text(key), met_text(key)
         rz = ratio(key, "zmq"); rn = ratio(key, "nats")
         cz = rz >= 0 ? sprintf("%.4f", rz) : ""
         cn = rn >= 0 ? sprintf("%.4f", rn) : ""
@@ -110,7 +128,7 @@ END {
         sep = first ? "" : ",\n"
         printf "%s,%s,%s,%s,%s,%s,%s,\"%s\",%s\n", key, unit[key], num(key, "shoal"), num(key, "zmq"), num(key, "nats"), cz, cn, goal_text(key), m > csv
         printf "%s  {\"figure\": \"%s\", \"label\": \"%s\", \"unit\": \"%s\", \"shoal\": %s, \"zmq\": %s, \"jetstream\": %s, \"ratio_zmq\": %s, \"ratio_jetstream\": %s, \"goal\": \"%s\", \"met\": %s}", sep, key, labels[key], unit[key], jnum(key, "shoal"), jnum(key, "zmq"), jnum(key, "nats"), jratio(rz), jratio(rn), goal_text(key), jm > json
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", labels[key], unit[key], show(key, "shoal"), show(key, "zmq"), show(key, "nats"), ratio_text(key), goal_text(key), m > md
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", labels[key], unit[key], show(key, "shoal"), show(key, "zmq"), show(key, "nats"), ratio_text(key), goal_text(key), met_text(key) > md
         first = 0
         if (key ~ /^fanout_/ || key ~ /_p99$/)
             printf "\"%s\" %s %s %s\n", labels[key], pv(key, "shoal"), pv(key, "zmq"), pv(key, "nats") > plot
