@@ -21,12 +21,17 @@
     Renames are taken as durable at once: shoal's metadata code syncs the
     directory right after every rename, and the tests of atomic replacement
     check that a reader sees old or new content, not the rename's timing.
+
+    The faulty io may be called from several threads (a test arms a fault
+    from its own thread while a node's engine writes through the io):
+    every call, and every fault setter, holds one mutex.
     ========================================================================= */
 
 #include "shoal_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +305,7 @@ typedef struct {
     bool lose_fsyncs;         //  fsync succeeds without syncing
     uint64_t bytes_written;   //  total written, for tests
     uint64_t fsyncs;          //  total successful fsyncs, for tests
+    pthread_mutex_t mutex;    //  held by every call (recursive: power_loss resets)
 } s_faulty_t;
 
 static s_faulty_t *
@@ -584,6 +590,37 @@ s_faulty_sync_dir (shoal_io_t *io, const char *path)
     return 0;
 }
 
+//  Each table entry runs its s_faulty_ function under the mutex, keeping
+//  the errno that function left.
+#define S_LOCKED(name, type, params, args)                                                         \
+    static type name##_locked params                                                               \
+    {                                                                                              \
+        s_faulty_t *state = s_state (io);                                                          \
+        pthread_mutex_lock (&state->mutex);                                                        \
+        type rc = name args;                                                                       \
+        int saved = errno;                                                                         \
+        pthread_mutex_unlock (&state->mutex);                                                      \
+        errno = saved;                                                                             \
+        return rc;                                                                                 \
+    }
+
+S_LOCKED (s_faulty_open, int, (shoal_io_t * io, const char *path, int flags, mode_t mode),
+          (io, path, flags, mode))
+S_LOCKED (s_faulty_close, int, (shoal_io_t * io, int fd), (io, fd))
+S_LOCKED (s_faulty_pread, ssize_t,
+          (shoal_io_t * io, int fd, void *buffer, size_t size, off_t offset),
+          (io, fd, buffer, size, offset))
+S_LOCKED (s_faulty_pwrite, ssize_t,
+          (shoal_io_t * io, int fd, const void *buffer, size_t size, off_t offset),
+          (io, fd, buffer, size, offset))
+S_LOCKED (s_faulty_fsync, int, (shoal_io_t * io, int fd), (io, fd))
+S_LOCKED (s_faulty_ftruncate, int, (shoal_io_t * io, int fd, off_t size), (io, fd, size))
+S_LOCKED (s_faulty_size, off_t, (shoal_io_t * io, int fd), (io, fd))
+S_LOCKED (s_faulty_rename, int, (shoal_io_t * io, const char *from, const char *to), (io, from, to))
+S_LOCKED (s_faulty_unlink, int, (shoal_io_t * io, const char *path), (io, path))
+S_LOCKED (s_faulty_mkdir, int, (shoal_io_t * io, const char *path, mode_t mode), (io, path, mode))
+S_LOCKED (s_faulty_sync_dir, int, (shoal_io_t * io, const char *path), (io, path))
+
 shoal_io_t *
 shoal_io_faulty_new (void)
 {
@@ -594,17 +631,22 @@ shoal_io_faulty_new (void)
         free (state);
         return NULL;
     }
-    self->open = s_faulty_open;
-    self->close = s_faulty_close;
-    self->pread = s_faulty_pread;
-    self->pwrite = s_faulty_pwrite;
-    self->fsync = s_faulty_fsync;
-    self->ftruncate = s_faulty_ftruncate;
-    self->size = s_faulty_size;
-    self->rename = s_faulty_rename;
-    self->unlink = s_faulty_unlink;
-    self->mkdir = s_faulty_mkdir;
-    self->sync_dir = s_faulty_sync_dir;
+    pthread_mutexattr_t attributes;
+    pthread_mutexattr_init (&attributes);
+    pthread_mutexattr_settype (&attributes, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init (&state->mutex, &attributes);
+    pthread_mutexattr_destroy (&attributes);
+    self->open = s_faulty_open_locked;
+    self->close = s_faulty_close_locked;
+    self->pread = s_faulty_pread_locked;
+    self->pwrite = s_faulty_pwrite_locked;
+    self->fsync = s_faulty_fsync_locked;
+    self->ftruncate = s_faulty_ftruncate_locked;
+    self->size = s_faulty_size_locked;
+    self->rename = s_faulty_rename_locked;
+    self->unlink = s_faulty_unlink_locked;
+    self->mkdir = s_faulty_mkdir_locked;
+    self->sync_dir = s_faulty_sync_dir_locked;
     self->state = state;
     return self;
 }
@@ -621,6 +663,7 @@ shoal_io_faulty_destroy (shoal_io_t **self_p)
     for (size_t i = 0; i < state->fd_alloc; i++)
         free (state->fd_paths[i]);
     free (state->fd_paths);
+    pthread_mutex_destroy (&state->mutex);
     free (state);
     free (*self_p);
     *self_p = NULL;
@@ -629,33 +672,42 @@ shoal_io_faulty_destroy (shoal_io_t **self_p)
 void
 shoal_io_faulty_crash_after (shoal_io_t *self, uint64_t bytes)
 {
+    pthread_mutex_lock (&s_state (self)->mutex);
     s_state (self)->crash_armed = true;
     s_state (self)->crash_budget = bytes;
+    pthread_mutex_unlock (&s_state (self)->mutex);
 }
 
 void
 shoal_io_faulty_write_error (shoal_io_t *self, int error, uint64_t after_bytes)
 {
+    pthread_mutex_lock (&s_state (self)->mutex);
     s_state (self)->write_errno = error;
     s_state (self)->write_budget = after_bytes;
+    pthread_mutex_unlock (&s_state (self)->mutex);
 }
 
 void
 shoal_io_faulty_fsync_error (shoal_io_t *self, int error, unsigned after_fsyncs)
 {
+    pthread_mutex_lock (&s_state (self)->mutex);
     s_state (self)->fsync_errno = error;
     s_state (self)->fsync_countdown = after_fsyncs;
+    pthread_mutex_unlock (&s_state (self)->mutex);
 }
 
 void
 shoal_io_faulty_lose_fsyncs (shoal_io_t *self, bool lose)
 {
+    pthread_mutex_lock (&s_state (self)->mutex);
     s_state (self)->lose_fsyncs = lose;
+    pthread_mutex_unlock (&s_state (self)->mutex);
 }
 
 void
 shoal_io_faulty_power_loss (shoal_io_t *self)
 {
+    pthread_mutex_lock (&s_state (self)->mutex);
     s_faulty_t *state = s_state (self);
     for (size_t i = 0; i < state->file_count;) {
         s_file_t *file = &state->files[i];
@@ -671,11 +723,13 @@ shoal_io_faulty_power_loss (shoal_io_t *self)
         i++;
     }
     shoal_io_faulty_reset (self);
+    pthread_mutex_unlock (&s_state (self)->mutex);
 }
 
 void
 shoal_io_faulty_reset (shoal_io_t *self)
 {
+    pthread_mutex_lock (&s_state (self)->mutex);
     s_faulty_t *state = s_state (self);
     state->dead = false;
     state->crash_armed = false;
@@ -685,16 +739,23 @@ shoal_io_faulty_reset (shoal_io_t *self)
     state->fsync_errno = 0;
     state->fsync_countdown = 0;
     state->lose_fsyncs = false;
+    pthread_mutex_unlock (&s_state (self)->mutex);
 }
 
 uint64_t
 shoal_io_faulty_bytes_written (shoal_io_t *self)
 {
-    return s_state (self)->bytes_written;
+    pthread_mutex_lock (&s_state (self)->mutex);
+    uint64_t value = s_state (self)->bytes_written;
+    pthread_mutex_unlock (&s_state (self)->mutex);
+    return value;
 }
 
 uint64_t
 shoal_io_faulty_fsyncs (shoal_io_t *self)
 {
-    return s_state (self)->fsyncs;
+    pthread_mutex_lock (&s_state (self)->mutex);
+    uint64_t value = s_state (self)->fsyncs;
+    pthread_mutex_unlock (&s_state (self)->mutex);
+    return value;
 }
