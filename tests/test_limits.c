@@ -27,6 +27,7 @@
 
 #include "shoal.h"
 #include "shoal.pb-c.h"
+#include "node_util.h"
 #include "tap.h"
 
 #include <czmq.h>
@@ -40,25 +41,14 @@ s_node (const char *name, const char *const *peers, size_t peer_count,
         void (*tune) (shoal_node_config_t *))
 {
     shoal_node_config_t config;
-    shoal_node_config_defaults (&config);
-    config.name = name;
-    config.mesh = "test-limits";
-    config.data_dir = tap_path (name);
-    config.interface = "none";
-    config.pub_endpoint = "tcp://127.0.0.1:*";
-    config.router_endpoint = "tcp://127.0.0.1:*";
+    node_util_config (&config, "test-limits", name);
     config.peers = peers;
     config.peer_count = peer_count;
-    config.heartbeat_ms = 200;
     config.fsync = SHOAL_FSYNC_NEVER;
     config.log_level = SHOAL_LOG_ERROR;
     if (tune)
         tune (&config);
-    int error = 0;
-    shoal_node_t *node = shoal_node_new (&config, &error);
-    if (!node)
-        bail ("cannot start node %s: %s", name, shoal_node_start_error ());
-    return node;
+    return node_util_new (&config);
 }
 
 //  Publishes count events of payload_size bytes; returns the last seq.
@@ -93,46 +83,11 @@ s_stats (shoal_node_t *node)
     return stats;
 }
 
-//  A thin client: a DEALER on the node's ROUTER.
-static zsock_t *
-s_client (shoal_node_t *node)
-{
-    zsock_t *dealer = zsock_new (ZMQ_DEALER);
-    zsock_set_linger (dealer, 0);
-    zsock_set_rcvtimeo (dealer, S_WAIT_MS);
-    if (zsock_connect (dealer, "%s", shoal_node_router_endpoint (node)))
-        bail ("cannot connect to %s", shoal_node_router_endpoint (node));
-    return dealer;
-}
-
-static void
-s_send (zsock_t *client, Shoal__V1__Request *request)
-{
-    size_t size = shoal__v1__request__get_packed_size (request);
-    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
-    shoal__v1__request__pack (request, data);
-    zmq_send (zsock_resolve (client), data, size, 0);
-    free (data);
-}
-
-//  Next response, or NULL after the receive timeout. Caller frees it.
-static Shoal__V1__Response *
-s_recv (zsock_t *client)
-{
-    zframe_t *frame = zframe_recv (client);
-    if (!frame)
-        return NULL;
-    Shoal__V1__Response *response =
-        shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame));
-    zframe_destroy (&frame);
-    return response;
-}
-
 //  The Error code of the next response, 0 when it is not an Error, -1 when none came.
 static int
 s_error_code (zsock_t *client, char *message, size_t size)
 {
-    Shoal__V1__Response *response = s_recv (client);
+    Shoal__V1__Response *response = node_util_recv (client);
     if (!response)
         return -1;
     int code = 0;
@@ -159,7 +114,7 @@ s_replay (zsock_t *client, uint64_t request_id, const uint8_t *origin, const cha
     request.request_id = request_id;
     request.body_case = SHOAL__V1__REQUEST__BODY_REPLAY;
     request.replay = &replay;
-    s_send (client, &request);
+    node_util_send (client, &request);
 }
 
 //  True when a Ping gets its Pong: the node is alive and answering.
@@ -171,9 +126,9 @@ s_ping (zsock_t *client, uint64_t request_id)
     request.request_id = request_id;
     request.body_case = SHOAL__V1__REQUEST__BODY_PING;
     request.ping = &ping;
-    s_send (client, &request);
+    node_util_send (client, &request);
     for (;;) {
-        Shoal__V1__Response *response = s_recv (client);
+        Shoal__V1__Response *response = node_util_recv (client);
         if (!response)
             return false;
         bool pong = response->request_id == request_id
@@ -210,7 +165,7 @@ test_event_size (void)
     shoal_event_destroy (&event);
 
     //  A thin client's PublishRequest.
-    zsock_t *client = s_client (node);
+    zsock_t *client = node_util_client (node, S_WAIT_MS);
     Shoal__V1__Event big = SHOAL__V1__EVENT__INIT;
     big.stream = "orders";
     big.type = "Big";
@@ -223,7 +178,7 @@ test_event_size (void)
     request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
     request.publish = &publish;
     uint64_t bad_before = s_stats (node).bad_requests;
-    s_send (client, &request);
+    node_util_send (client, &request);
     is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_TOO_LARGE,
             "max_event_size: a thin client's oversized PublishRequest gets Error 4");
 
@@ -233,7 +188,7 @@ test_event_size (void)
     memset (huge, 'h', big.payload.len);
     big.payload.data = (uint8_t *) huge;
     request.request_id = 2;
-    s_send (client, &request);
+    node_util_send (client, &request);
     char message[256] = "";
     is_int (s_error_code (client, message, sizeof message), SHOAL_WIRE_TOO_LARGE,
             "request size: a request over max_event_size + 4096 gets Error 4 (%s)", message);
@@ -248,12 +203,12 @@ test_event_size (void)
     zmq_send (zsock_resolve (client), giant, giant_size, 0);
     free (giant);
     zsock_set_rcvtimeo (client, 1000);
-    Shoal__V1__Response *none = s_recv (client);
+    Shoal__V1__Response *none = node_util_recv (client);
     ok (none == NULL, "ZMQ_MAXMSGSIZE: a frame over 4 x max_event_size + 64 KiB gets no reply");
     if (none)
         shoal__v1__response__free_unpacked (none, NULL);
     zsock_set_rcvtimeo (client, S_WAIT_MS);
-    zsock_t *other = s_client (node);
+    zsock_t *other = node_util_client (node, S_WAIT_MS);
     ok (s_ping (other, 77) && s_ping (client, 78),
         "ZMQ_MAXMSGSIZE: the node keeps serving (a new client, and the same one reconnected)");
     zsock_destroy (&other);
@@ -342,7 +297,7 @@ static int
 s_error_for (zsock_t *client, uint64_t request_id, char *message, size_t size)
 {
     for (int n = 0; n < 100000; n++) {
-        Shoal__V1__Response *response = s_recv (client);
+        Shoal__V1__Response *response = node_util_recv (client);
         if (!response)
             return -1;
         if (response->request_id != request_id) {
@@ -367,7 +322,7 @@ test_replay_sessions (void)
     shoal_node_t *node = s_node ("replays", NULL, 0, s_few_replays);
     s_publish (node, "orders", 5, 10);
     const uint8_t *id = shoal_node_id (node);
-    zsock_t *alice = s_client (node);
+    zsock_t *alice = node_util_client (node, S_WAIT_MS);
     s_replay (alice, 1, id, "orders", 0);
     s_replay (alice, 2, id, "orders", 0);
     s_replay (alice, 3, id, "orders", 0);
@@ -382,10 +337,10 @@ test_replay_sessions (void)
     request.request_id = 100;
     request.body_case = SHOAL__V1__REQUEST__BODY_CREDIT;
     request.credit = &credit;
-    s_send (alice, &request);
+    node_util_send (alice, &request);
     credit.replay_id = 3;
-    s_send (alice, &request);
-    Shoal__V1__Response *response = s_recv (alice);
+    node_util_send (alice, &request);
+    Shoal__V1__Response *response = node_util_recv (alice);
     ok (response && response->request_id == 3
             && response->body_case == SHOAL__V1__RESPONSE__BODY_BATCH,
         "the dropped replay sends nothing more; the new one goes on");
@@ -437,7 +392,7 @@ s_replay_all (zsock_t *client, const uint8_t *id, const char *stream, size_t *ma
     int events = 0;
     *max_events = *max_bytes = *max_single = 0;
     for (;;) {
-        Shoal__V1__Response *response = s_recv (client);
+        Shoal__V1__Response *response = node_util_recv (client);
         if (!response || response->body_case != SHOAL__V1__RESPONSE__BODY_BATCH) {
             if (response)
                 shoal__v1__response__free_unpacked (response, NULL);
@@ -470,7 +425,7 @@ test_replay_batches (void)
     s_publish (node, "small", 10, 10);
     s_publish (node, "wide", 6, 300);
     s_publish (node, "wide", 1, 1500);
-    zsock_t *client = s_client (node);
+    zsock_t *client = node_util_client (node, S_WAIT_MS);
     size_t max_events, max_bytes, max_single;
     int got =
         s_replay_all (client, shoal_node_id (node), "small", &max_events, &max_bytes, &max_single);
@@ -500,7 +455,7 @@ test_replay_batches (void)
     request.request_id = 9;
     request.body_case = SHOAL__V1__REQUEST__BODY_REPLAY;
     request.replay = &replay;
-    s_send (client, &request);
+    node_util_send (client, &request);
     is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_BAD_REQUEST,
             "a replay with 257 types in its filter gets Error 1");
     zsock_destroy (&client);
@@ -528,18 +483,18 @@ s_hello (zsock_t *client, uint8_t id_byte, int router_port)
     request.request_id = id_byte;
     request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
     request.hello = &hello;
-    s_send (client, &request);
+    node_util_send (client, &request);
 }
 
 static void
 test_max_peers (void)
 {
     shoal_node_t *node = s_node ("peers", NULL, 0, s_one_peer);
-    zsock_t *client = s_client (node);
+    zsock_t *client = node_util_client (node, S_WAIT_MS);
     //  Two strangers announce themselves with a Hello (their ports are
     //  closed ones on 127.0.0.1: nothing answers there).
     s_hello (client, 0xa1, tap_free_port ());
-    Shoal__V1__Response *reply = s_recv (client);
+    Shoal__V1__Response *reply = node_util_recv (client);
     ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
         "a Hello is answered with a Hello");
     if (reply)
@@ -547,7 +502,7 @@ test_max_peers (void)
     shoal_peer_info_t infos[4];
     is_int (shoal_node_peers (node, infos, 4), 1, "the first stranger becomes a peer");
     s_hello (client, 0xb2, tap_free_port ());
-    reply = s_recv (client);
+    reply = node_util_recv (client);
     ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
         "the second Hello is answered too");
     if (reply)
@@ -626,8 +581,8 @@ s_thin_publish (zsock_t *client, uint64_t request_id, const char *stream)
     request.request_id = request_id;
     request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
     request.publish = &publish;
-    s_send (client, &request);
-    Shoal__V1__Response *response = s_recv (client);
+    node_util_send (client, &request);
+    Shoal__V1__Response *response = node_util_recv (client);
     if (!response)
         return -1;
     int result = response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR
@@ -662,7 +617,7 @@ s_thin_ack (zsock_t *client, const char *consumer, const uint8_t *origin,
     request.request_id = 50;
     request.body_case = SHOAL__V1__REQUEST__BODY_CONSUMER;
     request.consumer = &ack;
-    s_send (client, &request);
+    node_util_send (client, &request);
     return s_error_code (client, NULL, 0);
 }
 
@@ -670,7 +625,7 @@ static void
 test_store_limits (void)
 {
     shoal_node_t *node = s_node ("store", NULL, 0, s_few_logs);
-    zsock_t *client = s_client (node);
+    zsock_t *client = node_util_client (node, S_WAIT_MS);
     int ack = SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK;
     ok (s_thin_publish (client, 1, "one") == ack && s_thin_publish (client, 2, "two") == ack,
         "a thin client creates two streams");

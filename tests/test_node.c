@@ -5,6 +5,7 @@
 
 #include "shoal.h"
 #include "shoal.pb-c.h"
+#include "node_util.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -19,26 +20,12 @@ s_node (const char *name, const char *const *peers, size_t peer_count,
         void (*tune) (shoal_node_config_t *))
 {
     shoal_node_config_t config;
-    shoal_node_config_defaults (&config);
-    char dir[4200];
-    snprintf (dir, sizeof dir, "%s", tap_path (name));
-    config.name = name;
-    config.mesh = "test-node";
-    config.data_dir = dir;
-    config.interface = "none";
-    config.pub_endpoint = "tcp://127.0.0.1:*";
-    config.router_endpoint = "tcp://127.0.0.1:*";
+    node_util_config (&config, "test-node", name);
     config.peers = peers;
     config.peer_count = peer_count;
-    config.heartbeat_ms = 200;
-    config.beacon_interval_ms = 200;
     if (tune)
         tune (&config);
-    int error = 0;
-    shoal_node_t *node = shoal_node_new (&config, &error);
-    if (!node)
-        bail ("cannot start node %s: %s", name, shoal_node_start_error ());
-    return node;
+    return node_util_new (&config);
 }
 
 static uint64_t

@@ -1,0 +1,68 @@
+/*  node_util.c - in-process nodes and thin clients for the TAP tests */
+
+#include "node_util.h"
+#include "tap.h"
+
+#include <stdlib.h>
+
+void
+node_util_config (shoal_node_config_t *config, const char *mesh, const char *name)
+{
+    shoal_node_config_defaults (config);
+    config->name = name;
+    config->mesh = mesh;
+    config->data_dir = NULL; //  tap_path (name), set by node_util_new
+    config->interface = "none";
+    config->pub_endpoint = "tcp://127.0.0.1:*";
+    config->router_endpoint = "tcp://127.0.0.1:*";
+    config->heartbeat_ms = 200;
+    config->beacon_interval_ms = 200;
+}
+
+shoal_node_t *
+node_util_new (const shoal_node_config_t *config)
+{
+    //  tap_path's buffer is taken here, not when the config was filled:
+    //  a tune function between the two may use it for a path of its own.
+    shoal_node_config_t copy = *config;
+    if (!copy.data_dir)
+        copy.data_dir = tap_path (copy.name);
+    int error = 0;
+    shoal_node_t *node = shoal_node_new (&copy, &error);
+    if (!node)
+        bail ("cannot start node %s: %s", copy.name, shoal_node_start_error ());
+    return node;
+}
+
+zsock_t *
+node_util_client (shoal_node_t *node, int timeout_ms)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (dealer, 0);
+    zsock_set_rcvtimeo (dealer, timeout_ms);
+    if (zsock_connect (dealer, "%s", shoal_node_router_endpoint (node)))
+        bail ("cannot connect to %s", shoal_node_router_endpoint (node));
+    return dealer;
+}
+
+void
+node_util_send (zsock_t *client, const Shoal__V1__Request *request)
+{
+    size_t size = shoal__v1__request__get_packed_size (request);
+    uint8_t *data = (uint8_t *) malloc (size ? size : 1);
+    shoal__v1__request__pack (request, data);
+    zmq_send (zsock_resolve (client), data, size, 0);
+    free (data);
+}
+
+Shoal__V1__Response *
+node_util_recv (zsock_t *client)
+{
+    zframe_t *frame = zframe_recv (client);
+    if (!frame)
+        return NULL;
+    Shoal__V1__Response *response =
+        shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame));
+    zframe_destroy (&frame);
+    return response;
+}

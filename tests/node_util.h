@@ -1,0 +1,36 @@
+/*  =========================================================================
+    node_util.h - in-process nodes and thin clients for the TAP tests
+
+    A test node lives in this process, on loopback endpoints with ephemeral
+    ports, with its data directory under tap_tmpdir (); a thin client is a
+    DEALER on a node's ROUTER that sends one Request frame and reads one
+    Response frame.
+    ========================================================================= */
+
+#ifndef NODE_UTIL_H_INCLUDED
+#define NODE_UTIL_H_INCLUDED
+
+#include "shoal.h"
+#include "shoal.pb-c.h"
+
+#include <czmq.h>
+
+//  Fills config for a test node called name in mesh: the defaults, no
+//  beacon, loopback PUB and ROUTER on ephemeral ports, heartbeats and
+//  beacon intervals of 200 ms; data_dir NULL stands for tap_path (name).
+void node_util_config (shoal_node_config_t *config, const char *mesh, const char *name);
+
+//  Starts a node with config, or bails out of the test.
+shoal_node_t *node_util_new (const shoal_node_config_t *config);
+
+//  A thin client on node's ROUTER whose receives give up after timeout_ms.
+zsock_t *node_util_client (shoal_node_t *node, int timeout_ms);
+
+//  Sends request as one frame.
+void node_util_send (zsock_t *client, const Shoal__V1__Request *request);
+
+//  The next response, or NULL after the client's timeout or when it does
+//  not decode. The caller frees it (shoal__v1__response__free_unpacked).
+Shoal__V1__Response *node_util_recv (zsock_t *client);
+
+#endif
