@@ -316,6 +316,19 @@ mesh_stop (mesh_proc_t **proc_p)
 }
 
 int
+mesh_run_bin (const char *name, const char *const *args, const char *const env[], const char *input,
+              double timeout_s, char **out, char **err)
+{
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = mesh_bin (name);
+    for (size_t i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return mesh_run (argv, env, input, timeout_s, out, err);
+}
+
+int
 mesh_run (const char *const argv[], const char *const env[], const char *input, double timeout_s,
           char **out, char **err)
 {

@@ -70,6 +70,11 @@ void mesh_stop (mesh_proc_t **proc_p);
 int mesh_run (const char *const argv[], const char *const env[], const char *input,
               double timeout_s, char **out, char **err);
 
+//  mesh_run of the build tree's program name (mesh_bin) with args
+//  (NULL-terminated, at most 62 of them).
+int mesh_run_bin (const char *name, const char *const *args, const char *const env[],
+                  const char *input, double timeout_s, char **out, char **err);
+
 //  True when some process other than the test's own has `needle` in its
 //  command line (to check that nothing was left behind).
 bool mesh_process_with (const char *needle);

@@ -69,13 +69,7 @@ s_start (s_node_t *node, const char *name, const char *peer)
 static int
 s_shoal (const char *input, char **out, char **err, const char *const *args)
 {
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = mesh_bin ("shoal");
-    for (size_t i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return mesh_run (argv, NULL, input, S_RUN_TIMEOUT, out, err);
+    return mesh_run_bin ("shoal", args, NULL, input, S_RUN_TIMEOUT, out, err);
 }
 
 #define SHOAL(input, out, err, ...)                                                                \

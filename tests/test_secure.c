@@ -68,13 +68,7 @@ s_cert (const char *name)
 static int
 s_shoal (char **out, char **err, const char *const *args)
 {
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = mesh_bin ("shoal");
-    for (size_t i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, out, err);
+    return mesh_run_bin ("shoal", args, NULL, NULL, S_RUN_TIMEOUT, out, err);
 }
 
 #define SHOAL(out, err, ...) s_shoal ((out), (err), (const char *[]){__VA_ARGS__, NULL})

@@ -73,13 +73,7 @@ s_start_node (const char *const *args, const char *const env[], s_ready_t *ready
 static int
 s_shoald (const char *const *args, const char *const env[], char **out, char **err)
 {
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = mesh_bin ("shoald");
-    for (size_t i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return mesh_run (argv, env, NULL, S_RUN_TIMEOUT, out, err);
+    return mesh_run_bin ("shoald", args, env, NULL, S_RUN_TIMEOUT, out, err);
 }
 
 static void
