@@ -843,3 +843,30 @@ mesh_base64_decode (const char *text, size_t *size_p)
     *size_p = n;
     return out;
 }
+
+bool
+mesh_replay_json (const char *router, const char *origin, const char *stream, double timeout_s,
+                  mesh_event_fn *fn, void *arg)
+{
+    const char *args[] = {"--node", router, "--json", "replay", "--origin", origin, stream, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = mesh_run_bin ("shoal", args, NULL, NULL, timeout_s, &out, &err);
+    if (rc != 0)
+        diag ("shoal replay %s of %s: exit %d: %s", stream, origin, rc, err);
+    for (const char *line = out; rc == 0 && line && *line;) {
+        const char *eol = strchr (line, '\n');
+        size_t length = eol ? (size_t) (eol - line) : strlen (line);
+        json_t *event = json_parse (line, length);
+        const char *payload = json_get_string (event, "payload");
+        size_t size = 0;
+        uint8_t *data = payload ? mesh_base64_decode (payload, &size) : NULL;
+        if (event)
+            fn (arg, event, data, size);
+        free (data);
+        json_free (event);
+        line = eol ? eol + 1 : NULL;
+    }
+    free (out);
+    free (err);
+    return rc == 0;
+}

@@ -144,4 +144,12 @@ uint64_t json_get_u64 (const json_t *value, const char *key, uint64_t fallback);
 //  its size, or NULL when the text is not base64.
 uint8_t *mesh_base64_decode (const char *text, size_t *size_p);
 
+//  Reads one log with `shoal --node ROUTER --json replay --origin ORIGIN
+//  STREAM` and calls fn for every event line, with its payload decoded
+//  from base64 (NULL when it has none or it does not decode). False, with
+//  a diagnostic, when shoal fails.
+typedef void (mesh_event_fn) (void *arg, json_t *event, const uint8_t *payload, size_t size);
+bool mesh_replay_json (const char *router, const char *origin, const char *stream, double timeout_s,
+                       mesh_event_fn *fn, void *arg);
+
 #endif

@@ -99,35 +99,6 @@ s_lines (const char *text)
     return count;
 }
 
-//  Calls fn for every event of one log, read with `shoal --json replay`.
-typedef void (s_event_fn) (void *arg, json_t *event, const uint8_t *payload, size_t size);
-static bool
-s_replay (const char *router, const char *origin, const char *stream, s_event_fn *fn, void *arg)
-{
-    const char *argv[] = {mesh_bin ("shoal"), "--node", router, "--json", "replay",
-                          "--origin",         origin,   stream, NULL};
-    char *out = NULL, *err = NULL;
-    int rc = mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, &out, &err);
-    if (rc != 0)
-        diag ("shoal replay %s: exit %d: %s", stream, rc, err);
-    for (const char *line = out; rc == 0 && line && *line;) {
-        const char *eol = strchr (line, '\n');
-        size_t length = eol ? (size_t) (eol - line) : strlen (line);
-        json_t *event = json_parse (line, length);
-        const char *payload = json_get_string (event, "payload");
-        size_t size = 0;
-        uint8_t *data = payload ? mesh_base64_decode (payload, &size) : NULL;
-        if (event)
-            fn (arg, event, data, size);
-        free (data);
-        json_free (event);
-        line = eol ? eol + 1 : NULL;
-    }
-    free (out);
-    free (err);
-    return rc == 0;
-}
-
 typedef struct {
     zhashx_t *readings;  //  reading event id -> "SENSOR/INDEX" when injected, "" when normal
     int injected;        //  injected readings seen
@@ -283,10 +254,14 @@ main (void)
     zhashx_set_destructor (audit.readings, (zhashx_destructor_fn *) zstr_free);
     audit.anomalies = zhashx_new ();
     zhashx_set_destructor (audit.anomalies, (zhashx_destructor_fn *) zstr_free);
-    bool read = s_replay (s_sensor.router, s_sensor.id, "readings", s_on_reading, &audit)
-                && s_replay (s_detector.router, s_detector.id, "readings", s_on_reading, &audit)
-                && s_replay (s_detector.router, s_detector.id, "anomalies", s_on_anomaly, &audit)
-                && s_replay (s_detector.router, s_detector.id, "alerts", s_on_alert, &audit);
+    bool read = mesh_replay_json (s_sensor.router, s_sensor.id, "readings", S_RUN_TIMEOUT,
+                                  s_on_reading, &audit)
+                && mesh_replay_json (s_detector.router, s_detector.id, "readings", S_RUN_TIMEOUT,
+                                     s_on_reading, &audit)
+                && mesh_replay_json (s_detector.router, s_detector.id, "anomalies", S_RUN_TIMEOUT,
+                                     s_on_anomaly, &audit)
+                && mesh_replay_json (s_detector.router, s_detector.id, "alerts", S_RUN_TIMEOUT,
+                                     s_on_alert, &audit);
     ok (read, "the readings, anomalies and alerts logs are read back with shoal replay");
     ok (audit.injected == S_INJECTED && audit.normal == S_S1_COUNT + S_S2_COUNT - S_INJECTED,
         "the readings logs hold %d injected and %d normal readings of both sensors", audit.injected,
@@ -317,7 +292,7 @@ main (void)
     free (err);
     s_audit_t acks = {0};
     acks.anomalies = zhashx_new ();
-    s_replay (s_alerts.router, s_alerts.id, "alerts", s_on_alert, &acks);
+    mesh_replay_json (s_alerts.router, s_alerts.id, "alerts", S_RUN_TIMEOUT, s_on_alert, &acks);
     is_int (acks.acks, 1, "two acknowledgements recorded one AlertAcknowledged");
     zhashx_destroy (&acks.anomalies);
 

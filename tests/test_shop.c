@@ -235,26 +235,23 @@ typedef struct {
 } s_audit_t;
 
 static void
-s_audit_event (s_audit_t *audit, json_t *event)
+s_audit_event (void *arg, json_t *event, const uint8_t *data, size_t size)
 {
+    s_audit_t *audit = (s_audit_t *) arg;
     const char *type = json_get_string (event, "type");
     const char *key = json_get_string (event, "key");
-    const char *payload = json_get_string (event, "payload");
     const char *correlation = json_get_string (event, "correlation_id");
     const char *causation = json_get_string (event, "causation_id");
     const char *id = json_get_string (event, "id");
     if (!type || !key || !correlation || !causation || !id)
         return;
     audit->events++;
-    size_t size = 0;
-    uint8_t *data = payload ? mesh_base64_decode (payload, &size) : NULL;
     s_order_t *order = s_find_order (key);
     if (!data || !order) {
         if (!data)
             audit->foreign++;
         else
             audit->unknown++;
-        free (data);
         return;
     }
     s_tally_t *tally = &audit->tally[order - s_orders];
@@ -309,32 +306,13 @@ s_audit_event (s_audit_t *audit, json_t *event)
     }
     else if (streq (type, "StockReserved") || streq (type, "StockFailed"))
         tally->reservations++;
-    free (data);
 }
 
 //  Reads one stream of one service with `shoal --json replay`. False on failure.
 static bool
 s_audit_stream (s_audit_t *audit, mesh_service_t *svc, const char *stream)
 {
-    const char *argv[] = {mesh_bin ("shoal"), "--node", svc->router, "--json", "replay",
-                          "--origin",         svc->id,  stream,      NULL};
-    char *out = NULL, *err = NULL;
-    int rc = mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, &out, &err);
-    if (rc != 0)
-        diag ("shoal replay %s of %s: exit %d: %s", stream, svc->program, rc, err);
-    const char *line = out;
-    while (rc == 0 && line && *line) {
-        const char *eol = strchr (line, '\n');
-        size_t length = eol ? (size_t) (eol - line) : strlen (line);
-        json_t *event = json_parse (line, length);
-        if (event)
-            s_audit_event (audit, event);
-        json_free (event);
-        line = eol ? eol + 1 : NULL;
-    }
-    free (out);
-    free (err);
-    return rc == 0;
+    return mesh_replay_json (svc->router, svc->id, stream, S_RUN_TIMEOUT, s_audit_event, audit);
 }
 
 //  Every check of the saga over the orders made so far.
