@@ -328,6 +328,17 @@ mesh_run_bin (const char *name, const char *const *args, const char *const env[]
     return mesh_run (argv, env, input, timeout_s, out, err);
 }
 
+char *
+mesh_output (const char *name, const char *const *args, double timeout_s)
+{
+    char *out = NULL;
+    if (mesh_run_bin (name, args, NULL, NULL, timeout_s, &out, NULL) != 0) {
+        free (out);
+        return NULL;
+    }
+    return out;
+}
+
 int
 mesh_run (const char *const argv[], const char *const env[], const char *input, double timeout_s,
           char **out, char **err)

@@ -75,6 +75,10 @@ int mesh_run (const char *const argv[], const char *const env[], const char *inp
 int mesh_run_bin (const char *name, const char *const *args, const char *const env[],
                   const char *input, double timeout_s, char **out, char **err);
 
+//  The stdout of mesh_run_bin (name, args) when it exits 0, else NULL.
+//  Caller frees.
+char *mesh_output (const char *name, const char *const *args, double timeout_s);
+
 //  True when some process other than the test's own has `needle` in its
 //  command line (to check that nothing was left behind).
 bool mesh_process_with (const char *needle);

@@ -64,13 +64,8 @@ s_in_list (const char *list, uint64_t index)
 static char *
 s_alerts_list (void)
 {
-    const char *argv[] = {mesh_bin ("alerts"), "list", "--connect", s_alerts.listen, NULL};
-    char *out = NULL;
-    if (mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, &out, NULL) != 0) {
-        free (out);
-        return NULL;
-    }
-    return out;
+    const char *args[] = {"list", "--connect", s_alerts.listen, NULL};
+    return mesh_output ("alerts", args, S_RUN_TIMEOUT);
 }
 
 //  How deep `shoal trace` indented the line that holds needle (two spaces

@@ -123,13 +123,8 @@ s_find_order (const char *id)
 static char *
 s_query_view (void)
 {
-    const char *argv[] = {mesh_bin ("order-view"), "query", "--connect", s_svc_view.listen, NULL};
-    char *out = NULL;
-    if (mesh_run (argv, NULL, NULL, S_RUN_TIMEOUT, &out, NULL) != 0) {
-        free (out);
-        return NULL;
-    }
-    return out;
+    const char *args[] = {"query", "--connect", s_svc_view.listen, NULL};
+    return mesh_output ("order-view", args, S_RUN_TIMEOUT);
 }
 
 //  How many of the orders made so far the view shows settled: in their
