@@ -304,22 +304,7 @@ s_js_fanout (s_server_t *server, jsCtx *js, int subscribers, int count, size_t p
     int64_t start = bench_now_ns ();
     if (s_publish (js, subject, count, payload, 0))
         goto done;
-    int64_t last = 0;
-    int complete = 0;
-    for (int i = 0; i < subscribers; i++) {
-        int received = 0;
-        long long at = 0;
-        if (bench_child_line (&children[i], line, sizeof line, 130000)
-            && sscanf (line, "done %d %lld", &received, &at) == 2 && received == count) {
-            complete++;
-            if (at > last)
-                last = at;
-        }
-        else
-            fprintf (stderr, "bench_nats: subscriber %d got %d of %d\n", i, received, count);
-    }
-    if (complete == subscribers && last > start)
-        rate = (double) count * subscribers / ((double) (last - start) / 1e9);
+    rate = bench_fanout_rate (children, subscribers, count, start, 130000, "JetStream", NULL);
 done:
     for (int i = 0; i < started; i++)
         bench_child_finish (&children[i], 10000);

@@ -272,30 +272,11 @@ s_shoal_fanout (int subscribers, int count, size_t payload)
     zclock_sleep (50);
     int64_t start = bench_now_ns ();
     s_publish (origin, count, payload, 0);
-    int64_t last = 0;
-    int complete = 0;
-    unsigned long long repaired_total = 0;
-    for (int i = 0; i < subscribers; i++) {
-        int received = 0;
-        long long at = 0;
-        unsigned long long repaired = 0;
-        if (bench_child_line (&children[i], line, sizeof line, 130000)
-            && sscanf (line, "done %d %lld %llu", &received, &at, &repaired) == 3
-            && received == count) {
-            complete++;
-            repaired_total += repaired;
-            if (at > last)
-                last = at;
-        }
-        else
-            fprintf (stderr, "bench_node: subscriber %d got %d of %d events\n", i, received, count);
-    }
-    if (repaired_total)
+    unsigned long long repaired = 0;
+    rate = bench_fanout_rate (children, subscribers, count, start, 130000, "shoal", &repaired);
+    if (repaired)
         printf ("  (%d subscribers, %zu B: %.1f%% of the deliveries came by replay, not live)\n",
-                subscribers, payload,
-                100.0 * (double) repaired_total / ((double) count * subscribers));
-    if (complete == subscribers && last > start)
-        rate = (double) count * subscribers / ((double) (last - start) / 1e9);
+                subscribers, payload, 100.0 * (double) repaired / ((double) count * subscribers));
 done:
     for (int i = 0; i < started; i++)
         bench_child_finish (&children[i], 10000);

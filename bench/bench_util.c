@@ -514,6 +514,37 @@ bench_raw_sub_child (int argc, char *argv[])
 }
 
 double
+bench_fanout_rate (bench_child_t *children, int subscribers, int count, int64_t start,
+                   int timeout_ms, const char *who, unsigned long long *extra_p)
+{
+    int64_t last = 0;
+    int complete = 0;
+    unsigned long long extra_total = 0;
+    for (int i = 0; i < subscribers; i++) {
+        char line[256];
+        int received = 0;
+        long long at = 0;
+        unsigned long long extra = 0;
+        if (bench_child_line (&children[i], line, sizeof line, timeout_ms)
+            && sscanf (line, "done %d %lld %llu", &received, &at, &extra) >= 2
+            && received == count) {
+            complete++;
+            extra_total += extra;
+            if (at > last)
+                last = at;
+        }
+        else
+            fprintf (stderr, "bench: %s subscriber %d got %d of %d events\n", who, i, received,
+                     count);
+    }
+    if (extra_p)
+        *extra_p = extra_total;
+    return complete == subscribers && last > start
+               ? (double) count * subscribers / ((double) (last - start) / 1e9)
+               : -1;
+}
+
+double
 bench_raw_fanout (const char *self, int subscribers, int count, size_t payload)
 {
     void *context = zmq_ctx_new ();
@@ -551,20 +582,7 @@ bench_raw_fanout (const char *self, int subscribers, int count, size_t payload)
         zmq_send (pub, buffer, payload, 0);
     }
     free (buffer);
-    int64_t last = 0;
-    int complete = 0;
-    for (int i = 0; i < subscribers; i++) {
-        int received = 0;
-        long long at = 0;
-        if (bench_child_line (&children[i], line, sizeof line, 90000)
-            && sscanf (line, "done %d %lld", &received, &at) == 2 && received == count) {
-            complete++;
-            if (at > last)
-                last = at;
-        }
-    }
-    if (complete == subscribers && last > start)
-        rate = (double) count * subscribers / ((double) (last - start) / 1e9);
+    rate = bench_fanout_rate (children, subscribers, count, start, 90000, "raw zmq", NULL);
 done:
     for (int i = 0; i < started; i++)
         bench_child_finish (&children[i], 2000);

@@ -98,6 +98,14 @@ int bench_free_port (void);
 //  The raw libzmq anchor: PUB/SUB of two-frame messages (topic, payload),
 //  as shoal sends them, with no high-water mark.
 
+//  The end of a fan-out run: reads each child's line "done RECEIVED
+//  LAST_NS [EXTRA]" (waiting timeout_ms at most for each) and returns the
+//  events/s delivered over all of them since start, or -1 when one missed
+//  some (said on stderr, as who). *extra_p (may be NULL) gets the sum of
+//  the EXTRA fields.
+double bench_fanout_rate (bench_child_t *children, int subscribers, int count, int64_t start,
+                          int timeout_ms, const char *who, unsigned long long *extra_p);
+
 //  Fan-out: one PUB in this process to `subscribers` child processes
 //  (`self --child zmq-sub ENDPOINT COUNT`), count messages of payload
 //  bytes. Returns the events/s delivered over all subscribers, -1 when a
