@@ -192,8 +192,7 @@ s_batch_frame (shoal_replay_t *self, uint64_t request_id, uint64_t next_seq, boo
     return frame;
 }
 
-//  An Error response. The text is cut to printable ASCII, since it may
-//  quote client input or file names and Error.message must be UTF-8.
+//  An Error response (shoal_wire_error) with a formatted message.
 static zframe_t *
 s_error_frame (uint64_t request_id, uint32_t code, const char *format, ...)
 {
@@ -202,20 +201,7 @@ s_error_frame (uint64_t request_id, uint32_t code, const char *format, ...)
     va_start (args, format);
     vsnprintf (text, sizeof text, format, args);
     va_end (args);
-    for (char *c = text; *c; c++)
-        if ((unsigned char) *c < 0x20 || (unsigned char) *c > 0x7e)
-            *c = '?';
-    Shoal__V1__Error error = SHOAL__V1__ERROR__INIT;
-    error.code = code;
-    error.message = text;
-    Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
-    response.request_id = request_id;
-    response.body_case = SHOAL__V1__RESPONSE__BODY_ERROR;
-    response.error = &error;
-    zframe_t *frame = zframe_new (NULL, shoal__v1__response__get_packed_size (&response));
-    if (frame)
-        shoal__v1__response__pack (&response, zframe_data (frame));
-    return frame;
+    return shoal_wire_error (request_id, code, text);
 }
 
 //  A client-supplied string, quoted safely and cut short, for messages.

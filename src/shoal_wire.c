@@ -19,6 +19,8 @@
 
 #include "shoal_wire.h"
 
+#include <stdio.h>
+
 int
 shoal_wire_varint_long (const uint8_t **p, const uint8_t *end, uint64_t *value)
 {
@@ -65,9 +67,16 @@ shoal_wire_pack_response (const Shoal__V1__Response *response)
 zframe_t *
 shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
 {
+    //  Cut to printable ASCII: a message may quote client input or file
+    //  names, and Error.message must be UTF-8.
+    char text[600];
+    snprintf (text, sizeof text, "%s", message ? message : "");
+    for (char *c = text; *c; c++)
+        if ((unsigned char) *c < 0x20 || (unsigned char) *c > 0x7e)
+            *c = '?';
     Shoal__V1__Error error = SHOAL__V1__ERROR__INIT;
     error.code = code;
-    error.message = (char *) message;
+    error.message = text;
     Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
     response.request_id = request_id;
     response.body_case = SHOAL__V1__RESPONSE__BODY_ERROR;

@@ -51,7 +51,8 @@ shoal_wire_varint_size (uint64_t value)
 zframe_t *shoal_wire_pack_request (const Shoal__V1__Request *request);
 zframe_t *shoal_wire_pack_response (const Shoal__V1__Response *response);
 
-//  A Response with an Error body.
+//  A Response with an Error body; the message is cut to printable ASCII
+//  (at most 599 bytes).
 zframe_t *shoal_wire_error (uint64_t request_id, uint32_t code, const char *message);
 
 //  The outline of a Response: its request_id and which body it has

@@ -10,6 +10,7 @@
 #include "shoal.h"
 #include "shoal_log.h"
 #include "shoal_replay.h"
+#include "shoal_wire.h"
 #include "shoal.pb-c.h"
 #include "tap.h"
 
@@ -861,6 +862,27 @@ test_errors (void)
     s_unregister_and_close (&log);
 }
 
+//  Every Error reply (the engine's and the replay server's) goes through
+//  shoal_wire_error, which keeps its message UTF-8: bytes outside
+//  printable ASCII, as a client's input or a file name may carry, become
+//  '?'.
+static void
+test_error_text (void)
+{
+    zframe_t *frame = shoal_wire_error (7, SHOAL_WIRE_BAD_REQUEST, "bad \x01 byte \xff\xfe end");
+    Shoal__V1__Response *response =
+        frame ? shoal__v1__response__unpack (NULL, zframe_size (frame), zframe_data (frame)) : NULL;
+    ok (response && response->request_id == 7
+            && response->body_case == SHOAL__V1__RESPONSE__BODY_ERROR
+            && response->error->code == SHOAL_WIRE_BAD_REQUEST,
+        "shoal_wire_error: an Error reply with its request id and code");
+    is_str (response ? response->error->message : NULL, "bad ? byte ?? end",
+            "shoal_wire_error: bytes outside printable ASCII become '?'");
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    zframe_destroy (&frame);
+}
+
 static void
 test_corrupt (void)
 {
@@ -1125,6 +1147,7 @@ main (void)
     test_durable ();
     test_range ();
     test_errors ();
+    test_error_text ();
     test_corrupt ();
     test_fair ();
     test_sessions ();
