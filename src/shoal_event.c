@@ -838,42 +838,6 @@ s_text_slot (uint32_t field)
     }
 }
 
-//  Reads one length-delimited value at *p into span.
-static int
-s_take_span (const uint8_t **p, const uint8_t *end, uint32_t wire_type, s_span_t *span)
-{
-    uint64_t length;
-    if (wire_type != 2 || shoal_wire_varint (p, end, &length) || length > (uint64_t) (end - *p))
-        return SHOAL_ERR_MALFORMED;
-    span->data = *p;
-    span->size = (size_t) length;
-    *p += length;
-    return SHOAL_OK;
-}
-
-//  Skips a field of an unknown number.
-static int
-s_skip (const uint8_t **p, const uint8_t *end, uint32_t wire_type)
-{
-    uint64_t value;
-    s_span_t span;
-    switch (wire_type) {
-        case 0: return shoal_wire_varint (p, end, &value) ? SHOAL_ERR_MALFORMED : SHOAL_OK;
-        case 1:
-            if (end - *p < 8)
-                return SHOAL_ERR_MALFORMED;
-            *p += 8;
-            return SHOAL_OK;
-        case 5:
-            if (end - *p < 4)
-                return SHOAL_ERR_MALFORMED;
-            *p += 4;
-            return SHOAL_OK;
-        case 2: return s_take_span (p, end, wire_type, &span);
-        default: return SHOAL_ERR_MALFORMED;
-    }
-}
-
 //  Reads a header map entry { 1: name, 2: value }.
 static int
 s_take_header (s_fields_t *fields, s_span_t entry)
@@ -881,14 +845,16 @@ s_take_header (s_fields_t *fields, s_span_t entry)
     s_span_t pair[2] = {{(const uint8_t *) "", 0}, {(const uint8_t *) "", 0}};
     const uint8_t *p = entry.data, *end = entry.data + entry.size;
     while (p < end) {
-        uint64_t key;
-        if (shoal_wire_varint (&p, end, &key) || (key >> 3) == 0)
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return SHOAL_ERR_MALFORMED;
-        uint32_t field = (uint32_t) (key >> 3), wire_type = (uint32_t) (key & 7);
-        int rc = field == 1 || field == 2 ? s_take_span (&p, end, wire_type, &pair[field - 1])
-                                          : s_skip (&p, end, wire_type);
-        if (rc)
-            return rc;
+        if (field == 1 || field == 2) {
+            if (type != 2)
+                return SHOAL_ERR_MALFORMED;
+            pair[field - 1] = (s_span_t){bytes, (size_t) value};
+        }
     }
     if (fields->header_count == fields->header_alloc) {
         size_t alloc = fields->header_alloc ? 2 * fields->header_alloc : 8;
@@ -912,37 +878,37 @@ s_parse (const uint8_t *data, size_t size, s_fields_t *fields)
 {
     const uint8_t *p = data, *end = data + size;
     while (p < end) {
-        uint64_t key;
-        if (shoal_wire_varint (&p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return SHOAL_ERR_MALFORMED;
-        uint32_t field = (uint32_t) (key >> 3), wire_type = (uint32_t) (key & 7);
+        s_span_t span = {bytes, (size_t) value};
         int slot = s_text_slot (field);
-        int rc = SHOAL_OK;
-        if (slot >= 0)
-            rc = s_take_span (&p, end, wire_type, &fields->text[slot]);
-        else if (field == 1)
-            rc = s_take_span (&p, end, wire_type, &fields->origin);
-        else if (field == 7)
-            rc = s_take_span (&p, end, wire_type, &fields->id);
-        else if (field == 12)
-            rc = s_take_span (&p, end, wire_type, &fields->payload);
+        s_span_t *target = slot >= 0     ? &fields->text[slot]
+                           : field == 1  ? &fields->origin
+                           : field == 7  ? &fields->id
+                           : field == 12 ? &fields->payload
+                                         : NULL;
+        if (target || field == 13) {
+            if (type != 2)
+                return SHOAL_ERR_MALFORMED;
+            if (target)
+                *target = span;
+            else {
+                int rc = s_take_header (fields, span);
+                if (rc)
+                    return rc;
+            }
+        }
         else if (field == 3 || field == 6 || field == 10) {
-            uint64_t *value = field == 3   ? &fields->seq
-                              : field == 6 ? &fields->time_ns
-                                           : &fields->schema_version;
-            rc = wire_type != 0 || shoal_wire_varint (&p, end, value) ? SHOAL_ERR_MALFORMED
-                                                                      : SHOAL_OK;
+            if (type != 0)
+                return SHOAL_ERR_MALFORMED;
+            *(field == 3   ? &fields->seq
+              : field == 6 ? &fields->time_ns
+                           : &fields->schema_version) = value;
         }
-        else if (field == 13) {
-            s_span_t entry;
-            rc = s_take_span (&p, end, wire_type, &entry);
-            if (!rc)
-                rc = s_take_header (fields, entry);
-        }
-        else
-            rc = s_skip (&p, end, wire_type);
-        if (rc)
-            return rc;
+        //  Any other field was stepped over.
     }
     return SHOAL_OK;
 }

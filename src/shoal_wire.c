@@ -84,39 +84,6 @@ shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
     return shoal_wire_pack_response (&response);
 }
 
-//  Reads one field: its number, wire type, and (type 0) value or (type 2)
-//  bytes. 0, or -1 when malformed.
-static int
-s_field (const uint8_t **p, const uint8_t *end, uint32_t *field, uint32_t *type, uint64_t *value,
-         const uint8_t **bytes)
-{
-    uint64_t key;
-    if (shoal_wire_varint (p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
-        return -1;
-    *field = (uint32_t) (key >> 3);
-    *type = (uint32_t) (key & 7);
-    switch (*type) {
-        case 0: return shoal_wire_varint (p, end, value);
-        case 1:
-            if (end - *p < 8)
-                return -1;
-            *p += 8;
-            return 0;
-        case 5:
-            if (end - *p < 4)
-                return -1;
-            *p += 4;
-            return 0;
-        case 2:
-            if (shoal_wire_varint (p, end, value) || *value > (uint64_t) (end - *p))
-                return -1;
-            *bytes = *p;
-            *p += *value;
-            return 0;
-        default: return -1;
-    }
-}
-
 //  The bytes of the last length-delimited field number `want` in data
 //  (protobuf: a later occurrence wins). 0, or -1 when malformed.
 static int
@@ -130,7 +97,7 @@ s_last_bytes (const uint8_t *data, size_t size, uint32_t want, const uint8_t **b
         uint32_t field, type;
         uint64_t value = 0;
         const uint8_t *bytes = NULL;
-        if (s_field (&p, end, &field, &type, &value, &bytes))
+        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return -1;
         if (field == want && type == 2) {
             *bytes_p = bytes;
@@ -162,7 +129,7 @@ shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_
         uint32_t field, type;
         uint64_t value = 0;
         const uint8_t *bytes = NULL;
-        if (s_field (&p, end, &field, &type, &value, &bytes))
+        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return -1;
         if (field == 1 && type == 0)
             response->request_id = value;
@@ -186,7 +153,7 @@ shoal_wire_scan_batch (const uint8_t *data, size_t size, shoal_wire_batch_t *bat
         uint32_t field, type;
         uint64_t value = 0;
         const uint8_t *bytes = NULL;
-        if (s_field (&p, end, &field, &type, &value, &bytes))
+        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return -1;
         if (field == 1 && type == 2)
             batch->events++;
@@ -207,7 +174,7 @@ shoal_wire_batch_next (shoal_wire_batch_t *batch, const uint8_t **event_p, size_
         uint32_t field, type;
         uint64_t value = 0;
         const uint8_t *bytes = NULL;
-        if (s_field (&batch->cursor, batch->end, &field, &type, &value, &bytes))
+        if (shoal_wire_field (&batch->cursor, batch->end, &field, &type, &value, &bytes))
             return 0; //  scan_batch checked the whole batch already
         if (field == 1 && type == 2) {
             *event_p = bytes;

@@ -32,6 +32,40 @@ shoal_wire_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
     return shoal_wire_varint_long (p, end, value);
 }
 
+//  Reads one protobuf field at *p (< end), advancing *p past it: its
+//  number, its wire type, and for type 0 its value, for type 2 its length
+//  in *value and its bytes in *bytes. Types 1 and 5 are stepped over.
+//  0, or -1 when malformed (a field number out of range, a group, a
+//  value cut short). Inline: the event decoder calls it per field.
+static inline int
+shoal_wire_field (const uint8_t **p, const uint8_t *end, uint32_t *field, uint32_t *type,
+                  uint64_t *value, const uint8_t **bytes)
+{
+    uint64_t key;
+    if (shoal_wire_varint (p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
+        return -1;
+    *field = (uint32_t) (key >> 3);
+    *type = (uint32_t) (key & 7);
+    switch (*type) {
+        case 0: return shoal_wire_varint (p, end, value);
+        case 1:
+        case 5: {
+            long width = *type == 1 ? 8 : 4;
+            if (end - *p < width)
+                return -1;
+            *p += width;
+            return 0;
+        }
+        case 2:
+            if (shoal_wire_varint (p, end, value) || *value > (uint64_t) (end - *p))
+                return -1;
+            *bytes = *p;
+            *p += *value;
+            return 0;
+        default: return -1;
+    }
+}
+
 //  Writes a varint at out (10 bytes at most); returns its size.
 size_t shoal_wire_put_varint (uint8_t *out, uint64_t value);
 
