@@ -815,13 +815,10 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
         zlistx_destroy (&retry);
         s_stop (self);
     }
+    //  s_stop, run on both paths, took the subscriptions, durables, peers
+    //  and own streams down with the store; what is left is the tables.
     zhashx_destroy (&self->gone);
-    zhashx_destroy (&self->own);
-    self->last_own = NULL;
     zhashx_destroy (&self->heads);
-    zlistx_destroy (&self->subs);
-    zlistx_destroy (&self->durables);
-    zlistx_destroy (&self->peers);
     zhashx_destroy (&self->sub_streams);
     zhashx_destroy (&self->pending);
     free (self);
