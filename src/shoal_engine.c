@@ -820,6 +820,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     zhashx_destroy (&self->gone);
     zhashx_destroy (&self->heads);
     zhashx_destroy (&self->sub_streams);
+    free (self->replica_buffer);
     zhashx_destroy (&self->pending);
     free (self);
 }

@@ -85,6 +85,8 @@ typedef struct {
     int router_port;                    //  bound ports
     shoal_beacon_t *beacon;             //  discovery, NULL for interface "none"
     shoal_replay_t *replay;             //  replay server
+    uint8_t *replica_buffer;            //  a replicated event re-encoded, reused
+    size_t replica_alloc;               //  bytes allocated in it
     zlistx_t *peers;                    //  shoal_peer_t
     bool peers_changed;                 //  poll set must be rebuilt
     zhashx_t *gone;                     //  id hex -> s_gone_t (shoal_engine_peers.c)

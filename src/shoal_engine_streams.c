@@ -473,12 +473,15 @@ static void
 s_replica_append (shoal_engine_t *self, shoal_sub_t *sub)
 {
     shoal_event_t *event;
+    shoal_log_t *log = NULL; //  events come in runs of one origin: looked up once a run
     while ((event = shoal_sub_pop (sub))) {
         const uint8_t *origin = shoal_event_origin (event);
         if (memcmp (origin, self->id, SHOAL_ID_SIZE) != 0) {
             int error;
-            shoal_log_t *log =
-                shoal_store_log (self->store, origin, shoal_event_stream (event), true, &error);
+            if (!log || memcmp (shoal_log_origin (log), origin, SHOAL_ID_SIZE) != 0
+                || strcmp (shoal_log_stream (log), shoal_event_stream (event)) != 0)
+                log =
+                    shoal_store_log (self->store, origin, shoal_event_stream (event), true, &error);
             uint64_t seq = shoal_event_seq (event);
             if (log && shoal_log_head (log) > 0 && seq > shoal_log_head (log) + 1) {
                 //  The subscription skips a range only when the origin
@@ -493,14 +496,15 @@ s_replica_append (shoal_engine_t *self, shoal_sub_t *sub)
                     shoal_engine_log (self, SHOAL_LOG_ERROR, "replica of %s: %s",
                                       shoal_event_stream (event), shoal_log_error_text (log));
             }
-            uint8_t *data;
-            size_t size;
+            size_t size = shoal_event_encoded_size (event);
             if (log && seq > shoal_log_head (log)
-                && shoal_event_encode (event, &data, &size) == 0) {
-                if (shoal_log_append (log, seq, shoal_event_time_ns (event), data, size))
+                && shoal_buffer_reserve (&self->replica_buffer, &self->replica_alloc, size, 4096)
+                       == 0) {
+                shoal_event_encode_to (event, self->replica_buffer);
+                if (shoal_log_append (log, seq, shoal_event_time_ns (event), self->replica_buffer,
+                                      size))
                     shoal_engine_log (self, SHOAL_LOG_ERROR, "replica of %s: %s",
                                       shoal_event_stream (event), shoal_log_error_text (log));
-                free (data);
             }
         }
         shoal_event_destroy (&event);
