@@ -109,6 +109,7 @@ shoal_engine_stats_fill (shoal_engine_t *self, shoal_node_stats_t *stats)
     stats->auth_refused =
         self->secure ? self->beacons_refused + shoal_secure_refused (self->secure) : 0;
     stats->replays_evicted = shoal_replay_sessions_evicted (self->replay);
+    stats->repairs_in_flight = zhashx_size (self->pending);
     stats->peers = 0;
     int64_t now = shoal_engine_now ();
     for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;
@@ -592,6 +593,23 @@ s_stop (shoal_engine_t *self)
 //  --------------------------------------------------------------------------
 //  The loop
 
+//  Forgets the repairs asked for more than S_PENDING_MAX_MS ago whose
+//  answer never ended (a peer that went away mid-replay): their late
+//  batches, if any come, are ignored.
+static void
+s_expire_pending (shoal_engine_t *self, int64_t now)
+{
+    zlist_t *doomed = zlist_new ();
+    for (shoal_engine_pending_t *pending = (shoal_engine_pending_t *) zhashx_first (self->pending);
+         pending; pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
+        if (now - pending->sent_ms > S_PENDING_MAX_MS)
+            zlist_append (doomed, (void *) zhashx_cursor (self->pending));
+    for (const char *key = (const char *) zlist_first (doomed); key;
+         key = (const char *) zlist_next (doomed))
+        zhashx_delete (self->pending, key);
+    zlist_destroy (&doomed);
+}
+
 static int64_t
 s_min (int64_t a, int64_t b)
 {
@@ -801,13 +819,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
             }
             if (now >= self->next_expire_ms) {
                 shoal_replay_expire (self->replay, NULL);
-                for (shoal_engine_pending_t *pending =
-                         (shoal_engine_pending_t *) zhashx_first (self->pending);
-                     pending; pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
-                    if (now - pending->sent_ms > S_PENDING_MAX_MS) {
-                        zhashx_delete (self->pending, zhashx_cursor (self->pending));
-                        break; //  one per second is plenty; the cursor is gone
-                    }
+                s_expire_pending (self, now);
                 self->next_expire_ms = now + 1000;
             }
         }

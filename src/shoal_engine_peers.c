@@ -368,11 +368,15 @@ s_handle_batch (shoal_engine_t *self, shoal_engine_pending_t *pending,
     }
     //  A batch with a bad event vouches for nothing: only its good events
     //  count, and the repair is asked again.
+    //  A repair whose credit is spent is over for the subscription, which
+    //  asks again from where it stands: nothing more is awaited here.
+    bool more = false;
     if (sub && bad)
         shoal_sub_on_repair_error (sub, pending->origin, 0);
     else if (sub)
-        shoal_sub_on_batch (sub, pending->origin, batch.next_seq, batch.done, batch.head_seq);
-    *finished = batch.done || bad;
+        more =
+            shoal_sub_on_batch (sub, pending->origin, batch.next_seq, batch.done, batch.head_seq);
+    *finished = !more;
 }
 
 void

@@ -129,13 +129,21 @@ shoal_inbox_push_many (shoal_inbox_t *self, int subscription, shoal_event_t **ev
 shoal_event_t *
 shoal_inbox_pop (shoal_inbox_t *self, int timeout_ms, int *subscription_p)
 {
-    struct timespec deadline = shoal_deadline_after (timeout_ms);
+    //  The clock is read only when there is nothing to take at once.
+    struct timespec deadline;
+    bool timed = false;
     pthread_mutex_lock (&self->mutex);
     while (self->count == 0 && !self->closed && timeout_ms != 0) {
         if (timeout_ms < 0)
             pthread_cond_wait (&self->nonempty, &self->mutex);
-        else if (pthread_cond_timedwait (&self->nonempty, &self->mutex, &deadline) == ETIMEDOUT)
-            break;
+        else {
+            if (!timed) {
+                deadline = shoal_deadline_after (timeout_ms);
+                timed = true;
+            }
+            if (pthread_cond_timedwait (&self->nonempty, &self->mutex, &deadline) == ETIMEDOUT)
+                break;
+        }
     }
     shoal_event_t *event = NULL;
     if (self->count > 0) {

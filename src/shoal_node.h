@@ -110,6 +110,7 @@ typedef struct {
     uint64_t replays_evicted;    //  replays parked for credit, dropped to make room
     uint64_t events_deferred;    //  events dropped for lack of reorder room (repaired later)
     uint64_t logs_refused;       //  new logs refused: max_logs reached
+    uint64_t repairs_in_flight;  //  replays this node asked for and still awaits (now)
 } shoal_node_stats_t;
 
 typedef struct {

@@ -515,13 +515,13 @@ s_place (shoal_sub_t *self, s_origin_t *o, uint64_t next_seq)
     s_drain (self, o);
 }
 
-void
+bool
 shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq,
                     bool done, uint64_t head)
 {
     s_origin_t *o = s_find (self, origin);
     if (!o)
-        return;
+        return false;
     if (head > o->known_head)
         o->known_head = head;
     o->progress = true;
@@ -542,6 +542,7 @@ shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint
     s_drain (self, o);
     if (done || o->repair_got >= o->repair_credit)
         o->repairing = false;
+    return o->repairing;
 }
 
 void

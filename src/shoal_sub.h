@@ -81,8 +81,9 @@ void shoal_sub_on_heartbeat (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SI
 
 //  Feeds the end of a replay batch for origin's repair (its events went
 //  through on_event first): every seq below next_seq has been sent or
-//  filtered out; done ends the repair.
-void shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq,
+//  filtered out; done ends the repair, and so does a spent credit.
+//  Returns true while the repair goes on (more batches are awaited).
+bool shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq,
                          bool done, uint64_t head);
 
 //  The repair for origin failed with a wire error code (or 0 for a

@@ -554,6 +554,15 @@ test_reorder_limit (void)
     ok (expect == head + 1 && wrong == 0,
         "every event still arrives once and in order (%llu of %llu, %d out of order)",
         (unsigned long long) (expect - 1), (unsigned long long) head, wrong);
+    //  Each repair asked for at most 8 events (the room): one whose credit
+    //  is spent is over, and the subscriber awaits nothing more of it.
+    uint64_t gaps = s_stats (subscriber).gaps_detected;
+    deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (subscriber).repairs_in_flight > 0 && zclock_mono () < deadline)
+        zclock_sleep (50);
+    is_int ((int) s_stats (subscriber).repairs_in_flight, 0,
+            "no repair is left awaited once everything arrived (%llu gaps repaired)",
+            (unsigned long long) gaps);
     shoal_node_unsubscribe (subscriber, sub);
     shoal_node_destroy (&subscriber);
     shoal_node_destroy (&origin);
