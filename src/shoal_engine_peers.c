@@ -367,9 +367,9 @@ s_handle_batch (shoal_engine_t *self, shoal_engine_pending_t *pending,
             shoal_event_destroy (&event);
     }
     //  A batch with a bad event vouches for nothing: only its good events
-    //  count, and the repair is asked again.
-    //  A repair whose credit is spent is over for the subscription, which
-    //  asks again from where it stands: nothing more is awaited here.
+    //  count, and the repair is asked again. The request is finished unless
+    //  the subscription still awaits batches of it (a spent credit ends it
+    //  too: the subscription asks again from where it stands).
     bool more = false;
     if (sub && bad)
         shoal_sub_on_repair_error (sub, pending->origin, 0);
