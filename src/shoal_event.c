@@ -447,18 +447,25 @@ s_sodium_init (void)
         abort ();
 }
 
-//  Ids come from a per-thread pool refilled 256 at a time: one call into
-//  the system's random source per 256 events instead of one per event. A
-//  forked child empties its pool (pthread_atfork), so it can never hand
-//  out the ids its parent will.
+//  Ids come from a per-thread pool refilled 256 at a time by ChaCha20 in
+//  "fast key erasure" form: the thread's 32-byte key, taken once from the
+//  system's random source, makes a keystream whose first 32 bytes become
+//  the next key and whose rest is the pool; the old key is gone. That is a
+//  userspace CSPRNG as arc4random and the kernel's own are built, at a
+//  fraction of a getrandom call per 256 ids. A forked child forgets both
+//  key and pool (pthread_atfork), so it can never hand out the ids its
+//  parent will.
 #define S_ID_POOL 256
-static __thread uint8_t s_id_pool[S_ID_POOL * SHOAL_ID_SIZE];
+static __thread uint8_t s_id_stream[crypto_stream_chacha20_KEYBYTES + S_ID_POOL * SHOAL_ID_SIZE];
+static __thread uint8_t s_id_key[crypto_stream_chacha20_KEYBYTES];
+static __thread bool s_id_keyed;
 static __thread unsigned s_id_left;
 
 static void
 s_id_pool_forget (void)
 {
     s_id_left = 0;
+    s_id_keyed = false;
 }
 
 static void
@@ -468,17 +475,30 @@ s_sodium_init_once (void)
     pthread_atfork (NULL, NULL, s_id_pool_forget);
 }
 
+static void
+s_id_pool_refill (void)
+{
+    static const uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
+    if (!s_id_keyed) {
+        pthread_once (&s_sodium_once, s_sodium_init_once);
+        randombytes_buf (s_id_key, sizeof s_id_key);
+        s_id_keyed = true;
+    }
+    crypto_stream_chacha20 (s_id_stream, sizeof s_id_stream, nonce, s_id_key);
+    memcpy (s_id_key, s_id_stream, sizeof s_id_key);
+    sodium_memzero (s_id_stream, sizeof s_id_key);
+    s_id_left = S_ID_POOL;
+}
+
 void
 shoal_event_generate_id (shoal_event_t *self)
 {
-    if (s_id_left == 0) {
-        pthread_once (&s_sodium_once, s_sodium_init_once);
-        randombytes_buf (s_id_pool, sizeof s_id_pool);
-        s_id_left = S_ID_POOL;
-    }
+    if (s_id_left == 0)
+        s_id_pool_refill ();
     s_id_left--;
-    memcpy (self->id, s_id_pool + s_id_left * SHOAL_ID_SIZE, SHOAL_ID_SIZE);
-    sodium_memzero (s_id_pool + s_id_left * SHOAL_ID_SIZE, SHOAL_ID_SIZE);
+    uint8_t *id = s_id_stream + sizeof s_id_key + s_id_left * SHOAL_ID_SIZE;
+    memcpy (self->id, id, SHOAL_ID_SIZE);
+    sodium_memzero (id, SHOAL_ID_SIZE);
     self->has_id = true;
 }
 

@@ -677,6 +677,72 @@ test_ids (void)
     shoal_event_destroy (&b);
 }
 
+static int
+s_id_compare (const void *a, const void *b)
+{
+    return memcmp (a, b, 16);
+}
+
+//  Many pool refills give no id twice, and a forked child never hands out
+//  the ids its parent goes on to make (it must not share the parent's key).
+static void
+test_id_stream (void)
+{
+    enum { COUNT = 10000 };
+    uint8_t *ids = (uint8_t *) malloc (COUNT * 16);
+    shoal_event_t *event = shoal_event_new ();
+    size_t zero = 0;
+    for (size_t i = 0; i < COUNT; i++) {
+        shoal_event_generate_id (event);
+        memcpy (ids + 16 * i, shoal_event_id (event), 16);
+        static const uint8_t nothing[16] = {0};
+        zero += memcmp (ids + 16 * i, nothing, 16) == 0;
+    }
+    qsort (ids, COUNT, 16, s_id_compare);
+    size_t repeats = 0;
+    for (size_t i = 1; i < COUNT; i++)
+        repeats += memcmp (ids + 16 * (i - 1), ids + 16 * i, 16) == 0;
+    ok (repeats == 0 && zero == 0, "%d generated ids: none repeats, none is zero", COUNT);
+
+    //  Half a pool used, so parent and child both have ids left in it.
+    for (int i = 0; i < 100; i++)
+        shoal_event_generate_id (event);
+    int fds[2];
+    uint8_t child_ids[16 * 300], parent_ids[16 * 300];
+    bool forked = pipe (fds) == 0;
+    pid_t pid = forked ? fork () : -1;
+    if (pid == 0) {
+        close (fds[0]);
+        for (int i = 0; i < 300; i++) {
+            shoal_event_generate_id (event);
+            memcpy (child_ids + 16 * i, shoal_event_id (event), 16);
+        }
+        _exit (write (fds[1], child_ids, sizeof child_ids) == (ssize_t) sizeof child_ids ? 0 : 1);
+    }
+    size_t got = 0;
+    if (pid > 0) {
+        close (fds[1]);
+        ssize_t n;
+        while (got < sizeof child_ids
+               && (n = read (fds[0], child_ids + got, sizeof child_ids - got)) > 0)
+            got += (size_t) n;
+        close (fds[0]);
+        waitpid (pid, NULL, 0);
+    }
+    for (int i = 0; i < 300; i++) {
+        shoal_event_generate_id (event);
+        memcpy (parent_ids + 16 * i, shoal_event_id (event), 16);
+    }
+    size_t shared = 0;
+    for (int i = 0; i < 300 && got == sizeof child_ids; i++)
+        for (int j = 0; j < 300; j++)
+            shared += memcmp (child_ids + 16 * i, parent_ids + 16 * j, 16) == 0;
+    ok (got == sizeof child_ids && shared == 0,
+        "a forked child and its parent make no id in common (%zu shared)", shared);
+    shoal_event_destroy (&event);
+    free (ids);
+}
+
 int
 main (void)
 {
@@ -689,5 +755,6 @@ main (void)
     test_encoder_matches_protobuf_c ();
     test_other_encoder ();
     test_ids ();
+    test_id_stream ();
     return done_testing ();
 }
