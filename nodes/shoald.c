@@ -124,6 +124,7 @@ enum {
     OPT_MAX_LOGS,
     OPT_MAX_CONSUMERS,
     OPT_MAX_CONSUMER_CURSORS,
+    OPT_MAX_ORIGINS,
     OPT_RETAIN_BYTES,
     OPT_RETAIN_AGE,
     OPT_LOG_LEVEL,
@@ -192,6 +193,9 @@ static const s_option_t s_options[OPT_COUNT] = {
                            "durable consumers thin clients may create (default 1024)"},
     [OPT_MAX_CONSUMER_CURSORS] = {"max-consumer-cursors", S_INT, "N", 1, 100000000,
                                   "cursors of one durable consumer (default 10000)"},
+    [OPT_MAX_ORIGINS] = {"max-origins", S_INT, "N", 1, 100000000,
+                         "origins a subscription follows, and stream heads remembered "
+                         "(default 4096)"},
     [OPT_RETAIN_BYTES] = {"retain-bytes", S_SIZE, "BYTES", 0, 1LL << 50,
                           "retention: drop a log's oldest segments past this size (0 = keep all)"},
     [OPT_RETAIN_AGE] = {"retain-age", S_AGE, "AGE", 0, 100LL * 365 * 86400,
@@ -1227,6 +1231,7 @@ main (int argc, char *argv[])
     S_NUMBER (OPT_MAX_LOGS, max_logs, size_t)
     S_NUMBER (OPT_MAX_CONSUMERS, max_consumers, size_t)
     S_NUMBER (OPT_MAX_CONSUMER_CURSORS, max_consumer_cursors, size_t)
+    S_NUMBER (OPT_MAX_ORIGINS, max_origins, size_t)
     S_NUMBER (OPT_RETAIN_BYTES, retain_bytes, uint64_t)
 #undef S_NUMBER
     if (settings.value[OPT_RETAIN_AGE]

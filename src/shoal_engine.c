@@ -90,20 +90,14 @@ shoal_engine_stats_fill (shoal_engine_t *self, shoal_node_stats_t *stats)
     *stats = self->stats;
     shoal_sub_stats_t totals = self->sub_totals;
     for (shoal_sub_t *sub = (shoal_sub_t *) zlistx_first (self->subs); sub;
-         sub = (shoal_sub_t *) zlistx_next (self->subs)) {
-        shoal_sub_stats_t one;
-        shoal_sub_stats (sub, &one);
-        totals.delivered += one.delivered;
-        totals.gaps_detected += one.gaps_detected;
-        totals.events_repaired += one.events_repaired;
-        totals.duplicates_dropped += one.duplicates_dropped;
-        totals.deferred += one.deferred;
-    }
+         sub = (shoal_sub_t *) zlistx_next (self->subs))
+        shoal_sub_stats_add (sub, &totals);
     stats->delivered = totals.delivered;
     stats->gaps_detected = totals.gaps_detected;
     stats->events_repaired = totals.events_repaired;
     stats->duplicates_dropped = totals.duplicates_dropped;
     stats->events_deferred = totals.deferred;
+    stats->origins_refused = self->stats.origins_refused + totals.origins_refused;
     stats->replays_served = shoal_replay_requests_served (self->replay);
     stats->events_served = shoal_replay_events_sent (self->replay);
     stats->auth_refused =

@@ -172,6 +172,7 @@ s_handle_status (shoal_engine_t *self, zframe_t *routing_id, uint64_t request_id
         {"events_deferred", stats.events_deferred},
         {"logs_refused", stats.logs_refused},
         {"repairs_in_flight", stats.repairs_in_flight},
+        {"origins_refused", stats.origins_refused},
     };
     size_t counter_count = sizeof counters / sizeof counters[0];
     Shoal__V1__StatusReply__CountersEntry entries[sizeof counters / sizeof counters[0]];

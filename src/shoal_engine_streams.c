@@ -55,6 +55,12 @@ shoal_engine_heads_note (shoal_engine_t *self, const uint8_t *origin, const char
     s_heads_key (key, sizeof key, origin, stream);
     uint64_t *known = (uint64_t *) zhashx_lookup (self->heads, key);
     if (!known) {
+        //  Bounded: a head not remembered only makes a later "now"
+        //  subscription place that origin by time instead of by seq.
+        if (zhashx_size (self->heads) >= self->config->max_origins) {
+            self->stats.origins_refused++;
+            return;
+        }
         known = (uint64_t *) zmalloc (sizeof (uint64_t));
         zhashx_insert (self->heads, key, known);
     }
@@ -525,6 +531,7 @@ shoal_engine_subscribe (shoal_engine_t *self, shoal_engine_sub_t *request)
         free (request);
         return;
     }
+    shoal_sub_set_max_origins (sub, self->config->max_origins);
     //  Origins known now: "now" starts each after its head.
     size_t length = strlen (request->stream);
     for (uint64_t *head = (uint64_t *) zhashx_first (self->heads); head;
@@ -563,13 +570,7 @@ shoal_engine_subscribe (shoal_engine_t *self, shoal_engine_sub_t *request)
 static void
 s_sub_totals (shoal_engine_t *self, shoal_sub_t *sub)
 {
-    shoal_sub_stats_t stats;
-    shoal_sub_stats (sub, &stats);
-    self->sub_totals.delivered += stats.delivered;
-    self->sub_totals.gaps_detected += stats.gaps_detected;
-    self->sub_totals.events_repaired += stats.events_repaired;
-    self->sub_totals.duplicates_dropped += stats.duplicates_dropped;
-    self->sub_totals.deferred += stats.deferred;
+    shoal_sub_stats_add (sub, &self->sub_totals);
 }
 
 void

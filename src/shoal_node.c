@@ -62,6 +62,7 @@ shoal_node_config_defaults (shoal_node_config_t *config)
     config->max_logs = 4096;
     config->max_consumers = 1024;
     config->max_consumer_cursors = 10000;
+    config->max_origins = 4096;
 }
 
 static char **
@@ -181,6 +182,8 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
         copy->max_consumers = defaults.max_consumers;
     if (copy->max_consumer_cursors == 0)
         copy->max_consumer_cursors = defaults.max_consumer_cursors;
+    if (copy->max_origins == 0)
+        copy->max_origins = defaults.max_origins;
     if (strlen (copy->name) > 63 || strlen (copy->mesh) > 63) {
         snprintf (s_start_error, sizeof s_start_error, "node and mesh names are 63 bytes at most");
         error = SHOAL_ERR_INVALID;

@@ -67,6 +67,8 @@ typedef struct {
                                    //  all" may create no more; default 4096
     size_t max_consumers;          //  durable consumers thin clients may create; default 1024
     size_t max_consumer_cursors;   //  cursors of one consumer; default 10000
+    size_t max_origins;            //  origins one subscription follows, and (origin, stream)
+                                   //  heads the node remembers; default 4096
     shoal_io_t *io; //  storage's file operations; NULL = the file system (tests: a faulty disk)
 } shoal_node_config_t;
 
@@ -111,6 +113,7 @@ typedef struct {
     uint64_t events_deferred;    //  events dropped for lack of reorder room (repaired later)
     uint64_t logs_refused;       //  new logs refused: max_logs reached
     uint64_t repairs_in_flight;  //  replays this node asked for and still awaits (now)
+    uint64_t origins_refused;    //  events and heads of origins past max_origins, dropped
 } shoal_node_stats_t;
 
 typedef struct {

@@ -98,6 +98,7 @@ struct _shoal_sub_t {
     s_origin_t *origins;                    //  origins seen
     size_t origin_count;                    //  entries used
     size_t origin_alloc;                    //  entries allocated
+    size_t max_origins;                     //  most entries
     size_t cursor;                          //  round-robin start for next_repair
     size_t held_total;                      //  held entries across origins
     shoal_event_t **ready;                  //  ring of events to deliver, in order
@@ -118,6 +119,7 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
     snprintf (self->stream, sizeof self->stream, "%s", stream);
     self->type = type ? strdup (type) : NULL;
     self->limit = limit ? limit : 10000;
+    self->max_origins = 4096;
     self->from_kind = from ? from->kind : SHOAL_FROM_NOW;
     self->start_ns = now_ns;
     if (from && from->kind == SHOAL_FROM_TIME)
@@ -198,6 +200,18 @@ shoal_sub_room (const shoal_sub_t *self)
 }
 
 void
+shoal_sub_stats_add (const shoal_sub_t *self, shoal_sub_stats_t *sum)
+{
+    sum->delivered += self->stats.delivered;
+    sum->gaps_detected += self->stats.gaps_detected;
+    sum->events_repaired += self->stats.events_repaired;
+    sum->duplicates_dropped += self->stats.duplicates_dropped;
+    sum->deferred += self->stats.deferred;
+    sum->lost += self->stats.lost;
+    sum->origins_refused += self->stats.origins_refused;
+}
+
+void
 shoal_sub_stats (const shoal_sub_t *self, shoal_sub_stats_t *stats)
 {
     *stats = self->stats;
@@ -215,14 +229,30 @@ s_find (const shoal_sub_t *self, const uint8_t *origin)
     return NULL;
 }
 
+void
+shoal_sub_set_max_origins (shoal_sub_t *self, size_t max_origins)
+{
+    self->max_origins = max_origins ? max_origins : 4096;
+}
+
 //  Adds an origin, placed by the start position when that gives a seq,
-//  else left unplaced for a seek replay at seek_time_ns.
+//  else left unplaced for a seek replay at seek_time_ns. NULL, counted,
+//  when max_origins are followed already (or memory is out).
 static s_origin_t *
 s_add (shoal_sub_t *self, const uint8_t *origin)
 {
+    if (self->origin_count >= self->max_origins) {
+        self->stats.origins_refused++;
+        return NULL;
+    }
     if (self->origin_count == self->origin_alloc) {
         size_t alloc = self->origin_alloc ? 2 * self->origin_alloc : 8;
-        self->origins = (s_origin_t *) realloc (self->origins, alloc * sizeof (s_origin_t));
+        s_origin_t *grown = (s_origin_t *) realloc (self->origins, alloc * sizeof (s_origin_t));
+        if (!grown) {
+            self->stats.origins_refused++;
+            return NULL;
+        }
+        self->origins = grown;
         self->origin_alloc = alloc;
     }
     s_origin_t *o = &self->origins[self->origin_count++];
@@ -256,6 +286,8 @@ shoal_sub_origin_known (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], 
     s_origin_t *o = s_find (self, origin);
     if (!o) {
         o = s_add (self, origin);
+        if (!o)
+            return;
         if (self->from_kind == SHOAL_FROM_NOW)
             o->next = head + 1;
     }
@@ -428,6 +460,10 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
         return SHOAL_SUB_OTHER;
     }
     s_origin_t *o = s_origin (self, origin);
+    if (!o) {
+        shoal_event_destroy (event_p);
+        return SHOAL_SUB_REFUSED;
+    }
     if (seq > o->known_head)
         o->known_head = seq;
     if (replayed && o->repairing) {
@@ -494,6 +530,8 @@ void
 shoal_sub_on_heartbeat (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t head)
 {
     s_origin_t *o = s_origin (self, origin);
+    if (!o)
+        return;
     if (head > o->known_head)
         o->known_head = head;
     if (o->next != 0 && o->known_head >= o->next)

@@ -42,7 +42,8 @@ typedef enum {
     SHOAL_SUB_BUFFERED,      //  ahead of a gap, or its origin not yet placed: held
     SHOAL_SUB_DUPLICATE,     //  already delivered or already held: dropped
     SHOAL_SUB_DEFERRED,      //  no room: dropped, a later repair brings it back
-    SHOAL_SUB_OTHER          //  another stream, no origin, or seq 0: dropped
+    SHOAL_SUB_OTHER,         //  another stream, no origin, or seq 0: dropped
+    SHOAL_SUB_REFUSED        //  a new origin past the subscription's max origins: dropped
 } shoal_sub_result_t;
 
 typedef struct {
@@ -52,6 +53,7 @@ typedef struct {
     uint64_t duplicates_dropped; //  events dropped as already seen
     uint64_t deferred;           //  events dropped for lack of room
     uint64_t lost;               //  events the mesh no longer holds (trimmed everywhere)
+    uint64_t origins_refused;    //  events and heads of new origins past max origins, dropped
 } shoal_sub_stats_t;
 
 //  A subscription to stream (type NULL = all) starting at from, made at
@@ -60,6 +62,13 @@ typedef struct {
 shoal_sub_t *shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t *from,
                             int64_t now_ns, size_t limit);
 void shoal_sub_destroy (shoal_sub_t **self_p);
+
+//  Bounds the origins the subscription follows (default 4096). Past it an
+//  event, heartbeat or known head of a new origin is dropped and counted
+//  (origins_refused): an origin's position cannot be forgotten without
+//  breaking "no duplicates", so a stranger inventing origin ids gets
+//  refused rather than unbounded memory and repairs.
+void shoal_sub_set_max_origins (shoal_sub_t *self, size_t max_origins);
 
 int shoal_sub_id (const shoal_sub_t *self);
 const char *shoal_sub_stream (const shoal_sub_t *self);
@@ -111,6 +120,8 @@ size_t shoal_sub_room (const shoal_sub_t *self);
 uint64_t shoal_sub_next_seq (const shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE]);
 
 void shoal_sub_stats (const shoal_sub_t *self, shoal_sub_stats_t *stats);
+//  Adds the subscription's counters to sum.
+void shoal_sub_stats_add (const shoal_sub_t *self, shoal_sub_stats_t *sum);
 
 #ifdef __cplusplus
 }

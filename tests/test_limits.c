@@ -23,6 +23,9 @@
         max_consumer_cursors    a consumer's new cursor past it: Error 7
         reorder_limit           events_deferred, and every event still
                                 arrives once, in order
+        max_origins             heads and events of invented origins past
+                                it: dropped, origins_refused; own events
+                                still delivered
     ========================================================================= */
 
 #include "shoal.h"
@@ -514,6 +517,102 @@ test_max_peers (void)
 }
 
 static void
+s_few_origins (shoal_node_config_t *config)
+{
+    config->max_origins = 8;
+}
+
+//  A stranger whose PUB the node subscribes to (its Hello gives the port)
+//  sends a heartbeat and an event from each of 40 origin ids it invents.
+static void
+test_max_origins (void)
+{
+    enum { INVENTED = 40, MAX = 8 };
+    shoal_node_t *node = s_node ("origins", NULL, 0, s_few_origins);
+    zsock_t *client = node_util_client (node, S_WAIT_MS);
+    zsock_t *pub = zsock_new (ZMQ_PUB);
+    int pub_port = zsock_bind (pub, "tcp://127.0.0.1:*");
+    uint8_t stranger[SHOAL_ID_SIZE];
+    memset (stranger, 0xc3, sizeof stranger);
+    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
+    hello.node.data = stranger;
+    hello.node.len = SHOAL_ID_SIZE;
+    hello.name = "inventor";
+    hello.mesh = "test-limits";
+    hello.pub_port = (uint32_t) pub_port;
+    hello.router_port = (uint32_t) tap_free_port ();
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 1;
+    request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
+    request.hello = &hello;
+    node_util_send (client, &request);
+    Shoal__V1__Response *reply = node_util_recv (client);
+    ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
+        "max_origins: the stranger's Hello is answered");
+    if (reply)
+        shoal__v1__response__free_unpacked (reply, NULL);
+    shoal_from_t from = {.kind = SHOAL_FROM_NOW};
+    int sub = shoal_node_subscribe (node, "orders", NULL, &from);
+    s_publish (node, "orders", 1, 10);
+    shoal_event_t *own = shoal_node_recv (node, S_WAIT_MS, NULL);
+    ok (own != NULL, "the node's own event is delivered");
+    shoal_event_destroy (&own);
+    //  One-frame junk until the node counts it: its SUB is connected.
+    uint64_t bad = s_stats (node).bad_requests;
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (node).bad_requests == bad && zclock_mono () < deadline) {
+        zsock_send (pub, "s", "orders/OneFrame");
+        zclock_sleep (50);
+    }
+    ok (s_stats (node).bad_requests > bad, "the node hears the stranger's PUB");
+    for (int i = 0; i < INVENTED; i++) {
+        uint8_t origin[SHOAL_ID_SIZE];
+        memset (origin, 0x0f, sizeof origin);
+        origin[0] = (uint8_t) i;
+        Shoal__V1__Heartbeat heartbeat = SHOAL__V1__HEARTBEAT__INIT;
+        heartbeat.origin.data = origin;
+        heartbeat.origin.len = SHOAL_ID_SIZE;
+        heartbeat.stream = "orders";
+        heartbeat.head_seq = 5;
+        uint8_t buffer[256];
+        size_t size = shoal__v1__heartbeat__pack (&heartbeat, buffer);
+        zsock_send (pub, "sb", "orders/", buffer, size);
+        shoal_event_t *event = shoal_event_new ();
+        shoal_event_set_stream (event, "orders");
+        shoal_event_set_type (event, "Junk");
+        shoal_event_set_origin (event, origin);
+        shoal_event_set_seq (event, 1);
+        shoal_event_generate_id (event);
+        uint8_t *data;
+        size_t data_size;
+        shoal_event_encode (event, &data, &data_size);
+        zsock_send (pub, "sb", "orders/Junk", data, data_size);
+        free (data);
+        shoal_event_destroy (&event);
+    }
+    //  Heads: MAX remembered, the other 32 refused for the heartbeat and
+    //  again for the event. The subscription follows its own origin and 7
+    //  more: 33 refused, twice. Either alone gives 64 or more.
+    uint64_t expected = 2 * (INVENTED - MAX) + 2 * (INVENTED - (MAX - 1));
+    deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (node).origins_refused < expected && zclock_mono () < deadline)
+        zclock_sleep (20);
+    uint64_t refused = s_stats (node).origins_refused;
+    ok (refused == expected,
+        "max_origins: origins past it are refused (%" PRIu64 " of %" PRIu64 ")", refused, expected);
+    s_publish (node, "orders", 1, 10);
+    own = shoal_node_recv (node, S_WAIT_MS, NULL);
+    ok (own && memcmp (shoal_event_origin (own), shoal_node_id (node), SHOAL_ID_SIZE) == 0
+            && shoal_event_seq (own) == 2,
+        "the node still delivers its own next event");
+    shoal_event_destroy (&own);
+    shoal_node_unsubscribe (node, sub);
+    zsock_destroy (&pub);
+    zsock_destroy (&client);
+    shoal_node_destroy (&node);
+}
+
+static void
 s_small_reorder (shoal_node_config_t *config)
 {
     config->reorder_limit = 8;
@@ -673,6 +772,7 @@ main (void)
     test_replay_sessions ();
     test_replay_batches ();
     test_max_peers ();
+    test_max_origins ();
     test_reorder_limit ();
     test_store_limits ();
     return done_testing ();

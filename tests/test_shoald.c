@@ -140,7 +140,8 @@ test_help_and_version (void)
                            "--replay-batch-bytes",
                            "--max-logs",
                            "--max-consumers",
-                           "--max-consumer-cursors"};
+                           "--max-consumer-cursors",
+                           "--max-origins"};
     bool all = true;
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!tap_contains (out, flags[i])) {

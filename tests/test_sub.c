@@ -437,6 +437,46 @@ test_other (void)
     shoal_sub_destroy (&sub);
 }
 
+//  Past max origins, a new origin's event, heartbeat or known head is
+//  refused and counted; the origins already followed go on.
+static void
+test_max_origins (void)
+{
+    shoal_from_t from = {.kind = SHOAL_FROM_NOW};
+    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), 64);
+    shoal_sub_set_max_origins (sub, 2);
+    uint8_t origins[5][SHOAL_ID_SIZE];
+    for (int i = 0; i < 5; i++)
+        s_make_id (origins[i], (uint8_t) (i + 1));
+    shoal_sub_origin_known (sub, origins[0], 0);
+    shoal_sub_origin_known (sub, origins[1], 0);
+    shoal_event_t *event = s_event (S_STREAM, origins[2], 1, "A", s_time (1));
+    is_int (shoal_sub_on_event (sub, &event, false), SHOAL_SUB_REFUSED,
+            "an event of a third origin past max origins 2 is REFUSED");
+    ok (event == NULL, "a REFUSED event is taken and destroyed");
+    shoal_sub_on_heartbeat (sub, origins[3], 9);
+    shoal_sub_origin_known (sub, origins[4], 9);
+    shoal_sub_stats_t stats;
+    shoal_sub_stats (sub, &stats);
+    is_int (stats.origins_refused, 3, "origins_refused counts the event, heartbeat and known head");
+    shoal_sub_repair_t rq;
+    is_int (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq), 0,
+            "a refused heartbeat's gap asks no repair");
+    is_int (shoal_sub_next_seq (sub, origins[3]), 0, "a refused origin is not followed");
+    event = s_event (S_STREAM, origins[1], 1, "A", s_time (1));
+    is_int (shoal_sub_on_event (sub, &event, false), SHOAL_SUB_DELIVERED,
+            "an origin already followed still delivers");
+    shoal_event_t *popped = shoal_sub_pop (sub);
+    ok (popped && shoal_event_seq (popped) == 1, "and its event comes out");
+    shoal_event_destroy (&popped);
+    shoal_sub_stats_t sum = {0};
+    shoal_sub_stats_add (sub, &sum);
+    shoal_sub_stats_add (sub, &sum);
+    ok (sum.origins_refused == 6 && sum.delivered == 2,
+        "stats_add sums every counter, origins_refused included");
+    shoal_sub_destroy (&sub);
+}
+
 static void
 test_in_order (void)
 {
@@ -1615,6 +1655,7 @@ main (void)
 
     test_basics ();
     test_other ();
+    test_max_origins ();
     test_in_order ();
     test_ready_ring ();
     test_seq_jump ();
