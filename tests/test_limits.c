@@ -471,8 +471,10 @@ s_one_peer (shoal_node_config_t *config)
     config->max_peers = 1;
 }
 
+//  A Hello from a stranger with id bytes id_byte; a pub_port makes the
+//  node subscribe to that PUB.
 static void
-s_hello (zsock_t *client, uint8_t id_byte, int router_port)
+s_hello (zsock_t *client, uint8_t id_byte, int router_port, int pub_port)
 {
     uint8_t id[SHOAL_ID_SIZE];
     memset (id, id_byte, sizeof id);
@@ -482,6 +484,7 @@ s_hello (zsock_t *client, uint8_t id_byte, int router_port)
     hello.name = "stranger";
     hello.mesh = "test-limits";
     hello.router_port = (uint32_t) router_port;
+    hello.pub_port = (uint32_t) pub_port;
     Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
     request.request_id = id_byte;
     request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
@@ -496,7 +499,7 @@ test_max_peers (void)
     zsock_t *client = node_util_client (node, S_WAIT_MS);
     //  Two strangers announce themselves with a Hello (their ports are
     //  closed ones on 127.0.0.1: nothing answers there).
-    s_hello (client, 0xa1, tap_free_port ());
+    s_hello (client, 0xa1, tap_free_port (), 0);
     Shoal__V1__Response *reply = node_util_recv (client);
     ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
         "a Hello is answered with a Hello");
@@ -504,7 +507,7 @@ test_max_peers (void)
         shoal__v1__response__free_unpacked (reply, NULL);
     shoal_peer_info_t infos[4];
     is_int (shoal_node_peers (node, infos, 4), 1, "the first stranger becomes a peer");
-    s_hello (client, 0xb2, tap_free_port ());
+    s_hello (client, 0xb2, tap_free_port (), 0);
     reply = node_util_recv (client);
     ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
         "the second Hello is answered too");
@@ -532,20 +535,7 @@ test_max_origins (void)
     zsock_t *client = node_util_client (node, S_WAIT_MS);
     zsock_t *pub = zsock_new (ZMQ_PUB);
     int pub_port = zsock_bind (pub, "tcp://127.0.0.1:*");
-    uint8_t stranger[SHOAL_ID_SIZE];
-    memset (stranger, 0xc3, sizeof stranger);
-    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
-    hello.node.data = stranger;
-    hello.node.len = SHOAL_ID_SIZE;
-    hello.name = "inventor";
-    hello.mesh = "test-limits";
-    hello.pub_port = (uint32_t) pub_port;
-    hello.router_port = (uint32_t) tap_free_port ();
-    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-    request.request_id = 1;
-    request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
-    request.hello = &hello;
-    node_util_send (client, &request);
+    s_hello (client, 0xc3, tap_free_port (), pub_port);
     Shoal__V1__Response *reply = node_util_recv (client);
     ok (reply && reply->body_case == SHOAL__V1__RESPONSE__BODY_HELLO,
         "max_origins: the stranger's Hello is answered");
