@@ -703,6 +703,7 @@ test_id_stream (void)
     for (size_t i = 1; i < COUNT; i++)
         repeats += memcmp (ids + 16 * (i - 1), ids + 16 * i, 16) == 0;
     ok (repeats == 0 && zero == 0, "%d generated ids: none repeats, none is zero", COUNT);
+    free (ids);
 
     //  Half a pool used, so parent and child both have ids left in it.
     for (int i = 0; i < 100; i++)
@@ -717,6 +718,7 @@ test_id_stream (void)
             shoal_event_generate_id (event);
             memcpy (child_ids + 16 * i, shoal_event_id (event), 16);
         }
+        shoal_event_destroy (&event);
         _exit (write (fds[1], child_ids, sizeof child_ids) == (ssize_t) sizeof child_ids ? 0 : 1);
     }
     size_t got = 0;
@@ -740,7 +742,6 @@ test_id_stream (void)
     ok (got == sizeof child_ids && shared == 0,
         "a forked child and its parent make no id in common (%zu shared)", shared);
     shoal_event_destroy (&event);
-    free (ids);
 }
 
 int
