@@ -81,6 +81,7 @@
     ========================================================================= */
 
 #include "shoal_log.h"
+#include "shoal_bytes.h"
 #include "shoal_crc.h"
 #include "shoal_error.h"
 
@@ -180,32 +181,6 @@ static __thread char s_open_error[512];
 //  --------------------------------------------------------------------------
 //  Little helpers
 
-static void
-s_put32 (uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-s_put64 (uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t
-s_get32 (const uint8_t *p)
-{
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-
-static uint64_t
-s_get64 (const uint8_t *p)
-{
-    return (uint64_t) s_get32 (p) | (uint64_t) s_get32 (p + 4) << 32;
-}
-
 static int64_t
 s_now_mono (void)
 {
@@ -268,12 +243,12 @@ s_reader_destroy (shoal_log_t *log, s_reader_t *reader)
 static void
 s_frame_encode (uint8_t *frame, uint64_t seq, int64_t time_ns, const void *data, size_t size)
 {
-    s_put32 (frame + 4, (uint32_t) size);
-    s_put64 (frame + 8, seq);
-    s_put64 (frame + 16, (uint64_t) time_ns);
-    s_put32 (frame + 24, shoal_crc32c (0, data, size));
-    s_put32 (frame + 28, 0);
-    s_put32 (frame, shoal_crc32c_small (frame + 4, S_FRAME - 4));
+    shoal_put32 (frame + 4, (uint32_t) size);
+    shoal_put64 (frame + 8, seq);
+    shoal_put64 (frame + 16, (uint64_t) time_ns);
+    shoal_put32 (frame + 24, shoal_crc32c (0, data, size));
+    shoal_put32 (frame + 28, 0);
+    shoal_put32 (frame, shoal_crc32c_small (frame + 4, S_FRAME - 4));
 }
 
 //  Parses a frame header: 0, or -1 when its checksum or reserved bytes are bad.
@@ -281,12 +256,13 @@ static int
 s_frame_decode (const uint8_t *frame, uint32_t *size_p, uint64_t *seq_p, int64_t *time_p,
                 uint32_t *crc_p)
 {
-    if (s_get32 (frame) != shoal_crc32c_small (frame + 4, S_FRAME - 4) || s_get32 (frame + 28) != 0)
+    if (shoal_get32 (frame) != shoal_crc32c_small (frame + 4, S_FRAME - 4)
+        || shoal_get32 (frame + 28) != 0)
         return -1;
-    *size_p = s_get32 (frame + 4);
-    *seq_p = s_get64 (frame + 8);
-    *time_p = (int64_t) s_get64 (frame + 16);
-    *crc_p = s_get32 (frame + 24);
+    *size_p = shoal_get32 (frame + 4);
+    *seq_p = shoal_get64 (frame + 8);
+    *time_p = (int64_t) shoal_get64 (frame + 16);
+    *crc_p = shoal_get32 (frame + 24);
     return 0;
 }
 
@@ -295,14 +271,14 @@ s_header_encode (const shoal_log_t *self, uint64_t first_seq, uint8_t *header)
 {
     memset (header, 0, S_SEG_HEADER);
     memcpy (header, S_SEG_MAGIC, 8);
-    s_put32 (header + 8, S_VERSION);
-    s_put32 (header + 12, S_SEG_HEADER);
+    shoal_put32 (header + 8, S_VERSION);
+    shoal_put32 (header + 12, S_SEG_HEADER);
     memcpy (header + 16, self->origin, SHOAL_ID_SIZE);
-    s_put64 (header + 32, first_seq);
+    shoal_put64 (header + 32, first_seq);
     size_t length = strlen (self->stream);
     header[40] = (uint8_t) length;
     memcpy (header + 41, self->stream, length);
-    s_put32 (header + 124, shoal_crc32c (0, header, 124));
+    shoal_put32 (header + 124, shoal_crc32c (0, header, 124));
 }
 
 //  Checks a segment header against this log; 0, or -1 with the problem in why.
@@ -314,17 +290,17 @@ s_header_check (const shoal_log_t *self, const uint8_t *header, uint64_t first_s
     s_header_encode (self, first_seq, expected);
     if (memcmp (header, S_SEG_MAGIC, 8) != 0)
         snprintf (why, why_size, "not a shoal segment (bad magic)");
-    else if (s_get32 (header + 124) != shoal_crc32c (0, header, 124))
+    else if (shoal_get32 (header + 124) != shoal_crc32c (0, header, 124))
         snprintf (why, why_size, "segment header checksum mismatch");
-    else if (s_get32 (header + 8) != S_VERSION)
-        snprintf (why, why_size, "unsupported segment version %u", s_get32 (header + 8));
+    else if (shoal_get32 (header + 8) != S_VERSION)
+        snprintf (why, why_size, "unsupported segment version %u", shoal_get32 (header + 8));
     else if (memcmp (header + 16, self->origin, SHOAL_ID_SIZE) != 0)
         snprintf (why, why_size, "segment belongs to another origin");
     else if (header[40] != expected[40] || memcmp (header + 41, expected + 41, 64) != 0)
         snprintf (why, why_size, "segment belongs to another stream");
-    else if (s_get64 (header + 32) != first_seq)
+    else if (shoal_get64 (header + 32) != first_seq)
         snprintf (why, why_size, "segment first seq %llu does not match its name",
-                  (unsigned long long) s_get64 (header + 32));
+                  (unsigned long long) shoal_get64 (header + 32));
     else if (memcmp (header, expected, S_SEG_HEADER) != 0)
         snprintf (why, why_size, "segment header has unexpected bytes");
     else
@@ -413,19 +389,19 @@ s_index_write (shoal_log_t *self, const s_segment_t *segment, bool sealed)
     if (!data)
         return s_fail (self, SHOAL_ERR_IO, "out of memory writing an index");
     memcpy (data, S_IDX_MAGIC, 8);
-    s_put32 (data + 8, S_VERSION);
-    s_put32 (data + 12, (uint32_t) segment->entry_count);
+    shoal_put32 (data + 8, S_VERSION);
+    shoal_put32 (data + 12, (uint32_t) segment->entry_count);
     uint8_t *p = data + S_IDX_HEADER;
     for (size_t i = 0; i < segment->entry_count; i++, p += S_IDX_ENTRY) {
-        s_put64 (p, segment->entries[i].seq);
-        s_put64 (p + 8, segment->entries[i].offset);
-        s_put64 (p + 16, (uint64_t) segment->entries[i].time_ns);
+        shoal_put64 (p, segment->entries[i].seq);
+        shoal_put64 (p + 8, segment->entries[i].offset);
+        shoal_put64 (p + 16, (uint64_t) segment->entries[i].time_ns);
     }
-    s_put64 (p, segment->size);
-    s_put64 (p + 8, segment->last_seq);
-    s_put64 (p + 16, (uint64_t) segment->last_time);
-    s_put32 (p + 24, sealed ? S_IDX_SEALED : 0);
-    s_put32 (p + 28, shoal_crc32c (0, data, size - 4));
+    shoal_put64 (p, segment->size);
+    shoal_put64 (p + 8, segment->last_seq);
+    shoal_put64 (p + 16, (uint64_t) segment->last_time);
+    shoal_put32 (p + 24, sealed ? S_IDX_SEALED : 0);
+    shoal_put32 (p + 28, shoal_crc32c (0, data, size - 4));
     char path[4200];
     s_seg_path (self, segment->first_seq, "idx", path, sizeof path);
     int rc = shoal_io_replace_file (self->io, path, data, size);
@@ -449,23 +425,23 @@ s_index_load (shoal_log_t *self, s_segment_t *segment, uint64_t file_size)
         return -1;
     int rc = -1;
     if (size >= S_IDX_HEADER + S_IDX_TRAILER && memcmp (data, S_IDX_MAGIC, 8) == 0
-        && s_get32 (data + 8) == S_VERSION
-        && s_get32 (data + size - 4) == shoal_crc32c (0, data, size - 4)) {
-        size_t count = s_get32 (data + 12);
+        && shoal_get32 (data + 8) == S_VERSION
+        && shoal_get32 (data + size - 4) == shoal_crc32c (0, data, size - 4)) {
+        size_t count = shoal_get32 (data + 12);
         const uint8_t *trailer = data + S_IDX_HEADER + count * S_IDX_ENTRY;
         if (size == S_IDX_HEADER + count * S_IDX_ENTRY + S_IDX_TRAILER
-            && s_get64 (trailer) == file_size) {
+            && shoal_get64 (trailer) == file_size) {
             segment->entries = (s_entry_t *) malloc ((count ? count : 1) * sizeof (s_entry_t));
             //  An index is trusted only when it could describe the segment:
             //  entries inside the file and ascending, seqs within the
             //  segment's range. Anything else is rebuilt by a scan (an index
             //  with a good checksum can still be wrong; found by fuzz_log).
-            uint64_t last = s_get64 (trailer + 8);
+            uint64_t last = shoal_get64 (trailer + 8);
             bool sane = segment->entries && last + 1 >= segment->first_seq;
             const uint8_t *p = data + S_IDX_HEADER;
             for (size_t i = 0; sane && i < count; i++, p += S_IDX_ENTRY) {
-                segment->entries[i] =
-                    (s_entry_t){s_get64 (p), s_get64 (p + 8), (int64_t) s_get64 (p + 16)};
+                segment->entries[i] = (s_entry_t){shoal_get64 (p), shoal_get64 (p + 8),
+                                                  (int64_t) shoal_get64 (p + 16)};
                 const s_entry_t *entry = &segment->entries[i];
                 sane =
                     entry->offset >= S_SEG_HEADER && entry->offset < file_size
@@ -479,8 +455,8 @@ s_index_load (shoal_log_t *self, s_segment_t *segment, uint64_t file_size)
             if (segment->entries) {
                 segment->entry_count = segment->entry_alloc = count;
                 segment->size = file_size;
-                segment->last_seq = s_get64 (trailer + 8);
-                segment->last_time = (int64_t) s_get64 (trailer + 16);
+                segment->last_seq = shoal_get64 (trailer + 8);
+                segment->last_time = (int64_t) shoal_get64 (trailer + 16);
                 segment->next_entry_at =
                     count ? segment->entries[count - 1].offset + self->config.index_interval : 0;
                 rc = 0;

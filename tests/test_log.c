@@ -14,6 +14,7 @@
     power-loss runs and loosens the time bound of the thousands-of-segments
     check for valgrind; the crash-at-every-byte checks stay complete. */
 
+#include "shoal_bytes.h"
 #include "shoal_error.h"
 #include "shoal_io.h"
 #include "shoal_log.h"
@@ -1052,15 +1053,6 @@ s_test_header_rot (void)
 //  --------------------------------------------------------------------------
 //  4b. How far damage reaches (invariant 5)
 
-static uint64_t
-s_get64 (const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 //  Offset of seq's frame in the segment starting at first, by the layout.
 static int64_t
 s_frame_offset (uint64_t salt, uint64_t first, uint64_t seq)
@@ -1088,8 +1080,8 @@ s_next_entry (const char *idx, uint64_t seq)
         bail ("the index %s does not have the documented layout", idx);
     uint64_t next = 0;
     for (uint64_t e = 0; e < count && !next; e++)
-        if (s_get64 (index + 16 + 24 * e) > seq)
-            next = s_get64 (index + 16 + 24 * e);
+        if (shoal_get64 (index + 16 + 24 * e) > seq)
+            next = shoal_get64 (index + 16 + 24 * e);
     free (index);
     return next;
 }
@@ -1142,9 +1134,9 @@ s_test_damage_extent (void)
     uint64_t victim = 0, next_entry = 0;
     uint8_t payload[S_MAX_PAYLOAD];
     for (uint32_t e = 1; e + 1 < entries && !victim; e++) {
-        uint64_t seq = s_get64 (index + 16 + 24 * e) + 1;
-        uint64_t next = s_get64 (index + 16 + 24 * (e + 1));
-        int64_t offset = (int64_t) s_get64 (index + 16 + 24 * e + 8);
+        uint64_t seq = shoal_get64 (index + 16 + 24 * e) + 1;
+        uint64_t next = shoal_get64 (index + 16 + 24 * (e + 1));
+        int64_t offset = (int64_t) shoal_get64 (index + 16 + 24 * e + 8);
         if (offset != s_frame_offset (salt, firsts[0], seq - 1))
             bail ("index entry %u does not point at its record's frame", e);
         if (next > seq + 1 && s_payload (salt, seq, payload) > 0)
@@ -1451,7 +1443,7 @@ s_index_valid (const char *idx, const char *seg)
     uint64_t count = (uint64_t) index[12] | (uint64_t) index[13] << 8 | (uint64_t) index[14] << 16
                      | (uint64_t) index[15] << 24;
     bool valid = memcmp (index, "SHOALIDX", 8) == 0 && (int64_t) (16 + 24 * count + 32) == size
-                 && (int64_t) s_get64 (index + 16 + 24 * count) == s_file_size (seg);
+                 && (int64_t) shoal_get64 (index + 16 + 24 * count) == s_file_size (seg);
     free (index);
     return valid;
 }

@@ -30,6 +30,7 @@
     ========================================================================= */
 
 #include "fuzz.h"
+#include "shoal_bytes.h"
 #include "shoal_crc.h"
 #include "shoal_error.h"
 #include "shoal_log.h"
@@ -48,39 +49,20 @@ static char s_dir[256];
 static const uint8_t s_origin[SHOAL_ID_SIZE] = {1, 2,  3,  4,  5,  6,  7,  8,
                                                 9, 10, 11, 12, 13, 14, 15, 16};
 
-static uint32_t
-s_get32 (const uint8_t *p)
-{
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-
-static uint64_t
-s_get64 (const uint8_t *p)
-{
-    return (uint64_t) s_get32 (p) | (uint64_t) s_get32 (p + 4) << 32;
-}
-
-static void
-s_put32 (uint8_t *p, uint32_t value)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t) (value >> (8 * i));
-}
-
 //  Makes the checksums of a segment (header, frames, payloads) right.
 static void
 s_fix_segment (uint8_t *data, size_t size)
 {
     if (size < S_SEG_HEADER)
         return;
-    s_put32 (data + 124, shoal_crc32c (0, data, 124));
+    shoal_put32 (data + 124, shoal_crc32c (0, data, 124));
     size_t at = S_SEG_HEADER;
     while (at + S_FRAME <= size) {
-        uint32_t length = s_get32 (data + at + 4);
+        uint32_t length = shoal_get32 (data + at + 4);
         if (length > size - at - S_FRAME)
             break;
-        s_put32 (data + at + 24, shoal_crc32c (0, data + at + S_FRAME, length));
-        s_put32 (data + at, shoal_crc32c (0, data + at + 4, S_FRAME - 4));
+        shoal_put32 (data + at + 24, shoal_crc32c (0, data + at + S_FRAME, length));
+        shoal_put32 (data + at, shoal_crc32c (0, data + at + 4, S_FRAME - 4));
         at += S_FRAME + length;
     }
 }
@@ -90,7 +72,7 @@ static void
 s_fix_index (uint8_t *data, size_t size)
 {
     if (size >= 48)
-        s_put32 (data + size - 4, shoal_crc32c (0, data, size - 4));
+        shoal_put32 (data + size - 4, shoal_crc32c (0, data, size - 4));
 }
 
 static void
@@ -164,7 +146,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     char segment[32] = "";
     for (int file = 0; file < S_MAX_FILES && at + 5 <= size; file++) {
         bool is_index = data[at] & 1;
-        size_t length = s_get32 (data + at + 1);
+        size_t length = shoal_get32 (data + at + 1);
         at += 5;
         if (length > size - at)
             length = size - at;
@@ -174,7 +156,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         at += length;
         char name[40];
         if (!is_index) {
-            uint64_t first = length >= 40 ? s_get64 (bytes + 32) : (uint64_t) file + 1;
+            uint64_t first = length >= 40 ? shoal_get64 (bytes + 32) : (uint64_t) file + 1;
             snprintf (segment, sizeof segment, "%020llu", (unsigned long long) first);
             if (fix)
                 s_fix_segment (bytes, length);
