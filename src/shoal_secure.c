@@ -168,8 +168,10 @@ s_zap_answer (zsock_t *handler)
         && credentials && zframe_size (credentials) == SHOAL_KEY_SIZE) {
         zmq_z85_encode (key, zframe_data (credentials), SHOAL_KEY_SIZE);
         pthread_mutex_lock (&s_lock);
-        for (shoal_secure_t *node = (shoal_secure_t *) zlistx_first (s_nodes); node;
-             node = (shoal_secure_t *) zlistx_next (s_nodes))
+        //  The last node may have gone (and the list with it) while this
+        //  request waited for the lock: then nobody allows the key.
+        for (shoal_secure_t *node = s_nodes ? (shoal_secure_t *) zlistx_first (s_nodes) : NULL;
+             node; node = (shoal_secure_t *) zlistx_next (s_nodes))
             if (streq (node->domain, domain)) {
                 ok = s_allowed (node, key);
                 if (!ok)
