@@ -3037,20 +3037,14 @@ done:
 //  --------------------------------------------------------------------------
 //  keys: certificates and the allow-list (a directory of public certificates)
 
-//  The name a certificate goes by: its metadata name, else the file name
-//  without .cert / _secret. Caller owns return value.
+//  The name a certificate goes by (shoal_secure_cert_name, the rule the
+//  node's allow-list uses). Caller owns return value.
 static char *
 s_keys_name (zcert_t *cert, const char *path)
 {
-    const char *name = zcert_meta (cert, "name");
-    if (name && *name)
-        return strdup (name);
-    const char *base = strrchr (path, '/') ? strrchr (path, '/') + 1 : path;
-    char *copy = strdup (base);
-    char *suffix = strstr (copy, ".cert");
-    if (suffix)
-        *suffix = 0;
-    return copy;
+    char name[64]; //  as the allow-list keeps it
+    shoal_secure_cert_name (cert, path, name, sizeof name);
+    return strdup (name);
 }
 
 static bool
@@ -3059,35 +3053,6 @@ s_keys_name_valid (const char *name)
     return *name && strlen (name) <= 63 && name[0] != '.'
            && strspn (name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
                   == strlen (name);
-}
-
-//  Calls fn for each public certificate (path, cert) in dir.
-typedef int (s_keys_fn) (void *arg, const char *path, zcert_t *cert);
-static int
-s_keys_each (const char *dir, s_keys_fn *fn, void *arg)
-{
-    char **names;
-    size_t count;
-    if (s_list_dir (dir, &names, &count))
-        return -1;
-    int rc = 0;
-    for (size_t i = 0; i < count; i++) {
-        size_t length = strlen (names[i]);
-        if (names[i][0] == '.' || (length > 7 && streq (names[i] + length - 7, "_secret")))
-            continue;
-        char *path = zsys_sprintf ("%s/%s", dir, names[i]);
-        struct stat info;
-        zcert_t *cert =
-            stat (path, &info) == 0 && S_ISREG (info.st_mode) ? zcert_load (path) : NULL;
-        if (cert && rc == 0)
-            rc = fn (arg, path, cert);
-        zcert_destroy (&cert);
-        free (path);
-    }
-    for (size_t i = 0; i < count; i++)
-        free (names[i]);
-    free (names);
-    return rc;
 }
 
 static int
@@ -3194,7 +3159,7 @@ s_keys_allow (const char *dir, const char *file)
     }
     char *name = s_keys_name (cert, file);
     s_keys_match_t match = {zcert_public_txt (cert), s_keys_paths ()};
-    s_keys_each (dir, s_keys_match, &match);
+    shoal_secure_each_cert (dir, s_keys_match, &match);
     int status = S_OK;
     char *path = zsys_sprintf ("%s/%s.cert", dir, name);
     char *temp = zsys_sprintf ("%s/.%s.cert.tmp", dir, name);
@@ -3232,7 +3197,7 @@ s_keys_revoke (const char *dir, const char *what)
         return S_ERROR;
     }
     s_keys_match_t match = {what, s_keys_paths ()};
-    s_keys_each (dir, s_keys_match, &match);
+    shoal_secure_each_cert (dir, s_keys_match, &match);
     int status = S_OK;
     if (zlistx_size (match.paths) == 0) {
         fprintf (stderr, "shoal: no key or name \"%s\" in %s (`shoal keys list %s`)\n", what, dir,
@@ -3266,7 +3231,7 @@ s_cmd_keys (s_cli_t *cli, int argc, char **argv)
             fprintf (stderr, "shoal: %s is not a directory\n", argv[1]);
             return S_ERROR;
         }
-        s_keys_each (argv[1], s_keys_print, cli);
+        shoal_secure_each_cert (argv[1], s_keys_print, cli);
         return S_OK;
     }
     if (streq (action, "allow") && argc == 3)

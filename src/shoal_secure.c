@@ -65,45 +65,105 @@ static zlistx_t *s_nodes;   //  registered shoal_secure_t (not owned)
 static zactor_t *s_handler; //  the ZAP handler, while s_nodes is not empty
 static __thread char s_error[10240];
 
-//  Reads the allow-list directory. Call with s_lock held.
-static void
-s_scan (shoal_secure_t *self)
+void
+shoal_secure_cert_name (zcert_t *cert, const char *path, char *name, size_t size)
 {
-    s_allowed_t *list = NULL;
+    const char *meta = zcert_meta (cert, "name");
+    if (meta && *meta) {
+        snprintf (name, size, "%s", meta);
+        return;
+    }
+    const char *base = strrchr (path, '/') ? strrchr (path, '/') + 1 : path;
+    size_t length = strlen (base);
+    if (length > 7 && memcmp (base + length - 7, "_secret", 7) == 0)
+        length -= 7;
+    if (length > 5 && memcmp (base + length - 5, ".cert", 5) == 0)
+        length -= 5;
+    snprintf (name, size, "%.*s", (int) length, base);
+}
+
+static int
+s_compare_names (const void *a, const void *b)
+{
+    return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+int
+shoal_secure_each_cert (const char *dir_path, shoal_secure_cert_fn *fn, void *arg)
+{
+    DIR *dir = opendir (dir_path);
+    if (!dir)
+        return -1;
+    char **names = NULL;
     size_t count = 0, alloc = 0;
-    DIR *dir = opendir (self->keys_dir);
     struct dirent *entry;
-    while (dir && (entry = readdir (dir))) {
+    while ((entry = readdir (dir))) {
         const char *file = entry->d_name;
         size_t length = strlen (file);
         if (file[0] == '.' || (length > 7 && streq (file + length - 7, "_secret")))
             continue;
-        char path[4096];
-        snprintf (path, sizeof path, "%s/%s", self->keys_dir, file);
-        struct stat info;
-        if (stat (path, &info) || !S_ISREG (info.st_mode))
-            continue;
-        zcert_t *cert = zcert_load (path);
-        if (!cert)
-            continue;
         if (count == alloc) {
             alloc = alloc ? 2 * alloc : 16;
-            list = (s_allowed_t *) realloc (list, alloc * sizeof *list);
+            char **grown = (char **) realloc (names, alloc * sizeof *names);
+            if (!grown)
+                break;
+            names = grown;
         }
-        s_allowed_t *allowed = &list[count++];
-        snprintf (allowed->key, sizeof allowed->key, "%s", zcert_public_txt (cert));
-        const char *name = zcert_meta (cert, "name");
-        if (name && *name)
-            snprintf (allowed->name, sizeof allowed->name, "%s", name);
-        else
-            snprintf (
-                allowed->name, sizeof allowed->name, "%.*s",
-                (int) (length > 5 && streq (file + length - 5, ".cert") ? length - 5 : length),
-                file);
-        zcert_destroy (&cert);
+        if (!(names[count] = strdup (file)))
+            break;
+        count++;
     }
-    if (dir)
-        closedir (dir);
+    closedir (dir);
+    if (count > 1)
+        qsort (names, count, sizeof *names, s_compare_names);
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        char path[4096];
+        snprintf (path, sizeof path, "%s/%s", dir_path, names[i]);
+        struct stat info;
+        zcert_t *cert =
+            rc == 0 && stat (path, &info) == 0 && S_ISREG (info.st_mode) ? zcert_load (path) : NULL;
+        if (cert)
+            rc = fn (arg, path, cert);
+        zcert_destroy (&cert);
+        free (names[i]);
+    }
+    free (names);
+    return rc;
+}
+
+typedef struct {
+    s_allowed_t *list; //  certificates read so far
+    size_t count;      //  entries used
+    size_t alloc;      //  entries allocated
+} s_scan_t;
+
+static int
+s_scan_one (void *arg, const char *path, zcert_t *cert)
+{
+    s_scan_t *scan = (s_scan_t *) arg;
+    if (scan->count == scan->alloc) {
+        size_t alloc = scan->alloc ? 2 * scan->alloc : 16;
+        s_allowed_t *grown = (s_allowed_t *) realloc (scan->list, alloc * sizeof *grown);
+        if (!grown)
+            return 0; //  an allow-list cut short only refuses more
+        scan->list = grown;
+        scan->alloc = alloc;
+    }
+    s_allowed_t *allowed = &scan->list[scan->count++];
+    snprintf (allowed->key, sizeof allowed->key, "%s", zcert_public_txt (cert));
+    shoal_secure_cert_name (cert, path, allowed->name, sizeof allowed->name);
+    return 0;
+}
+
+//  Reads the allow-list directory. Call with s_lock held.
+static void
+s_scan (shoal_secure_t *self)
+{
+    s_scan_t scan = {NULL, 0, 0};
+    shoal_secure_each_cert (self->keys_dir, s_scan_one, &scan);
+    s_allowed_t *list = scan.list;
+    size_t count = scan.count;
     //  A key in the old list and not in the new one is a revocation.
     for (size_t i = 0; self->loaded && i < self->allowed_count; i++) {
         bool kept = false;

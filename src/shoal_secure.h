@@ -91,6 +91,18 @@ int shoal_secure_split (shoal_secure_t *self, const char *spec, char *endpoint,
 //  True when text is the Z85 text of a 32-byte key.
 bool shoal_secure_key_valid (const char *text);
 
+//  Calls fn for each public certificate in dir, in name order: regular
+//  files that load as certificates, not dotfiles, not *_secret. The node's
+//  allow-list and `shoal keys` both read a directory this way. Stops at
+//  the first non-zero fn returns and returns it; -1 when dir cannot be read.
+typedef int (shoal_secure_cert_fn) (void *arg, const char *path, zcert_t *cert);
+int shoal_secure_each_cert (const char *dir, shoal_secure_cert_fn *fn, void *arg);
+
+//  The name a certificate goes by (what ENDPOINT#NAME resolves): its
+//  metadata "name", else its file name without a trailing "_secret" and
+//  ".cert"; cut to fit size.
+void shoal_secure_cert_name (zcert_t *cert, const char *path, char *name, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,47 @@ s_try (zsock_t *server, const char *endpoint, zcert_t *cert, const char *server_
     return got;
 }
 
+static int
+s_collect (void *arg, const char *path, zcert_t *cert)
+{
+    char name[64];
+    shoal_secure_cert_name (cert, path, name, sizeof name);
+    strcat ((char *) arg, name);
+    strcat ((char *) arg, " ");
+    return 0;
+}
+
+//  The walk and the naming rule that the allow-list and `shoal keys` share.
+static void
+test_cert_walk (void)
+{
+    char dir[4096];
+    snprintf (dir, sizeof dir, "%s/walk", tap_tmpdir ());
+    mkdir (dir, 0700);
+    zcert_t *certs[4] = {s_cert (dir, "b.cert", NULL), s_cert (dir, "a.cert.old", NULL),
+                         s_cert (dir, "c.cert", "carol"), s_cert (dir, ".hidden.cert", NULL)};
+    char junk[4200];
+    snprintf (junk, sizeof junk, "%s/notes.txt", dir);
+    FILE *file = fopen (junk, "w");
+    if (file) {
+        fputs ("not a certificate\n", file);
+        fclose (file);
+    }
+    char names[512] = "";
+    is_int (shoal_secure_each_cert (dir, s_collect, names), 0, "each_cert walks a directory");
+    is_str (names, "a.cert.old b carol ",
+            "in file order, public certificates only, named by metadata, else the file name "
+            "without a trailing .cert (none cut inside)");
+    snprintf (junk, sizeof junk, "%s/b.cert_secret", dir);
+    char name[64];
+    shoal_secure_cert_name (certs[0], junk, name, sizeof name);
+    is_str (name, "b", "a secret file's name drops _secret and .cert");
+    is_int (shoal_secure_each_cert (tap_path ("no-such-dir"), s_collect, names), -1,
+            "each_cert of a missing directory is -1");
+    for (int i = 0; i < 4; i++)
+        zcert_destroy (&certs[i]);
+}
+
 int
 main (void)
 {
@@ -203,5 +244,6 @@ main (void)
     zcert_destroy (&alice);
     zcert_destroy (&bob);
     zcert_destroy (&mallory);
+    test_cert_walk ();
     return done_testing ();
 }
