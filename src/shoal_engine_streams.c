@@ -462,8 +462,9 @@ shoal_engine_replicate_stream (shoal_engine_t *self, const char *stream)
         }
     }
     shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, (const uint8_t (*)[SHOAL_ID_SIZE]) origins, seqs, n};
-    shoal_sub_t *sub = shoal_sub_new (--self->next_replica_id, stream, NULL, &from,
-                                      shoal_time_ns (), self->config->reorder_limit);
+    shoal_sub_t *sub =
+        shoal_sub_new (--self->next_replica_id, stream, NULL, &from, shoal_time_ns (),
+                       self->config->reorder_limit, self->config->max_origins);
     free (origins);
     free (seqs);
     if (!sub)
@@ -522,16 +523,15 @@ shoal_engine_subscribe (shoal_engine_t *self, shoal_engine_sub_t *request)
 {
     if (request->consumer[0])
         s_durable_start (self, request);
-    shoal_sub_t *sub =
-        shoal_sub_new (request->id, request->stream, request->type[0] ? request->type : NULL,
-                       &request->from, shoal_time_ns (), self->config->reorder_limit);
+    shoal_sub_t *sub = shoal_sub_new (
+        request->id, request->stream, request->type[0] ? request->type : NULL, &request->from,
+        shoal_time_ns (), self->config->reorder_limit, self->config->max_origins);
     free (request->origins);
     free (request->seqs);
     if (!sub) {
         free (request);
         return;
     }
-    shoal_sub_set_max_origins (sub, self->config->max_origins);
     //  Origins known now: "now" starts each after its head.
     size_t length = strlen (request->stream);
     for (uint64_t *head = (uint64_t *) zhashx_first (self->heads); head;
@@ -567,12 +567,6 @@ shoal_engine_subscribe (shoal_engine_t *self, shoal_engine_sub_t *request)
     free (request);
 }
 
-static void
-s_sub_totals (shoal_engine_t *self, shoal_sub_t *sub)
-{
-    shoal_sub_stats_add (sub, &self->sub_totals);
-}
-
 void
 shoal_engine_unsubscribe (shoal_engine_t *self, int id)
 {
@@ -580,7 +574,7 @@ shoal_engine_unsubscribe (shoal_engine_t *self, int id)
     if (!sub)
         return;
     s_sub_count (self, shoal_sub_stream (sub), -1);
-    s_sub_totals (self, sub);
+    shoal_sub_stats_add (sub, &self->sub_totals);
     zlistx_delete (self->subs, zlistx_cursor (self->subs));
     shoal_durable_t *durable = s_durable_by_sub (self, id);
     if (durable) {

@@ -18,6 +18,7 @@
 #include "shoal_engine.h"
 #include "shoal_error.h"
 #include "shoal_store.h"
+#include "shoal_sub.h"
 #include "shoal_wire.h"
 
 #include <czmq.h>
@@ -62,7 +63,7 @@ shoal_node_config_defaults (shoal_node_config_t *config)
     config->max_logs = 4096;
     config->max_consumers = 1024;
     config->max_consumer_cursors = 10000;
-    config->max_origins = 4096;
+    config->max_origins = SHOAL_SUB_MAX_ORIGINS_DEFAULT;
 }
 
 static char **

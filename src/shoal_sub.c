@@ -110,7 +110,7 @@ struct _shoal_sub_t {
 
 shoal_sub_t *
 shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t *from,
-               int64_t now_ns, size_t limit)
+               int64_t now_ns, size_t limit, size_t max_origins)
 {
     if (!shoal_stream_name_valid (stream) || (type && !shoal_type_name_valid (type)))
         return NULL;
@@ -119,7 +119,7 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
     snprintf (self->stream, sizeof self->stream, "%s", stream);
     self->type = type ? strdup (type) : NULL;
     self->limit = limit ? limit : 10000;
-    self->max_origins = 4096;
+    self->max_origins = max_origins ? max_origins : SHOAL_SUB_MAX_ORIGINS_DEFAULT;
     self->from_kind = from ? from->kind : SHOAL_FROM_NOW;
     self->start_ns = now_ns;
     if (from && from->kind == SHOAL_FROM_TIME)
@@ -227,12 +227,6 @@ s_find (const shoal_sub_t *self, const uint8_t *origin)
         if (memcmp (self->origins[i].origin, origin, SHOAL_ID_SIZE) == 0)
             return &self->origins[i];
     return NULL;
-}
-
-void
-shoal_sub_set_max_origins (shoal_sub_t *self, size_t max_origins)
-{
-    self->max_origins = max_origins ? max_origins : 4096;
 }
 
 //  Adds an origin, placed by the start position when that gives a seq,

@@ -56,19 +56,19 @@ typedef struct {
     uint64_t origins_refused;    //  events and heads of new origins past max origins, dropped
 } shoal_sub_stats_t;
 
+#define SHOAL_SUB_MAX_ORIGINS_DEFAULT 4096
+
 //  A subscription to stream (type NULL = all) starting at from, made at
 //  wall-clock time now_ns. limit bounds the events held (reorder buffer
-//  plus ready queue).
+//  plus ready queue); max_origins the origins it follows (0 = the
+//  default). Past max_origins an event, heartbeat or known head of a new
+//  origin is dropped and counted (origins_refused): an origin's position
+//  cannot be forgotten without breaking "no duplicates", so a stranger
+//  inventing origin ids gets refused rather than unbounded memory and
+//  repairs.
 shoal_sub_t *shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t *from,
-                            int64_t now_ns, size_t limit);
+                            int64_t now_ns, size_t limit, size_t max_origins);
 void shoal_sub_destroy (shoal_sub_t **self_p);
-
-//  Bounds the origins the subscription follows (default 4096). Past it an
-//  event, heartbeat or known head of a new origin is dropped and counted
-//  (origins_refused): an origin's position cannot be forgotten without
-//  breaking "no duplicates", so a stranger inventing origin ids gets
-//  refused rather than unbounded memory and repairs.
-void shoal_sub_set_max_origins (shoal_sub_t *self, size_t max_origins);
 
 int shoal_sub_id (const shoal_sub_t *self);
 const char *shoal_sub_stream (const shoal_sub_t *self);

@@ -373,7 +373,7 @@ static shoal_sub_t *
 s_sub_from_seq (const char *type, size_t limit)
 {
     shoal_from_t from = {.kind = SHOAL_FROM_SEQ, .seq = 1};
-    shoal_sub_t *sub = shoal_sub_new (7, S_STREAM, type, &from, s_time (0), limit);
+    shoal_sub_t *sub = shoal_sub_new (7, S_STREAM, type, &from, s_time (0), limit, 0);
     if (!sub)
         bail ("cannot create a subscription");
     return sub;
@@ -386,11 +386,11 @@ static void
 test_basics (void)
 {
     shoal_from_t from = {.kind = SHOAL_FROM_NOW};
-    ok (shoal_sub_new (1, "Bad Stream", NULL, &from, 0, 0) == NULL,
+    ok (shoal_sub_new (1, "Bad Stream", NULL, &from, 0, 0, 0) == NULL,
         "a subscription to an invalid stream name is refused");
-    ok (shoal_sub_new (1, S_STREAM, "bad type!", &from, 0, 0) == NULL,
+    ok (shoal_sub_new (1, S_STREAM, "bad type!", &from, 0, 0, 0) == NULL,
         "a subscription with an invalid type name is refused");
-    shoal_sub_t *sub = shoal_sub_new (42, S_STREAM, NULL, NULL, s_time (0), 0);
+    shoal_sub_t *sub = shoal_sub_new (42, S_STREAM, NULL, NULL, s_time (0), 0, 0);
     if (!ok (sub != NULL, "a subscription with default start and limit is made"))
         bail ("cannot go on without a subscription");
     is_int (shoal_sub_id (sub), 42, "the subscription keeps its id");
@@ -443,8 +443,7 @@ static void
 test_max_origins (void)
 {
     shoal_from_t from = {.kind = SHOAL_FROM_NOW};
-    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), 64);
-    shoal_sub_set_max_origins (sub, 2);
+    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), 64, 2);
     uint8_t origins[5][SHOAL_ID_SIZE];
     for (int i = 0; i < 5; i++)
         s_make_id (origins[i], (uint8_t) (i + 1));
@@ -484,7 +483,7 @@ test_in_order (void)
     s_log_init (&log, 1);
     s_log_fill (&log, 5, "A");
     shoal_from_t from = {.kind = SHOAL_FROM_NOW};
-    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), 64);
+    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), 64, 0);
     shoal_sub_origin_known (sub, log.id, 0);
     is_int (shoal_sub_next_seq (sub, log.id), 1, "now with a known head of 0 starts at seq 1");
 
@@ -856,7 +855,7 @@ test_trimmed (void)
     //  A code 3 on an unplaced origin (a seek) is just retried.
     shoal_sub_destroy (&sub);
     shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
-    sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), 64, 0);
     shoal_sub_on_heartbeat (sub, log.id, 20);
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.from_seq == 0, "seek asked");
     shoal_sub_on_repair_error (sub, log.id, SHOAL_WIRE_UNAVAILABLE);
@@ -1002,7 +1001,7 @@ test_unplaced (void)
 
     //  NOW, origin discovered after the start (not in origin_known).
     shoal_from_t now = {.kind = SHOAL_FROM_NOW};
-    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (65), 64);
+    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (65), 64, 0);
     is_int (s_live (sub, &log, 5), SHOAL_SUB_BUFFERED,
             "now: a live event of an unplaced origin is held (sent before the start)");
     is_int (s_live (sub, &log, 8), SHOAL_SUB_BUFFERED,
@@ -1024,7 +1023,7 @@ test_unplaced (void)
 
     //  TIME.
     shoal_from_t at = {.kind = SHOAL_FROM_TIME, .time_ns = s_time (30)};
-    sub = shoal_sub_new (1, S_STREAM, NULL, &at, s_time (1000), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &at, s_time (1000), 64, 0);
     s_live (sub, &log, 2);
     s_live (sub, &log, 9);
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.from_seq == 0
@@ -1041,7 +1040,7 @@ test_unplaced (void)
     s_log_fill (&trimmed, 10, "A");
     s_log_trim (&trimmed, 4);
     shoal_from_t begin = {.kind = SHOAL_FROM_BEGINNING};
-    sub = shoal_sub_new (1, S_STREAM, NULL, &begin, s_time (1000), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &begin, s_time (1000), 64, 0);
     s_live (sub, &trimmed, 6);
     shoal_sub_origin_known (sub, trimmed.id, 6);
     is_int (shoal_sub_next_seq (sub, trimmed.id), 0,
@@ -1059,7 +1058,7 @@ test_unplaced (void)
 
     //  BEGINNING: a seq 1 places its origin at once (nothing comes before
     //  it); NOW: it does not (it may be older than the start).
-    sub = shoal_sub_new (1, S_STREAM, NULL, &begin, s_time (1000), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &begin, s_time (1000), 64, 0);
     is_int (s_live (sub, &log, 1), SHOAL_SUB_DELIVERED,
             "beginning: a live seq 1 is delivered at once");
     is_int (s_live (sub, &log, 2), SHOAL_SUB_DELIVERED, "beginning: and seq 2 after it");
@@ -1067,14 +1066,14 @@ test_unplaced (void)
             "beginning: no seek is asked for an origin placed by seq 1");
     is_str (s_pop_all (sub), "1 2", "beginning: 1 2 delivered once, in order");
     shoal_sub_destroy (&sub);
-    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (65), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (65), 64, 0);
     is_int (s_live (sub, &log, 1), SHOAL_SUB_BUFFERED, "now: a live seq 1 waits for the seek");
     s_settle (sub, &log, 1, NULL, 0);
     is_str (s_pop_all (sub), "7 8 9 10", "now: seq 1, older than the start, is not delivered");
     shoal_sub_destroy (&sub);
 
     //  An empty seek answer places the origin after the head.
-    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (500), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (500), 64, 0);
     shoal_sub_on_heartbeat (sub, log.id, 10);
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.from_seq == 0,
         "an origin first seen by a heartbeat is sought");
@@ -1089,7 +1088,7 @@ test_unplaced (void)
     shoal_sub_destroy (&sub);
 
     //  NOW with known heads: placed at once after the head, no seek.
-    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (500), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (500), 64, 0);
     shoal_sub_origin_known (sub, log.id, 9);
     is_int (shoal_sub_next_seq (sub, log.id), 10, "now: a known origin starts after its head");
     is_int (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq), 0,
@@ -1110,7 +1109,7 @@ test_unplaced (void)
     uint64_t seqs[] = {4};
     shoal_from_t map = {
         .kind = SHOAL_FROM_SEQ, .seq = 9, .origins = origins, .seqs = seqs, .count = 1};
-    sub = shoal_sub_new (1, S_STREAM, NULL, &map, s_time (500), 64);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &map, s_time (500), 64, 0);
     s_live (sub, &other, 6);
     s_live (sub, &log, 11);
     is_int (shoal_sub_next_seq (sub, other.id), 4, "seq: a mapped origin starts at its own seq");
@@ -1122,7 +1121,7 @@ test_unplaced (void)
 
     //  A live event deferred (no room) while unplaced, below the seek point:
     //  it must not be delivered.
-    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (65), 2);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &now, s_time (65), 2, 0);
     s_log_t busy;
     s_log_init (&busy, 3);
     s_log_fill (&busy, 3, "A");
@@ -1442,7 +1441,7 @@ s_psubscribe (s_prun_t *run, s_net_t *net)
         if (placed && po->lo_seq < po->log.first)
             run->expect_lost += po->log.first - po->lo_seq;
     }
-    shoal_sub_t *sub = shoal_sub_new (3, S_STREAM, run->type, &from, now_ns, run->limit);
+    shoal_sub_t *sub = shoal_sub_new (3, S_STREAM, run->type, &from, now_ns, run->limit, 0);
     if (!sub)
         bail ("cannot create the subscription");
     for (int n = 0; n < P_ORIGINS; n++)
