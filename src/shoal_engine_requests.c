@@ -254,21 +254,20 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
                        "PublishRequest.event is missing");
         return 0;
     }
-    if (raw_size > self->config->max_event_size) {
-        s_reply_error (self, routing_id, request_id, SHOAL_WIRE_TOO_LARGE,
-                       "event larger than this node's maximum event size");
-        return 0;
-    }
     int error = 0;
     shoal_event_t *event = shoal_event_decode (raw, raw_size, self->config->max_event_size, &error);
+    //  As recorded (with origin, seq, time and id) it must still fit, or
+    //  no peer could decode it: it would be a gap nobody can repair.
+    if (event && shoal_event_stamp (event, self->id) > self->config->max_event_size) {
+        shoal_event_destroy (&event);
+        error = SHOAL_ERR_TOO_LARGE;
+    }
     if (!event) {
         char message[200];
         snprintf (message, sizeof message, "invalid event: %s", shoal_strerror (error));
         s_reply_error (self, routing_id, request_id, shoal_error_wire_code (error), message);
         return 0;
     }
-    if (!shoal_event_id (event))
-        shoal_event_generate_id (event);
     const char *stream = shoal_event_stream (event);
     if (!zhashx_lookup (self->own, stream)
         && shoal_store_log_count (self->store) >= self->config->max_logs) {
@@ -307,7 +306,6 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
     }
     shoal_engine_outbox_read (self);
     uint64_t seq = shoal_heads_take (self->args->heads, stream);
-    shoal_event_set_origin (event, self->id);
     shoal_event_set_seq (event, seq);
     shoal_event_set_time_ns (event, shoal_time_ns ());
     uint8_t *data;

@@ -490,6 +490,17 @@ s_id_pool_refill (void)
     s_id_left = S_ID_POOL;
 }
 
+size_t
+shoal_event_stamp (shoal_event_t *self, const uint8_t origin[SHOAL_ID_SIZE])
+{
+    shoal_event_set_origin (self, origin);
+    shoal_event_set_seq (self, UINT64_MAX);
+    shoal_event_set_time_ns (self, shoal_time_ns ());
+    if (!shoal_event_id (self))
+        shoal_event_generate_id (self);
+    return shoal_event_encoded_size (self);
+}
+
 void
 shoal_event_generate_id (shoal_event_t *self)
 {

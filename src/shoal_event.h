@@ -97,6 +97,12 @@ int shoal_event_validate (const shoal_event_t *self, size_t max_size);
 
 //  Size of the encoded event in bytes.
 size_t shoal_event_encoded_size (const shoal_event_t *self);
+//  Stamps the event as its origin records it: origin, the time now, an id
+//  when it has none, and the largest seq as a placeholder (set the real
+//  one once taken). Returns the encoded size then, the most the event can
+//  take with any seq: what the origin checks against its max event size
+//  before it takes a seq.
+size_t shoal_event_stamp (shoal_event_t *self, const uint8_t origin[SHOAL_ID_SIZE]);
 
 //  Encodes into buffer, which must hold shoal_event_encoded_size bytes.
 //  Returns the number of bytes written.

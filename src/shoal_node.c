@@ -272,12 +272,7 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
     if (!error) {
         //  The size check uses the largest seq encoding (10 bytes), so no
         //  seq is taken for an event the engine would have to refuse.
-        shoal_event_set_origin (event, self->args->node_id);
-        shoal_event_set_seq (event, UINT64_MAX);
-        shoal_event_set_time_ns (event, shoal_time_ns ());
-        if (!shoal_event_id (event))
-            shoal_event_generate_id (event);
-        worst = shoal_event_encoded_size (event);
+        worst = shoal_event_stamp (event, self->args->node_id);
         if (worst > self->args->config.max_event_size)
             error = SHOAL_ERR_TOO_LARGE;
     }

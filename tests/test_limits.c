@@ -184,6 +184,17 @@ test_event_size (void)
     node_util_send (client, &request);
     is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_TOO_LARGE,
             "max_event_size: a thin client's oversized PublishRequest gets Error 4");
+    //  One that fits as sent, but not once the node stamps it (origin, seq,
+    //  time, id): recorded, no peer could ever decode it.
+    big.payload.len = 4096;
+    while (shoal__v1__event__get_packed_size (&big) > 4096 - 20)
+        big.payload.len--;
+    request.request_id = 3;
+    node_util_send (client, &request);
+    is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_TOO_LARGE,
+            "max_event_size: a thin client's event that only the stamping takes past it gets "
+            "Error 4 (%zu bytes as sent)",
+            shoal__v1__event__get_packed_size (&big));
 
     //  A request bigger than any event plus its envelope, below ZMQ_MAXMSGSIZE.
     big.payload.len = 8192 + 100;
