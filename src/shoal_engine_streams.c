@@ -318,7 +318,7 @@ s_route_event (shoal_engine_t *self, shoal_event_t **event_p)
 static void
 s_feed_local (shoal_engine_t *self, const uint8_t *data, size_t size)
 {
-    shoal_event_t *event = shoal_event_decode (data, size, 0, NULL);
+    shoal_event_t *event = shoal_event_decode (data, size, self->config->max_event_size, NULL);
     if (event)
         s_route_event (self, &event);
 }
@@ -647,7 +647,8 @@ s_repair_local (shoal_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t
         uint32_t sent = 0;
         while (iter && sent < repair->credit
                && shoal_log_iter_next (iter, &seq, &time_ns, &data, &size) == 1) {
-            shoal_event_t *event = shoal_event_decode (data, size, 0, NULL);
+            shoal_event_t *event =
+                shoal_event_decode (data, size, self->config->max_event_size, NULL);
             if (event)
                 shoal_sub_on_event (sub, &event, true);
             next = seq + 1;

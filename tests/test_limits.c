@@ -230,6 +230,35 @@ test_event_size (void)
     shoal_node_destroy (&node);
 }
 
+static void
+s_big_events (shoal_node_config_t *config)
+{
+    config->max_event_size = 2 * 1024 * 1024;
+}
+
+//  Above the 1 MiB default, up to the node's own max_event_size: its own
+//  subscriptions get the event live and by a repair from its own log.
+static void
+test_big_own_events (void)
+{
+    shoal_node_t *node = s_node ("big", NULL, 0, s_big_events);
+    shoal_from_t now = {.kind = SHOAL_FROM_NOW};
+    int live = shoal_node_subscribe (node, "orders", NULL, &now);
+    s_publish (node, "orders", 1, 1536 * 1024);
+    int subscription = 0;
+    shoal_event_t *event = shoal_node_recv (node, S_WAIT_MS, &subscription);
+    ok (event && subscription == live && shoal_event_payload_size (event) == 1536 * 1024,
+        "max_event_size 2 MiB: a 1.5 MiB own event reaches a local subscription live");
+    shoal_event_destroy (&event);
+    shoal_from_t beginning = {.kind = SHOAL_FROM_BEGINNING};
+    int history = shoal_node_subscribe (node, "orders", NULL, &beginning);
+    event = shoal_node_recv (node, S_WAIT_MS, &subscription);
+    ok (event && subscription == history && shoal_event_payload_size (event) == 1536 * 1024,
+        "and one from the beginning, by repair from the node's own log");
+    shoal_event_destroy (&event);
+    shoal_node_destroy (&node);
+}
+
 //  A peer's live event over this node's max_event_size is dropped and counted.
 static void
 s_small_subscriber (shoal_node_config_t *config)
@@ -770,6 +799,7 @@ main (void)
     plan_lazy ();
     test_event_size ();
     test_live_event_size ();
+    test_big_own_events ();
     test_replay_sessions ();
     test_replay_batches ();
     test_max_peers ();
