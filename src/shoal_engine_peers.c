@@ -298,8 +298,7 @@ shoal_engine_on_beacon (shoal_engine_t *self, const char *ip, const shoal_beacon
     peer = shoal_engine_peer_add (self, endpoint, false);
     if (peer) {
         shoal_peer_set_identity (peer, msg->node, NULL);
-        shoal_peer_set_pub_port (peer, msg->pub_port);
-        shoal_engine_peer_connect_pub (self, peer);
+        shoal_engine_peer_pub_update (self, peer, msg->pub_port);
     }
 }
 

@@ -76,10 +76,7 @@ s_handle_hello (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload, u
             if (peer) {
                 shoal_peer_set_identity (peer, hello->node.data, hello->name);
                 shoal_peer_set_replicates (peer, hello->replicates, hello->n_replicates);
-                if (hello->pub_port > 0 && hello->pub_port < 65536) {
-                    shoal_peer_set_pub_port (peer, (int) hello->pub_port);
-                    shoal_engine_peer_connect_pub (self, peer);
-                }
+                shoal_engine_peer_pub_update (self, peer, hello->pub_port);
             }
         }
     }
