@@ -668,10 +668,13 @@ test_reorder_limit (void)
     ok (deferred > 0, "reorder_limit: events beyond the room are dropped and counted (%llu)",
         (unsigned long long) deferred);
     uint64_t head = s_publish (origin, "backlog", 1, 10);
-    uint64_t expect = 1;
+    uint64_t expect = 1, most_in_flight = 0;
     int wrong = 0;
     deadline = zclock_mono () + 3 * S_WAIT_MS;
     while (expect <= head && zclock_mono () < deadline) {
+        uint64_t in_flight = s_stats (subscriber).repairs_in_flight;
+        if (in_flight > most_in_flight)
+            most_in_flight = in_flight;
         shoal_event_t *event = shoal_node_recv (subscriber, 200, NULL);
         if (!event)
             continue;
@@ -683,6 +686,8 @@ test_reorder_limit (void)
     ok (expect == head + 1 && wrong == 0,
         "every event still arrives once and in order (%llu of %llu, %d out of order)",
         (unsigned long long) (expect - 1), (unsigned long long) head, wrong);
+    ok (most_in_flight > 0, "repairs_in_flight counts the repairs while they run (%llu at most)",
+        (unsigned long long) most_in_flight);
     //  Each repair asked for at most 8 events (the room): one whose credit
     //  is spent is over, and the subscriber awaits nothing more of it.
     uint64_t gaps = s_stats (subscriber).gaps_detected;
