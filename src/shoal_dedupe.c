@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 typedef struct {
@@ -84,10 +85,14 @@ shoal_dedupe_new (size_t window)
     self->mask = slots - 1;
     self->entries = (s_entry_t *) calloc (window, sizeof (s_entry_t));
     self->slots = (uint32_t *) calloc (slots, sizeof (uint32_t));
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    self->seed =
-        s_mix ((uint64_t) ts.tv_nsec ^ ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) (uintptr_t) self);
+    //  From the system's random source; the clock and an address only if
+    //  that fails (a guess at the seed helps a flood, it breaks nothing).
+    if (getrandom (&self->seed, sizeof self->seed, 0) != (ssize_t) sizeof self->seed) {
+        struct timespec ts;
+        clock_gettime (CLOCK_REALTIME, &ts);
+        self->seed = s_mix ((uint64_t) ts.tv_nsec ^ ((uint64_t) ts.tv_sec << 32)
+                            ^ (uint64_t) (uintptr_t) self);
+    }
     if (!self->entries || !self->slots)
         shoal_dedupe_destroy (&self);
     return self;

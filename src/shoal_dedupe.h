@@ -6,7 +6,8 @@
     The window holds the last N ids recorded (N = dedupe_window, default
     100,000) with the seq each got. It is a fixed ring of (id, seq)
     entries, oldest first, plus an open-addressing index over the ring:
-    24 bytes per entry and 8 per index slot, allocated once, so a full
+    24 bytes per entry and 4 per index slot (two or more slots an entry),
+    allocated once, so a full
     window of 100,000 costs about 3.5 MiB, touched only as it fills.
 
     Private to the library.

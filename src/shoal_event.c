@@ -18,10 +18,11 @@
     4. decode returns either a fully valid event or NULL with the one error
        code that names the first problem found; it never returns a partial
        event and never reads outside the given bytes.
-    5. A decoded event is one allocation: its strings and payload live in
-       a tail right after the struct. A string or payload pointer either
-       points into that tail (released with the event) or is an allocation
-       of its own (a setter's); s_release frees only the latter.
+    5. A decoded event's strings and payload live in one allocation with
+       it, a tail right after the struct (its headers, when it has any, are
+       allocated apart). A string or payload pointer either points into
+       that tail (released with the event) or is an allocation of its own
+       (a setter's); s_release frees only the latter.
     ========================================================================= */
 
 #include "shoal_event.h"

@@ -43,7 +43,7 @@ struct _shoal_heads_t {
     pthread_mutex_t seq_lock;   //  guards next (see above)
     pthread_mutex_t state_lock; //  guards durable, restart, failed, closed, the table
     pthread_cond_t changed;     //  signalled when durable or failed changes
-    zhashx_t *streams;          //  stream name -> s_stream_t (inserts under both locks)
+    zhashx_t *streams;          //  stream name -> s_stream_t (state lock)
     bool closed;                //  the node stops: waits fail
 };
 

@@ -32,7 +32,7 @@ struct _shoal_node_t {
     int next_sub_id;           //  last subscription id handed out
     bool *durable;             //  durable[id]: subscription id is a durable consumer's
     size_t durable_alloc;      //  entries allocated in durable
-    char *strings[10];         //  owned copies of the config strings
+    char *strings[8];          //  owned copies of the config strings
     char **peers;              //  owned copy of config.peers
     char **replicate;          //  owned copy of config.replicate
 };
@@ -133,6 +133,9 @@ shoal_node_new (const shoal_node_config_t *config, int *error_p)
         config->router_endpoint,
         config->keys_dir,
         config->cert_path};
+    _Static_assert(sizeof strings / sizeof strings[0]
+                       == sizeof self->strings / sizeof self->strings[0],
+                   "every config string has its owned copy");
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         self->strings[i] = strings[i] ? strdup (strings[i]) : NULL;
     copy->name = self->strings[0];

@@ -8,12 +8,14 @@
 
     A record in a buffer:
 
-        seq        8 bytes, host order
-        time_ns    8 bytes, host order
-        size       4 bytes, length of the encoded event
-        stream     1 byte length, then the name and a NUL
-        type       1 byte length, then the name
-        event      size bytes, the encoded event
+        seq         8 bytes, host order
+        time_ns     8 bytes, host order
+        size        4 bytes, length of the encoded event
+        stream_len  1 byte
+        type_len    1 byte
+        stream      stream_len bytes, then a NUL
+        type        type_len bytes
+        event       size bytes, the encoded event
 
     Invariants:
     1. Records sit in the order pushed; the caller pushes under the heads
