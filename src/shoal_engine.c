@@ -528,14 +528,14 @@ s_start (shoal_engine_t *self)
     }
     //  Replicating everything means hearing every stream's heartbeats,
     //  including streams no one here has subscribed to yet.
-    if (self->replicate_all)
+    if (self->replicate_all) {
         zsock_set_subscribe (self->sub, "");
-    if (self->replicate_all)
         for (size_t i = 0; i < shoal_store_log_count (self->store); i++) {
             shoal_log_t *log = shoal_store_log_at (self->store, i);
             if (memcmp (shoal_log_origin (log), self->id, SHOAL_ID_SIZE) != 0)
                 shoal_engine_replicate_stream (self, shoal_log_stream (log));
         }
+    }
     shoal_store_set_retention (self->store, "*", config->retain_bytes, config->retain_age_ns);
     int64_t now = shoal_engine_now ();
     self->next_heartbeat_ms = now + config->heartbeat_ms;

@@ -266,7 +266,7 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
         return 0;
     }
     const char *stream = shoal_event_stream (event);
-    if (!zhashx_lookup (self->own, stream)
+    if (!shoal_engine_own (self, stream, false)
         && shoal_store_log_count (self->store) >= self->config->max_logs) {
         shoal_event_destroy (&event);
         self->stats.logs_refused++;

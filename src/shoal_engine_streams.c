@@ -576,11 +576,8 @@ shoal_engine_unsubscribe (shoal_engine_t *self, int id)
     s_sub_count (self, shoal_sub_stream (sub), -1);
     shoal_sub_stats_add (sub, &self->sub_totals);
     zlistx_delete (self->subs, zlistx_cursor (self->subs));
-    shoal_durable_t *durable = s_durable_by_sub (self, id);
-    if (durable) {
-        zlistx_detach_cur (self->durables);
-        shoal_durable_destroy (&durable);
-    }
+    if (s_durable_by_sub (self, id))
+        zlistx_delete (self->durables, zlistx_cursor (self->durables));
 }
 
 //  Moves ready events of every subscription into the inbox.
