@@ -82,6 +82,25 @@ shoal_secure_cert_name (zcert_t *cert, const char *path, char *name, size_t size
     snprintf (name, size, "%.*s", (int) length, base);
 }
 
+//  True when path is a regular file that may be a certificate: small, and
+//  naming a public key. zcert_load of anything else logs a syntax error
+//  and leaks (czmq's zconfig_load), on every rescan of the allow-list.
+static bool
+s_maybe_cert (const char *path)
+{
+    struct stat info;
+    if (stat (path, &info) || !S_ISREG (info.st_mode) || info.st_size > 16384)
+        return false;
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    char text[16385];
+    size_t size = fread (text, 1, sizeof text - 1, file);
+    fclose (file);
+    text[size] = 0;
+    return strstr (text, "public-key") != NULL;
+}
+
 static int
 s_compare_names (const void *a, const void *b)
 {
@@ -120,9 +139,7 @@ shoal_secure_each_cert (const char *dir_path, shoal_secure_cert_fn *fn, void *ar
     for (size_t i = 0; i < count; i++) {
         char path[4096];
         snprintf (path, sizeof path, "%s/%s", dir_path, names[i]);
-        struct stat info;
-        zcert_t *cert =
-            rc == 0 && stat (path, &info) == 0 && S_ISREG (info.st_mode) ? zcert_load (path) : NULL;
+        zcert_t *cert = rc == 0 && s_maybe_cert (path) ? zcert_load (path) : NULL;
         if (cert)
             rc = fn (arg, path, cert);
         zcert_destroy (&cert);
