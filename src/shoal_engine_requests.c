@@ -314,6 +314,8 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
                                       strlen (type));
         free (data);
     }
+    if (rc && seq)
+        shoal_heads_untake (self->args->heads, stream, seq); //  not in the log: no hole
     shoal_heads_unlock (self->args->heads);
     if (rc) {
         s_reply_error (self, routing_id, request_id, SHOAL_WIRE_STORAGE,

@@ -19,6 +19,8 @@
     2. After the engine reports a failed stream, take returns 0 until the
        engine reports it healthy again; then numbering restarts after the
        head the log really has (`restart`), not after seqs that never got in.
+    3. A seq handed out and given back (untake, under the same hold of the
+       seq lock) is handed out again next: no publish leaves a hole.
     ========================================================================= */
 
 #include "shoal_heads.h"
@@ -125,6 +127,16 @@ shoal_heads_take (shoal_heads_t *self, const char *stream)
     }
     pthread_mutex_unlock (&self->state_lock);
     return seq;
+}
+
+void
+shoal_heads_untake (shoal_heads_t *self, const char *stream, uint64_t seq)
+{
+    pthread_mutex_lock (&self->state_lock);
+    s_stream_t *entry = s_stream (self, stream);
+    if (seq > 0 && entry->next == seq + 1 && !entry->restart)
+        entry->next = seq;
+    pthread_mutex_unlock (&self->state_lock);
 }
 
 void

@@ -33,6 +33,11 @@ void shoal_heads_unlock (shoal_heads_t *self);
 //  stream is new here (its log's head). Returns 0 when the stream failed.
 uint64_t shoal_heads_take (shoal_heads_t *self, const char *stream);
 
+//  With the lock still held since the take: gives seq back when it is the
+//  last one taken, so a publish that could not hand its event on leaves
+//  no hole in the numbering (the next take returns seq again).
+void shoal_heads_untake (shoal_heads_t *self, const char *stream, uint64_t seq);
+
 //  Sets what the engine knows of a stream: its head and durable seq, and
 //  whether its log failed. Takes the lock; wakes waiters.
 void shoal_heads_update (shoal_heads_t *self, const char *stream, uint64_t head, uint64_t durable,

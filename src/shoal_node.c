@@ -289,8 +289,10 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
             shoal_event_set_seq (event, seq);
             //  The size with the real seq's varint in place of the largest.
             size_t size = worst - 10 + shoal_wire_varint_size (seq);
-            if (shoal_outbox_push (self->args->outbox, event, size))
+            if (shoal_outbox_push (self->args->outbox, event, size)) {
+                shoal_heads_untake (self->args->heads, stream, seq);
                 error = SHOAL_ERR_FAILED;
+            }
         }
         shoal_heads_unlock (self->args->heads);
     }
