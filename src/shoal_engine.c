@@ -656,6 +656,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     zlistx_set_destructor (self->durables, (zlistx_destructor_fn *) shoal_durable_destroy);
     self->cursors_dirty_ms = -1;
     self->sub_streams = zhashx_new ();
+    self->logs_refused = zhashx_new ();
     self->pending = zhashx_new ();
     zhashx_set_destructor (self->pending, (zhashx_destructor_fn *) zstr_free);
     zhashx_set_destructor (self->gone, (zhashx_destructor_fn *) zstr_free);
@@ -827,6 +828,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     zhashx_destroy (&self->gone);
     zhashx_destroy (&self->heads);
     zhashx_destroy (&self->sub_streams);
+    zhashx_destroy (&self->logs_refused);
     free (self->replica_buffer);
     zhashx_destroy (&self->pending);
     free (self);

@@ -104,6 +104,7 @@ typedef struct {
     uint64_t heartbeat_count;     //  heartbeat rounds so far
     int64_t next_retention_ms;    //  when retention runs next
     zhashx_t *sub_streams;        //  stream -> count of subscriptions (boxed)
+    zhashx_t *logs_refused;       //  replicas refused for max_logs: stream or "originhex/stream"
     zhashx_t *pending;            //  request id (decimal) -> shoal_engine_pending_t
     uint64_t next_request_id;     //  for requests this node sends
     bool waiting_space;           //  the inbox was full: poll its space signal

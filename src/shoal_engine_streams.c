@@ -433,6 +433,41 @@ s_durable_start (shoal_engine_t *self, shoal_engine_sub_t *request)
 //  --------------------------------------------------------------------------
 //  Replication
 
+//  Counts a replica log this node would have opened and did not, for
+//  max_logs: once per what was refused (a stream, or one origin's stream),
+//  though a refused stream is asked for again at every heartbeat and a
+//  refused origin's events keep coming. What was refused is remembered
+//  only up to max_logs entries; past that every refusal counts. A replica
+//  opened later (retention made room) is forgotten from it.
+static void
+s_log_refused (shoal_engine_t *self, const char *key)
+{
+    if (zhashx_lookup (self->logs_refused, key))
+        return;
+    self->stats.logs_refused++;
+    if (zhashx_size (self->logs_refused) < self->config->max_logs)
+        zhashx_insert (self->logs_refused, key, self); //  any non-NULL value
+}
+
+//  The replica log of (origin, stream), opened when new and max_logs allows.
+static shoal_log_t *
+s_replica_log (shoal_engine_t *self, const uint8_t *origin, const char *stream)
+{
+    shoal_log_t *log = shoal_store_log (self->store, origin, stream, false, NULL);
+    if (log)
+        return log;
+    char key[2 * SHOAL_ID_SIZE + SHOAL_STREAM_MAX + 2];
+    s_heads_key (key, sizeof key, origin, stream);
+    if (shoal_store_log_count (self->store) >= self->config->max_logs) {
+        s_log_refused (self, key);
+        return NULL;
+    }
+    log = shoal_store_log (self->store, origin, stream, true, NULL);
+    if (log)
+        zhashx_delete (self->logs_refused, key);
+    return log;
+}
+
 //  Starts replicating a stream: an internal subscription from where each
 //  replica log ends (from the beginning for origins with none), whose
 //  deliveries go into replica logs instead of the inbox.
@@ -445,9 +480,10 @@ shoal_engine_replicate_stream (shoal_engine_t *self, const char *stream)
             return; //  already
     size_t count = shoal_store_log_count (self->store);
     if (count >= self->config->max_logs) {
-        self->stats.logs_refused++;
+        s_log_refused (self, stream);
         return;
     }
+    zhashx_delete (self->logs_refused, stream);
     uint8_t (*origins)[SHOAL_ID_SIZE] =
         (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
     uint64_t *seqs = (uint64_t *) zmalloc ((count + 1) * sizeof (uint64_t));
@@ -484,11 +520,9 @@ s_replica_append (shoal_engine_t *self, shoal_sub_t *sub)
     while ((event = shoal_sub_pop (sub))) {
         const uint8_t *origin = shoal_event_origin (event);
         if (memcmp (origin, self->id, SHOAL_ID_SIZE) != 0) {
-            int error;
             if (!log || memcmp (shoal_log_origin (log), origin, SHOAL_ID_SIZE) != 0
                 || strcmp (shoal_log_stream (log), shoal_event_stream (event)) != 0)
-                log =
-                    shoal_store_log (self->store, origin, shoal_event_stream (event), true, &error);
+                log = s_replica_log (self, origin, shoal_event_stream (event));
             uint64_t seq = shoal_event_seq (event);
             if (log && shoal_log_head (log) > 0 && seq > shoal_log_head (log) + 1) {
                 //  The subscription skips a range only when the origin

@@ -18,7 +18,10 @@
                                 bigger event travels alone)
         replay type filter      more than 256 types: Error 1
         max_peers               Hello beyond it: peer not added, peers_refused
-        max_logs                thin client's new stream: Error 7, logs_refused
+        max_logs                thin client's new stream: Error 7, logs_refused;
+                                "replicate all": a new stream, or a new
+                                origin of a replicated stream, not
+                                replicated, counted once each
         max_consumers           thin client's new consumer: Error 7
         max_consumer_cursors    a consumer's new cursor past it: Error 7
         reorder_limit           events_deferred, and every event still
@@ -796,6 +799,107 @@ test_store_limits (void)
     shoal_node_destroy (&node);
 }
 
+static void
+s_replicate_two_logs (shoal_node_config_t *config)
+{
+    static const char *all[] = {"all"};
+    config->replicate = all;
+    config->replicate_count = 1;
+    config->max_logs = 2;
+}
+
+//  A node's logs by its Status, as a client sees them: how many, and the
+//  head of (origin, stream), 0 when it holds no such log.
+static size_t
+s_logs (zsock_t *client, const uint8_t *origin, const char *stream, uint64_t *head_p)
+{
+    Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 60;
+    request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
+    request.status = &status;
+    node_util_send (client, &request);
+    Shoal__V1__Response *response = node_util_recv (client);
+    size_t count = 0;
+    *head_p = 0;
+    if (response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS) {
+        count = response->status->n_logs;
+        for (size_t i = 0; i < count; i++) {
+            Shoal__V1__LogHead *log = response->status->logs[i];
+            if (log->origin.len == SHOAL_ID_SIZE
+                && memcmp (log->origin.data, origin, SHOAL_ID_SIZE) == 0
+                && streq (log->stream, stream))
+                *head_p = log->head_seq;
+        }
+    }
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    return count;
+}
+
+//  Waits until the node holds (origin, stream) up to head; the head seen.
+static uint64_t
+s_wait_replica (zsock_t *client, const uint8_t *origin, const char *stream, uint64_t head)
+{
+    uint64_t seen = 0;
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    for (s_logs (client, origin, stream, &seen); seen < head && zclock_mono () < deadline;
+         s_logs (client, origin, stream, &seen))
+        zclock_sleep (50);
+    return seen;
+}
+
+//  A node that replicates "all" with room for two logs: two origins of a
+//  stream fill it. A third origin of that stream and a new stream are not
+//  replicated, and each counts once in logs_refused, though heartbeats
+//  ask for the new stream again and again and the third origin's events
+//  keep coming.
+static void
+test_replica_limits (void)
+{
+    shoal_node_t *origins[3];
+    const char *endpoints[3];
+    const char *names[] = {"replica-a", "replica-b", "replica-c"};
+    for (int i = 0; i < 3; i++) {
+        origins[i] = s_node (names[i], NULL, 0, NULL);
+        endpoints[i] = shoal_node_router_endpoint (origins[i]);
+    }
+    shoal_node_t *replica = s_node ("replica", endpoints, 3, s_replicate_two_logs);
+    zsock_t *client = node_util_client (replica, S_WAIT_MS);
+    s_publish (origins[0], "shared", 10, 10);
+    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[0]), "shared", 10), 10,
+            "max_logs (replicas): the first origin of a stream is replicated");
+    s_publish (origins[1], "shared", 10, 10);
+    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[1]), "shared", 10), 10,
+            "max_logs (replicas): the second origin fills the store");
+    s_publish (origins[2], "shared", 10, 10);
+    s_publish (origins[0], "extra", 5, 10);
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (replica).logs_refused < 2 && zclock_mono () < deadline)
+        zclock_sleep (50);
+    //  Seven heartbeat intervals more: the new stream is asked for at each.
+    zclock_sleep (7 * 200);
+    s_publish (origins[2], "shared", 5, 10);
+    zclock_sleep (400);
+    uint64_t refused = s_stats (replica).logs_refused;
+    ok (refused == 2,
+        "max_logs (replicas): a third origin and a new stream count once each (%" PRIu64 ")",
+        refused);
+    uint64_t head = 0;
+    size_t logs = s_logs (client, shoal_node_id (origins[2]), "shared", &head);
+    ok (logs == 2 && head == 0,
+        "max_logs (replicas): the node holds two logs, none of the third origin (%zu logs)", logs);
+    s_logs (client, shoal_node_id (origins[0]), "extra", &head);
+    is_int ((long long) head, 0, "max_logs (replicas): the new stream is not replicated");
+    s_publish (origins[0], "shared", 5, 10);
+    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[0]), "shared", 15), 15,
+            "max_logs (replicas): the replicas it holds still follow their origins");
+    zsock_destroy (&client);
+    shoal_node_destroy (&replica);
+    for (int i = 0; i < 3; i++)
+        shoal_node_destroy (&origins[i]);
+}
+
 int
 main (void)
 {
@@ -811,5 +915,6 @@ main (void)
     test_max_origins ();
     test_reorder_limit ();
     test_store_limits ();
+    test_replica_limits ();
     return done_testing ();
 }
