@@ -3,7 +3,8 @@
 
     The outbox, the engine's send queues and the replay batch encoder each
     append records to a plain byte buffer they reuse; this is the one way
-    they grow it: doubling from a first size, keeping what it holds.
+    they grow it: doubling from a first size, keeping what it holds. Tables
+    that cannot refuse what needed the room grow by shoal_grow.
 
     Private to the library.
     ========================================================================= */
@@ -13,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 //  Makes *data (of *alloc bytes) hold at least need bytes, doubling from
@@ -31,6 +33,23 @@ shoal_buffer_reserve (uint8_t **data, size_t *alloc, size_t need, size_t first)
     *data = grown;
     *alloc = size;
     return 0;
+}
+
+//  realloc for the tables a class grows in memory (rings, ranges, reorder
+//  buffers): out of memory ends the process with a message, as czmq's
+//  zmalloc does for everything else the library allocates, rather than
+//  writing through NULL. Buffers whose owner can refuse the record that
+//  needed the room use shoal_buffer_reserve instead.
+static inline void *
+shoal_grow (void *data, size_t size)
+{
+    void *grown = realloc (data, size);
+    if (!grown && size) {
+        fprintf (stderr, "shoal: out of memory growing a table to %zu bytes\n", size);
+        fflush (stderr);
+        abort ();
+    }
+    return grown;
 }
 
 #endif

@@ -12,6 +12,7 @@
     ========================================================================= */
 
 #include "shoal_durable.h"
+#include "shoal_buffer.h"
 
 #include <czmq.h>
 
@@ -102,8 +103,8 @@ s_acker_push (s_acker_t *acker, uint64_t seq)
 {
     if (acker->count == acker->alloc) {
         size_t alloc = acker->alloc ? 2 * acker->alloc : 64;
-        uint64_t *seqs = (uint64_t *) malloc (alloc * sizeof (uint64_t));
-        bool *acked = (bool *) malloc (alloc * sizeof (bool));
+        uint64_t *seqs = (uint64_t *) shoal_grow (NULL, alloc * sizeof (uint64_t));
+        bool *acked = (bool *) shoal_grow (NULL, alloc * sizeof (bool));
         for (size_t i = 0; i < acker->count; i++) {
             seqs[i] = acker->seqs[(acker->head + i) % acker->alloc];
             acked[i] = acker->acked[(acker->head + i) % acker->alloc];

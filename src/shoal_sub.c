@@ -40,6 +40,7 @@
     ========================================================================= */
 
 #include "shoal_sub.h"
+#include "shoal_buffer.h"
 #include "shoal_error.h"
 
 #include <czmq.h>
@@ -127,8 +128,8 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
     if (from && from->kind == SHOAL_FROM_SEQ) {
         self->from_seq = from->seq ? from->seq : 1;
         if (from->count) {
-            self->from_origins = (uint8_t (*)[SHOAL_ID_SIZE]) malloc (from->count * SHOAL_ID_SIZE);
-            self->from_seqs = (uint64_t *) malloc (from->count * sizeof (uint64_t));
+            self->from_origins = (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc (from->count * SHOAL_ID_SIZE);
+            self->from_seqs = (uint64_t *) zmalloc (from->count * sizeof (uint64_t));
             memcpy (self->from_origins, from->origins, from->count * SHOAL_ID_SIZE);
             memcpy (self->from_seqs, from->seqs, from->count * sizeof (uint64_t));
             self->from_count = from->count;
@@ -318,7 +319,7 @@ s_accept (shoal_sub_t *self, s_origin_t *o, shoal_event_t *event, bool replayed)
             //  Grow the ring and unwrap it: the entries from head to the
             //  old end move to the new end.
             size_t alloc = self->ready_alloc ? 2 * self->ready_alloc : 64;
-            self->ready = (shoal_event_t **) realloc (self->ready, alloc * sizeof (void *));
+            self->ready = (shoal_event_t **) shoal_grow (self->ready, alloc * sizeof (void *));
             size_t tail = self->ready_alloc - self->ready_head;
             memmove (self->ready + alloc - tail, self->ready + self->ready_head,
                      tail * sizeof (void *));
@@ -404,7 +405,7 @@ s_remember (s_origin_t *o, uint64_t seq)
     }
     if (o->dropped_count == o->dropped_alloc) {
         o->dropped_alloc = o->dropped_alloc ? 2 * o->dropped_alloc : 16;
-        o->dropped = (s_range_t *) realloc (o->dropped, o->dropped_alloc * sizeof (s_range_t));
+        o->dropped = (s_range_t *) shoal_grow (o->dropped, o->dropped_alloc * sizeof (s_range_t));
     }
     memmove (o->dropped + low + 1, o->dropped + low, (o->dropped_count - low) * sizeof (s_range_t));
     o->dropped[low] = (s_range_t){seq, seq};
@@ -506,7 +507,8 @@ shoal_sub_on_event (shoal_sub_t *self, shoal_event_t **event_p, bool replayed)
         }
         else {
             o->held_alloc = o->held_alloc ? 2 * o->held_alloc : 64;
-            o->held_base = (s_held_t *) realloc (o->held_base, o->held_alloc * sizeof (s_held_t));
+            o->held_base =
+                (s_held_t *) shoal_grow (o->held_base, o->held_alloc * sizeof (s_held_t));
             o->held = o->held_base + skipped;
         }
     }

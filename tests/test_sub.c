@@ -12,6 +12,7 @@
 
 #include "shoal.h"
 #include "shoal_sub.h"
+#include "shoal_buffer.h"
 #include "tap.h"
 
 #include <inttypes.h>
@@ -20,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define S_STREAM "orders"
 #define S_TIMEOUT_MS 300                //  repair timeout the engine would use
@@ -1637,6 +1641,38 @@ test_ready_ring (void)
     s_log_free (&log);
 }
 
+//  The tables a subscription grows (ready ring, reorder buffer, dropped
+//  ranges) grow by shoal_grow: a growth that cannot be had ends the
+//  process with a message, never a write through NULL.
+static void
+test_grow_out_of_memory (void)
+{
+    void *small = shoal_grow (NULL, 64);
+    ok (small != NULL, "shoal_grow gives memory when there is some");
+    free (small);
+    int out[2];
+    if (pipe (out))
+        bail ("pipe");
+    fflush (NULL);
+    pid_t child = fork ();
+    if (child == 0) {
+        dup2 (out[1], STDERR_FILENO);
+        close (out[0]);
+        void *huge = shoal_grow (NULL, SIZE_MAX / 2); //  more than any machine has
+        _exit (huge ? 0 : 1);
+    }
+    close (out[1]);
+    char message[256] = "";
+    ssize_t got = read (out[0], message, sizeof message - 1);
+    message[got > 0 ? got : 0] = 0;
+    close (out[0]);
+    int status = 0;
+    waitpid (child, &status, 0);
+    ok (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT,
+        "a growth that cannot be had aborts the process");
+    ok (strstr (message, "out of memory") != NULL, "and says why: %s", message);
+}
+
 int
 main (void)
 {
@@ -1653,6 +1689,7 @@ main (void)
           seed, rounds);
 
     test_basics ();
+    test_grow_out_of_memory ();
     test_other ();
     test_max_origins ();
     test_in_order ();
