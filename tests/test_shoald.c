@@ -12,6 +12,7 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
@@ -614,6 +615,84 @@ test_replicate (void)
     mesh_stop (&b);
 }
 
+//  A node's Status as `shoal --json status` prints it: how many logs of
+//  stream it holds, and *refused its origins_refused counter.
+static size_t
+s_status_logs (const char *router, const char *stream, uint64_t *refused)
+{
+    const char *status[] = {mesh_bin ("shoal"), "--node", router, "--json", "status", NULL};
+    char *out = NULL;
+    mesh_run (status, NULL, NULL, S_RUN_TIMEOUT, &out, NULL);
+    json_t *reply = out ? json_parse (out, strlen (out)) : NULL;
+    *refused = json_get_u64 (json_get (reply, "counters"), "origins_refused", 0);
+    json_t *logs = json_get (reply, "logs");
+    size_t count = 0;
+    for (size_t i = 0; i < json_count (logs); i++) {
+        const char *name = json_get_string (json_at (logs, i), "stream");
+        count += name && streq (name, stream);
+    }
+    json_free (reply);
+    free (out);
+    return count;
+}
+
+//  --max-origins reaches the node: replicating a stream written by two
+//  origins, a node allowed one follows one, and its Status counts the
+//  other in origins_refused.
+static void
+test_max_origins (void)
+{
+    char dirs[3][4200];
+    const char *names[] = {"orig-a", "orig-b", "orig-c"};
+    for (int i = 0; i < 3; i++)
+        snprintf (dirs[i], sizeof dirs[i], "%s/%s", tap_tmpdir (), names[i]);
+    s_ready_t ready[3];
+    mesh_proc_t *procs[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 2; i++)
+        procs[i] =
+            s_start_node ((const char *[]){"--data", dirs[i], "--name", names[i], "--interface",
+                                           "none", "--heartbeat-ms", "200", NULL},
+                          NULL, &ready[i]);
+    if (procs[0] && procs[1])
+        procs[2] = s_start_node (
+            (const char *[]){"--data", dirs[2], "--name", names[2], "--interface", "none", "--peer",
+                             ready[0].router, "--peer", ready[1].router, "--replicate", "orders",
+                             "--max-origins", "1", "--heartbeat-ms", "200", NULL},
+            NULL, &ready[2]);
+    if (!procs[2]) {
+        for (int i = 0; i < 3; i++)
+            mesh_stop (&procs[i]);
+        skip (2, "nodes did not start");
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *pub[] = {
+            mesh_bin ("shoal"), "--node", ready[i].router, "pub", "orders", "Tick", NULL};
+        mesh_run (pub, NULL, "one\ntwo\n", S_RUN_TIMEOUT, NULL, NULL);
+    }
+    uint64_t refused = 0;
+    size_t replicas = 0;
+    double deadline = tap_now () + 10;
+    while ((refused == 0 || replicas == 0) && tap_now () < deadline) {
+        replicas = s_status_logs (ready[2].router, "orders", &refused);
+        if (refused == 0 || replicas == 0)
+            usleep (200000);
+    }
+    ok (refused > 0,
+        "--max-origins 1: the second origin is counted in origins_refused (%" PRIu64 ")", refused);
+    //  A moment more: the refused origin's heartbeats and events keep coming.
+    usleep (600000);
+    replicas = s_status_logs (ready[2].router, "orders", &refused);
+    is_int ((long long) replicas, 1,
+            "--max-origins 1: one origin's orders are replicated, not two");
+    for (int i = 0; i < 3; i++)
+        mesh_signal (procs[i], SIGTERM, false);
+    for (int i = 0; i < 3; i++) {
+        mesh_wait (procs[i], 10);
+        mesh_stop (&procs[i]);
+    }
+}
+
 int
 main (void)
 {
@@ -626,6 +705,7 @@ main (void)
     test_log_level_and_errors ();
     test_loopback_discovery ();
     test_replicate ();
+    test_max_origins ();
     ok (!mesh_process_with (tap_tmpdir ()), "no process of this test is left running");
     return done_testing ();
 }
