@@ -23,6 +23,8 @@
                                 origin of a replicated stream, not
                                 replicated, counted once each
         max_consumers           thin client's new consumer: Error 7
+        dedupe_window           a thin client's repeat inside it: the first
+                                ack again; older than it: recorded again
         max_consumer_cursors    a consumer's new cursor past it: Error 7
         reorder_limit           events_deferred, and every event still
                                 arrives once, in order
@@ -900,6 +902,65 @@ test_replica_limits (void)
         shoal_node_destroy (&origins[i]);
 }
 
+static void
+s_small_window (shoal_node_config_t *config)
+{
+    config->dedupe_window = 3;
+}
+
+//  A thin client's publish of an event with id byte `id`; the ack's seq,
+//  with *duplicate set, or 0 when no ack came.
+static uint64_t
+s_publish_id (zsock_t *client, uint8_t id, bool *duplicate)
+{
+    uint8_t event_id[SHOAL_ID_SIZE] = {0};
+    event_id[0] = id;
+    Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
+    event.stream = "window";
+    event.type = "Tick";
+    event.id.data = event_id;
+    event.id.len = sizeof event_id;
+    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
+    publish.event = &event;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 70 + id;
+    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+    request.publish = &publish;
+    node_util_send (client, &request);
+    Shoal__V1__Response *response = node_util_recv (client);
+    uint64_t seq = 0;
+    *duplicate = false;
+    if (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK) {
+        seq = response->publish_ack->seq;
+        *duplicate = response->publish_ack->duplicate;
+    }
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    return seq;
+}
+
+//  A window of three ids: a repeat within it gets the first ack back; once
+//  three newer ids are recorded, the same id is recorded again.
+static void
+test_dedupe_window (void)
+{
+    shoal_node_t *node = s_node ("window", NULL, 0, s_small_window);
+    zsock_t *client = node_util_client (node, S_WAIT_MS);
+    bool duplicate = false;
+    ok (s_publish_id (client, 1, &duplicate) == 1 && !duplicate, "dedupe_window: event 1 is seq 1");
+    ok (s_publish_id (client, 1, &duplicate) == 1 && duplicate,
+        "dedupe_window: its repeat gets seq 1 back, duplicate");
+    for (uint8_t id = 2; id <= 4; id++)
+        s_publish_id (client, id, &duplicate);
+    ok (s_publish_id (client, 4, &duplicate) == 4 && duplicate,
+        "dedupe_window: the newest id is still remembered");
+    uint64_t seq = s_publish_id (client, 1, &duplicate);
+    ok (seq == 5 && !duplicate,
+        "dedupe_window: three ids later, event 1 is recorded again as seq %" PRIu64, seq);
+    zsock_destroy (&client);
+    shoal_node_destroy (&node);
+}
+
 int
 main (void)
 {
@@ -916,5 +977,6 @@ main (void)
     test_reorder_limit ();
     test_store_limits ();
     test_replica_limits ();
+    test_dedupe_window ();
     return done_testing ();
 }
