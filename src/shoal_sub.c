@@ -13,7 +13,10 @@
                     back, whether it made progress
 
     and for the whole subscription a ready queue of events in delivery
-    order, and a limit on held + ready events.
+    order, and a limit on held + ready events. Origins are found by an
+    open-addressing index of their positions in the origin table (linear
+    probing, at most half full, rebuilt when it would pass that); origins
+    are only ever added, so no entry is removed from it.
 
     Invariants:
     1. For each origin, the events made ready have strictly increasing,
@@ -100,6 +103,8 @@ struct _shoal_sub_t {
     size_t origin_count;                    //  entries used
     size_t origin_alloc;                    //  entries allocated
     size_t max_origins;                     //  most entries
+    uint32_t *index;                        //  open addressing: position + 1, 0 = empty
+    size_t index_size;                      //  slots, a power of two, >= 2 * origin_count
     size_t cursor;                          //  round-robin start for next_repair
     size_t held_total;                      //  held entries across origins
     shoal_event_t **ready;                  //  ring of events to deliver, in order
@@ -152,6 +157,7 @@ shoal_sub_destroy (shoal_sub_t **self_p)
         free (o->dropped);
     }
     free (self->origins);
+    free (self->index);
     shoal_event_t *event;
     while ((event = shoal_sub_pop (self)))
         shoal_event_destroy (&event);
@@ -221,13 +227,44 @@ shoal_sub_stats (const shoal_sub_t *self, shoal_sub_stats_t *stats)
 //  --------------------------------------------------------------------------
 //  Origins
 
+//  Where an origin's probe starts. Node ids are random, but an invented
+//  one may be chosen to collide: both halves are mixed in, and a collision
+//  costs only a longer probe, never more than the table.
+static size_t
+s_slot (const uint8_t *origin, size_t mask)
+{
+    uint64_t a, b;
+    memcpy (&a, origin, 8);
+    memcpy (&b, origin + 8, 8);
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL)) * 0xFF51AFD7ED558CCDULL;
+    return (size_t) (h ^ (h >> 32)) & mask;
+}
+
 static s_origin_t *
 s_find (const shoal_sub_t *self, const uint8_t *origin)
 {
-    for (size_t i = 0; i < self->origin_count; i++)
-        if (memcmp (self->origins[i].origin, origin, SHOAL_ID_SIZE) == 0)
-            return &self->origins[i];
-    return NULL;
+    if (self->index_size == 0)
+        return NULL;
+    size_t mask = self->index_size - 1;
+    for (size_t slot = s_slot (origin, mask);; slot = (slot + 1) & mask) {
+        uint32_t entry = self->index[slot];
+        if (entry == 0)
+            return NULL; //  the index is never full: an empty slot ends every probe
+        s_origin_t *o = &self->origins[entry - 1];
+        if (memcmp (o->origin, origin, SHOAL_ID_SIZE) == 0)
+            return o;
+    }
+}
+
+//  Puts the origin at position in the index (which has room).
+static void
+s_index_put (shoal_sub_t *self, size_t position)
+{
+    size_t mask = self->index_size - 1;
+    size_t slot = s_slot (self->origins[position].origin, mask);
+    while (self->index[slot])
+        slot = (slot + 1) & mask;
+    self->index[slot] = (uint32_t) position + 1;
 }
 
 //  Adds an origin, placed by the start position when that gives a seq,
@@ -250,9 +287,18 @@ s_add (shoal_sub_t *self, const uint8_t *origin)
         self->origins = grown;
         self->origin_alloc = alloc;
     }
-    s_origin_t *o = &self->origins[self->origin_count++];
+    if (2 * (self->origin_count + 1) > self->index_size) {
+        //  Rebuilt twice as big: every origin placed again.
+        free (self->index);
+        self->index_size = self->index_size ? 2 * self->index_size : 16;
+        self->index = (uint32_t *) zmalloc (self->index_size * sizeof (uint32_t));
+        for (size_t i = 0; i < self->origin_count; i++)
+            s_index_put (self, i);
+    }
+    s_origin_t *o = &self->origins[self->origin_count];
     memset (o, 0, sizeof *o);
     memcpy (o->origin, origin, SHOAL_ID_SIZE);
+    s_index_put (self, self->origin_count++);
     switch (self->from_kind) {
         case SHOAL_FROM_SEQ:
             o->next = self->from_seq;

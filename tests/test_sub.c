@@ -1673,6 +1673,58 @@ test_grow_out_of_memory (void)
     ok (strstr (message, "out of memory") != NULL, "and says why: %s", message);
 }
 
+//  Many origins, found by the subscription's index across its rebuilds:
+//  half of them share their first 8 bytes (so their probes collide), and
+//  events come round-robin. Each origin's events come out in order, and
+//  each origin is found again at its own next seq.
+static void
+test_many_origins (void)
+{
+    enum { ORIGINS = 600, EVENTS = 3 };
+    shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, NULL, NULL, 0};
+    shoal_sub_t *sub =
+        shoal_sub_new (1, S_STREAM, NULL, &from, s_time (0), ORIGINS * EVENTS, ORIGINS);
+    static uint8_t ids[ORIGINS][SHOAL_ID_SIZE];
+    for (int i = 0; i < ORIGINS; i++) {
+        memset (ids[i], 0x5a, SHOAL_ID_SIZE);
+        if (i % 2) //  the same first half as every other odd one
+            memcpy (ids[i] + 8, &i, sizeof i);
+        else
+            memcpy (ids[i], &i, sizeof i);
+    }
+    int delivered = 0;
+    for (uint64_t seq = 1; seq <= EVENTS; seq++)
+        for (int i = 0; i < ORIGINS; i++) {
+            shoal_event_t *event = s_event (S_STREAM, ids[i], seq, "A", s_time ((int64_t) seq));
+            delivered += shoal_sub_on_event (sub, &event, false) == SHOAL_SUB_DELIVERED;
+            shoal_event_destroy (&event);
+        }
+    is_int (delivered, ORIGINS * EVENTS, "%d origins: every event is delivered", ORIGINS);
+    uint64_t expected[ORIGINS];
+    for (int i = 0; i < ORIGINS; i++)
+        expected[i] = 1;
+    int in_order = 0;
+    shoal_event_t *event;
+    while ((event = shoal_sub_pop (sub))) {
+        for (int i = 0; i < ORIGINS; i++)
+            if (memcmp (shoal_event_origin (event), ids[i], SHOAL_ID_SIZE) == 0) {
+                in_order += shoal_event_seq (event) == expected[i];
+                expected[i] = shoal_event_seq (event) + 1;
+                break;
+            }
+        shoal_event_destroy (&event);
+    }
+    is_int (in_order, ORIGINS * EVENTS, "each origin's events come out in seq order");
+    int found = 0;
+    for (int i = 0; i < ORIGINS; i++)
+        found += shoal_sub_next_seq (sub, ids[i]) == EVENTS + 1;
+    is_int (found, ORIGINS, "each origin is found again at its own next seq");
+    uint8_t stranger[SHOAL_ID_SIZE];
+    memset (stranger, 0x5a, sizeof stranger);
+    is_int (shoal_sub_next_seq (sub, stranger), 0, "an origin never seen is not found");
+    shoal_sub_destroy (&sub);
+}
+
 int
 main (void)
 {
@@ -1692,6 +1744,7 @@ main (void)
     test_grow_out_of_memory ();
     test_other ();
     test_max_origins ();
+    test_many_origins ();
     test_in_order ();
     test_ready_ring ();
     test_seq_jump ();
