@@ -144,9 +144,10 @@ s_handle_publish_record (shoal_engine_t *self, const shoal_outbox_record_t *reco
     if (!own)
         shoal_heads_update (self->args->heads, record->stream, 0, 0, true);
     else if (record->seq != shoal_log_head (own->log) + 1) {
-        //  A seq the log does not expect. A failed push gives its seq back
-        //  (shoal_heads_untake), so this is a guard against a bug: number
-        //  again after the real head, so the stream does not stall.
+        //  A seq the log does not expect: records sequenced before an
+        //  append failed that left the head behind them (a failed push
+        //  gives its seq back, shoal_heads_untake). Number again after
+        //  the real head, so the stream does not stall.
         shoal_engine_log (self, SHOAL_LOG_ERROR,
                           "%s: event seq %" PRIu64 " dropped, log head is %" PRIu64, record->stream,
                           record->seq, shoal_log_head (own->log));

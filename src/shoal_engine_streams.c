@@ -436,16 +436,16 @@ s_durable_start (shoal_engine_t *self, shoal_engine_sub_t *request)
 //  Counts a replica log this node would have opened and did not, for
 //  max_logs: once per what was refused (a stream, or one origin's stream),
 //  though a refused stream is asked for again at every heartbeat and a
-//  refused origin's events keep coming. What was refused is remembered
-//  only up to max_logs entries; past that every refusal counts. A replica
-//  opened later (retention made room) is forgotten from it.
+//  refused origin's events keep coming. The store never closes a log
+//  (retention trims segments only), so a refusal stands. What was refused
+//  is remembered up to max_origins entries; past that every refusal counts.
 static void
 s_log_refused (shoal_engine_t *self, const char *key)
 {
     if (zhashx_lookup (self->logs_refused, key))
         return;
     self->stats.logs_refused++;
-    if (zhashx_size (self->logs_refused) < self->config->max_logs)
+    if (zhashx_size (self->logs_refused) < self->config->max_origins)
         zhashx_insert (self->logs_refused, key, self); //  any non-NULL value
 }
 
@@ -454,23 +454,19 @@ static shoal_log_t *
 s_replica_log (shoal_engine_t *self, const uint8_t *origin, const char *stream)
 {
     shoal_log_t *log = shoal_store_log (self->store, origin, stream, false, NULL);
-    if (log)
-        return log;
+    if (log || shoal_store_log_count (self->store) < self->config->max_logs)
+        return log ? log : shoal_store_log (self->store, origin, stream, true, NULL);
     char key[2 * SHOAL_ID_SIZE + SHOAL_STREAM_MAX + 2];
     s_heads_key (key, sizeof key, origin, stream);
-    if (shoal_store_log_count (self->store) >= self->config->max_logs) {
-        s_log_refused (self, key);
-        return NULL;
-    }
-    log = shoal_store_log (self->store, origin, stream, true, NULL);
-    if (log)
-        zhashx_delete (self->logs_refused, key);
-    return log;
+    s_log_refused (self, key);
+    return NULL;
 }
 
 //  Starts replicating a stream: an internal subscription from where each
 //  replica log ends (from the beginning for origins with none), whose
-//  deliveries go into replica logs instead of the inbox.
+//  deliveries go into replica logs instead of the inbox. A stream with
+//  replicas here is followed whatever the number of logs (s_replica_log
+//  bounds its new origins); one with none is refused at max_logs.
 void
 shoal_engine_replicate_stream (shoal_engine_t *self, const char *stream)
 {
@@ -479,23 +475,27 @@ shoal_engine_replicate_stream (shoal_engine_t *self, const char *stream)
         if (shoal_sub_id (sub) < 0 && streq (shoal_sub_stream (sub), stream))
             return; //  already
     size_t count = shoal_store_log_count (self->store);
-    if (count >= self->config->max_logs) {
-        s_log_refused (self, stream);
-        return;
-    }
-    zhashx_delete (self->logs_refused, stream);
     uint8_t (*origins)[SHOAL_ID_SIZE] =
         (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);
     uint64_t *seqs = (uint64_t *) zmalloc ((count + 1) * sizeof (uint64_t));
     size_t n = 0;
+    bool held = false;
     for (size_t i = 0; i < count; i++) {
         shoal_log_t *log = shoal_store_log_at (self->store, i);
         if (streq (shoal_log_stream (log), stream)
-            && memcmp (shoal_log_origin (log), self->id, SHOAL_ID_SIZE) != 0
-            && shoal_log_head (log) > 0) {
-            memcpy (origins[n], shoal_log_origin (log), SHOAL_ID_SIZE);
-            seqs[n++] = shoal_log_head (log) + 1;
+            && memcmp (shoal_log_origin (log), self->id, SHOAL_ID_SIZE) != 0) {
+            held = true;
+            if (shoal_log_head (log) > 0) {
+                memcpy (origins[n], shoal_log_origin (log), SHOAL_ID_SIZE);
+                seqs[n++] = shoal_log_head (log) + 1;
+            }
         }
+    }
+    if (!held && count >= self->config->max_logs) {
+        free (origins);
+        free (seqs);
+        s_log_refused (self, stream);
+        return;
     }
     shoal_from_t from = {SHOAL_FROM_SEQ, 1, 0, (const uint8_t (*)[SHOAL_ID_SIZE]) origins, seqs, n};
     shoal_sub_t *sub =

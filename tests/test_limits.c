@@ -898,6 +898,14 @@ test_replica_limits (void)
             "max_logs (replicas): the replicas it holds still follow their origins");
     zsock_destroy (&client);
     shoal_node_destroy (&replica);
+    //  Started again on its store, it is at the limit from the start.
+    replica = s_node ("replica", endpoints, 3, s_replicate_two_logs);
+    client = node_util_client (replica, S_WAIT_MS);
+    s_publish (origins[1], "shared", 5, 10);
+    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[1]), "shared", 15), 15,
+            "max_logs (replicas): restarted at the limit, it follows the replicas it holds");
+    zsock_destroy (&client);
+    shoal_node_destroy (&replica);
     for (int i = 0; i < 3; i++)
         shoal_node_destroy (&origins[i]);
 }

@@ -1647,6 +1647,10 @@ test_ready_ring (void)
 static void
 test_grow_out_of_memory (void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    skip (3, "AddressSanitizer answers an impossible allocation itself");
+    return;
+#endif
     void *small = shoal_grow (NULL, 64);
     ok (small != NULL, "shoal_grow gives memory when there is some");
     free (small);
@@ -1673,10 +1677,10 @@ test_grow_out_of_memory (void)
     ok (strstr (message, "out of memory") != NULL, "and says why: %s", message);
 }
 
-//  Many origins, found by the subscription's index across its rebuilds:
-//  half of them share their first 8 bytes (so their probes collide), and
-//  events come round-robin. Each origin's events come out in order, and
-//  each origin is found again at its own next seq.
+//  Many origins, found by the subscription's index across its rebuilds
+//  (probes meet at its load of a quarter to a half): half of them share
+//  their first 8 bytes, the rest their last 8, and events come round-robin. Each origin's events
+//  come out in order, and each origin is found again at its own next seq.
 static void
 test_many_origins (void)
 {
