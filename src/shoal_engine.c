@@ -147,14 +147,15 @@ s_handle_publish_record (shoal_engine_t *self, const shoal_outbox_record_t *reco
         //  A seq the log does not expect: records sequenced before an
         //  append failed that left the head behind them (a failed push
         //  gives its seq back, shoal_heads_untake). Number again after
-        //  the real head, so the stream does not stall.
+        //  the real head, so the stream does not stall (a failed log
+        //  stays failed: it hands out no more seqs).
         shoal_engine_log (self, SHOAL_LOG_ERROR,
                           "%s: event seq %" PRIu64 " dropped, log head is %" PRIu64, record->stream,
                           record->seq, shoal_log_head (own->log));
         shoal_heads_update (self->args->heads, record->stream, shoal_log_head (own->log),
                             shoal_log_durable (own->log), true);
         shoal_heads_update (self->args->heads, record->stream, shoal_log_head (own->log),
-                            shoal_log_durable (own->log), false);
+                            shoal_log_durable (own->log), shoal_log_failed (own->log));
     }
     else
         shoal_engine_own_append (self, own, record->seq, record->data, record->size,

@@ -708,6 +708,16 @@ test_full_disk_shows_nothing (void)
     free (payload);
     ok (last > 0 && shoal_node_wait_durable (origin, "full", last, 3000) == -1,
         "the events published onto the full disk never become durable");
+    shoal_event_t *after = shoal_event_new ();
+    shoal_event_set_stream (after, "full");
+    shoal_event_set_type (after, "Fact");
+    int error = 0;
+    uint64_t seq_after = 0;
+    ok (shoal_node_publish (origin, after, &seq_after, &error) == -1 && error == SHOAL_ERR_FAILED,
+        "once its log failed, the stream hands out no seq: a publish fails at once (seq %" PRIu64
+        ")",
+        seq_after);
+    shoal_event_destroy (&after);
     s_tally_t tally = s_receive (reader, sub, shoal_node_id (origin), 1, 1, 1500);
     is_int (tally.received, 0, "the reader gets none of them, live or by repair");
     zsock_t *dealer = zsock_new_dealer (shoal_node_router_endpoint (origin));
