@@ -623,64 +623,41 @@ shoal_event_header_value (const shoal_event_t *self, size_t index)
 }
 
 //  --------------------------------------------------------------------------
-//  Peek: a minimal protobuf scanner for the fields the engine routes on
+//  Peek: the fields the engine routes on, without a decode
 
-//  Scans the top-level fields for peek. 0, or -1 when the bytes are not
-//  well-formed or origin/id are not 16 bytes.
-static int
-s_scan (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
+//  The top-level fields the engine routes on, by shoal_wire_field. 0, or
+//  -1 when the bytes are not well-formed or origin/id are not 16 bytes.
+int
+shoal_event_peek (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
 {
     memset (peek, 0, sizeof *peek);
     size_t origin_size = 0, id_size = 0;
-    const uint8_t *p = data;
-    const uint8_t *end = data + size;
+    const uint8_t *p = data, *end = data + size;
     while (p < end) {
-        uint64_t key, value;
-        if (shoal_wire_varint (&p, end, &key) || (key >> 3) == 0 || (key >> 3) > 536870911)
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return -1;
-        uint32_t field = (uint32_t) (key >> 3);
-        switch (key & 7) {
-            case 0: //  varint
-                if (shoal_wire_varint (&p, end, &value))
-                    return -1;
-                if (field == 3)
-                    peek->seq = value;
-                else if (field == 6)
-                    peek->time_ns = (int64_t) value;
-                break;
-            case 1: //  64-bit
-                if (end - p < 8)
-                    return -1;
-                p += 8;
-                break;
-            case 5: //  32-bit
-                if (end - p < 4)
-                    return -1;
-                p += 4;
-                break;
-            case 2: //  length-delimited
-                if (shoal_wire_varint (&p, end, &value) || value > (uint64_t) (end - p))
-                    return -1;
-                if (field == 1) {
-                    peek->origin = p;
-                    origin_size = (size_t) value;
-                }
-                else if (field == 7) {
-                    peek->id = p;
-                    id_size = (size_t) value;
-                }
-                else if (field == 2) {
-                    peek->stream = (const char *) p;
-                    peek->stream_size = (size_t) value;
-                }
-                else if (field == 4) {
-                    peek->type = (const char *) p;
-                    peek->type_size = (size_t) value;
-                }
-                p += value;
-                break;
-            default: //  groups (3, 4) are long deprecated; 6 and 7 do not exist
-                return -1;
+        if (type == 0 && field == 3)
+            peek->seq = value;
+        else if (type == 0 && field == 6)
+            peek->time_ns = (int64_t) value;
+        else if (type == 2 && field == 1) {
+            peek->origin = bytes;
+            origin_size = (size_t) value;
+        }
+        else if (type == 2 && field == 7) {
+            peek->id = bytes;
+            id_size = (size_t) value;
+        }
+        else if (type == 2 && field == 2) {
+            peek->stream = (const char *) bytes;
+            peek->stream_size = (size_t) value;
+        }
+        else if (type == 2 && field == 4) {
+            peek->type = (const char *) bytes;
+            peek->type_size = (size_t) value;
         }
     }
     //  Later occurrences win, as in a full decode; only the final lengths count.
@@ -692,12 +669,6 @@ s_scan (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
     if (id_size == 0)
         peek->id = NULL;
     return 0;
-}
-
-int
-shoal_event_peek (const uint8_t *data, size_t size, shoal_event_peek_t *peek)
-{
-    return s_scan (data, size, peek);
 }
 
 //  --------------------------------------------------------------------------
