@@ -554,6 +554,37 @@ s_client_sessions (shoal_replay_t *self, zframe_t *routing_id)
     return count;
 }
 
+//  Makes room for one more session of the client under both limits: at a
+//  limit, the session parked longest for credit (the client's own for the
+//  per-client limit, anyone's for the total) is dropped and counted. 0, or
+//  SHOAL_WIRE_BUSY with text when no session at the limit is parked.
+static uint32_t
+s_make_room (shoal_replay_t *self, zframe_t *routing_id, char *text, size_t size)
+{
+    if (s_client_sessions (self, routing_id) >= self->config.max_sessions_per_client) {
+        s_session_t *parked = s_parked (self, routing_id);
+        if (!parked) {
+            snprintf (text, size,
+                      "too many replay sessions from this client (%zu at once); retry later",
+                      self->config.max_sessions_per_client);
+            return SHOAL_WIRE_BUSY;
+        }
+        s_remove (self, parked);
+        self->evicted++;
+    }
+    if (zlistx_size (self->sessions) >= self->config.max_sessions) {
+        s_session_t *parked = s_parked (self, NULL);
+        if (!parked) {
+            snprintf (text, size, "too many replay sessions (%zu); retry later",
+                      zlistx_size (self->sessions));
+            return SHOAL_WIRE_BUSY;
+        }
+        s_remove (self, parked);
+        self->evicted++;
+    }
+    return 0;
+}
+
 shoal_replay_t *
 shoal_replay_new (shoal_replay_lookup_fn *lookup, void *arg, const shoal_replay_config_t *config)
 {
@@ -657,33 +688,6 @@ shoal_replay_start (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id,
             snprintf (text, sizeof text, "invalid event type \"%s\" in the type filter",
                       s_quote (req->types[i] ? req->types[i] : "", quoted, sizeof quoted));
         }
-    //  Limits: a session parked for credit makes room (it is dropped, and
-    //  counted); with none parked, the request is refused.
-    if (!code && s_client_sessions (self, routing_id) >= self->config.max_sessions_per_client) {
-        s_session_t *parked = s_parked (self, routing_id);
-        if (parked) {
-            s_remove (self, parked);
-            self->evicted++;
-        }
-        else {
-            code = SHOAL_WIRE_BUSY;
-            snprintf (text, sizeof text,
-                      "too many replay sessions from this client (%zu at once); retry later",
-                      self->config.max_sessions_per_client);
-        }
-    }
-    if (!code && zlistx_size (self->sessions) >= self->config.max_sessions) {
-        s_session_t *parked = s_parked (self, NULL);
-        if (parked) {
-            s_remove (self, parked);
-            self->evicted++;
-        }
-        else {
-            code = SHOAL_WIRE_BUSY;
-            snprintf (text, sizeof text, "too many replay sessions (%zu); retry later",
-                      zlistx_size (self->sessions));
-        }
-    }
     shoal_log_t *log = NULL;
     if (!code) {
         log = self->lookup (self->lookup_arg, req->origin.data, stream);
@@ -721,6 +725,10 @@ shoal_replay_start (shoal_replay_t *self, zsock_t *router, zframe_t *routing_id,
         code = error == SHOAL_ERR_TRIMMED ? SHOAL_WIRE_UNAVAILABLE : SHOAL_WIRE_STORAGE;
         snprintf (text, sizeof text, "%s", shoal_log_error_text (log));
     }
+    //  Only a request that would start makes room: one refused for what
+    //  it asks never costs another session its place.
+    if (!code && (code = s_make_room (self, routing_id, text, sizeof text)))
+        shoal_log_iter_destroy (&iter);
     s_session_t *session = NULL;
     if (!code) {
         session = (s_session_t *) zmalloc (sizeof (s_session_t));

@@ -373,6 +373,12 @@ test_replay_sessions (void)
     zsock_t *alice = node_util_client (node, S_WAIT_MS);
     s_replay (alice, 1, id, "orders", 0);
     s_replay (alice, 2, id, "orders", 0);
+    //  At the limit, a replay refused for what it asks costs no one a place.
+    char why[256] = "";
+    s_replay (alice, 4, id, "no-such-stream", 0);
+    is_int (s_error_for (alice, 4, why, sizeof why), SHOAL_WIRE_UNKNOWN,
+            "at the limit, a replay of a log the node lacks gets Error 2 (%s)", why);
+    is_int (s_stats (node).replays_evicted, 0, "and drops no parked replay to make room for it");
     s_replay (alice, 3, id, "orders", 0);
     ok (s_ping (alice, 90), "a client with two replays parked for credit starts a third");
     ok (s_stats (node).replays_evicted == 1 && s_stats (node).replays_refused == 0,
