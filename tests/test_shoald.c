@@ -659,6 +659,7 @@ test_max_origins (void)
                              ready[0].router, "--peer", ready[1].router, "--replicate", "orders",
                              "--max-origins", "1", "--heartbeat-ms", "200", NULL},
             NULL, &ready[2]);
+    ok (procs[2] != NULL, "shoald starts with --max-origins 1");
     if (!procs[2]) {
         for (int i = 0; i < 3; i++)
             mesh_stop (&procs[i]);
