@@ -152,10 +152,8 @@ s_handle_publish_record (shoal_engine_t *self, const shoal_outbox_record_t *reco
         shoal_engine_log (self, SHOAL_LOG_ERROR,
                           "%s: event seq %" PRIu64 " dropped, log head is %" PRIu64, record->stream,
                           record->seq, shoal_log_head (own->log));
-        shoal_heads_update (self->args->heads, record->stream, shoal_log_head (own->log),
-                            shoal_log_durable (own->log), true);
-        shoal_heads_update (self->args->heads, record->stream, shoal_log_head (own->log),
-                            shoal_log_durable (own->log), shoal_log_failed (own->log));
+        shoal_heads_renumber (self->args->heads, record->stream, shoal_log_head (own->log),
+                              shoal_log_durable (own->log), shoal_log_failed (own->log));
     }
     else
         shoal_engine_own_append (self, own, record->seq, record->data, record->size,

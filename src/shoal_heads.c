@@ -139,16 +139,18 @@ shoal_heads_untake (shoal_heads_t *self, const char *stream, uint64_t seq)
     pthread_mutex_unlock (&self->state_lock);
 }
 
-void
-shoal_heads_update (shoal_heads_t *self, const char *stream, uint64_t head, uint64_t durable,
-                    bool failed)
+//  What update and renumber share: renumber also restarts the numbering
+//  of a healthy stream that has handed out seqs.
+static void
+s_update (shoal_heads_t *self, const char *stream, uint64_t head, uint64_t durable, bool failed,
+          bool renumber)
 {
     pthread_mutex_lock (&self->state_lock);
     s_stream_t *entry = s_stream (self, stream);
     //  The engine knows the log's real head; numbering continues after it
     //  for a stream that has handed out nothing yet, or that comes back
     //  from a failure (seqs taken meanwhile never got in).
-    if (!failed && (entry->failed || !entry->taken)) {
+    if (!failed && (renumber || entry->failed || !entry->taken)) {
         entry->restart = true;
         entry->restart_head = head;
     }
@@ -156,6 +158,20 @@ shoal_heads_update (shoal_heads_t *self, const char *stream, uint64_t head, uint
     entry->failed = failed;
     pthread_cond_broadcast (&self->changed);
     pthread_mutex_unlock (&self->state_lock);
+}
+
+void
+shoal_heads_update (shoal_heads_t *self, const char *stream, uint64_t head, uint64_t durable,
+                    bool failed)
+{
+    s_update (self, stream, head, durable, failed, false);
+}
+
+void
+shoal_heads_renumber (shoal_heads_t *self, const char *stream, uint64_t head, uint64_t durable,
+                      bool failed)
+{
+    s_update (self, stream, head, durable, failed, true);
 }
 
 int

@@ -43,6 +43,12 @@ void shoal_heads_untake (shoal_heads_t *self, const char *stream, uint64_t seq);
 void shoal_heads_update (shoal_heads_t *self, const char *stream, uint64_t head, uint64_t durable,
                          bool failed);
 
+//  The same, and the numbering restarts after head even though the stream
+//  has handed out seqs: the engine got a seq its log did not expect. One
+//  hold of the lock: no waiter or publisher sees the stream failed meanwhile.
+void shoal_heads_renumber (shoal_heads_t *self, const char *stream, uint64_t head, uint64_t durable,
+                           bool failed);
+
 //  Waits until stream's durable seq reaches seq: 0, or -1 on timeout or a
 //  failed log. timeout_ms < 0 waits for ever.
 int shoal_heads_wait (shoal_heads_t *self, const char *stream, uint64_t seq, int timeout_ms);

@@ -73,6 +73,14 @@ test_failed_and_restart (void)
             "a seq given back at the restart point is handed out again");
     is_int ((long long) s_take (heads, "orders"), 12, "then 12");
 
+    //  The engine got seq 12 but its log's head is 10 (an append failed
+    //  behind it): numbering restarts after 10, and the stream never
+    //  looks failed on the way.
+    shoal_heads_renumber (heads, "orders", 10, 10, false);
+    is_int (shoal_heads_wait (heads, "orders", 10, 0), 0, "renumbered, the stream is healthy");
+    is_int ((long long) s_take (heads, "orders"), 11, "renumbered, the next take follows the head");
+    is_int ((long long) s_take (heads, "orders"), 12, "and goes on from there");
+
     shoal_heads_update (heads, "orders", 12, 10, true);
     is_int ((long long) s_take (heads, "orders"), 0, "a failed stream hands out no seq");
     is_int ((long long) s_take_and_give_back (heads, "orders"), 0,
