@@ -360,7 +360,7 @@ s_handle_consumer (shoal_engine_t *self, zframe_t *routing_id, uint64_t request_
         }
         //  Limits: a stranger must not fill the disk with consumers or cursors.
         size_t held = shoal_store_consumer_cursor_count (self->store, request->name);
-        if (held == 0 && added > 0
+        if (added > 0 && !shoal_store_consumer_exists (self->store, request->name)
             && shoal_store_consumer_count (self->store) >= self->config->max_consumers) {
             s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
                            "too many durable consumers on this node (max_consumers)");

@@ -888,6 +888,12 @@ shoal_store_consumer_name (const shoal_store_t *self, size_t index)
     return index < self->consumer_count ? self->consumers[index]->name : NULL;
 }
 
+bool
+shoal_store_consumer_exists (const shoal_store_t *self, const char *consumer_name)
+{
+    return s_consumer (self, consumer_name, NULL) != NULL;
+}
+
 size_t
 shoal_store_consumer_cursor_count (const shoal_store_t *self, const char *consumer_name)
 {

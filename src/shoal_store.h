@@ -95,6 +95,8 @@ bool shoal_store_cursors_dirty (const shoal_store_t *self);
 //  Consumers known to the store, sorted by name (0 <= index < count).
 size_t shoal_store_consumer_count (const shoal_store_t *self);
 const char *shoal_store_consumer_name (const shoal_store_t *self, size_t index);
+//  True when the store knows the consumer (it may have no cursor yet).
+bool shoal_store_consumer_exists (const shoal_store_t *self, const char *consumer);
 //  The cursors of one consumer (0 <= index < count); -1 when out of range.
 size_t shoal_store_consumer_cursor_count (const shoal_store_t *self, const char *consumer);
 int shoal_store_consumer_cursor_at (const shoal_store_t *self, const char *consumer, size_t index,
