@@ -26,12 +26,11 @@
     ========================================================================= */
 
 #include "shoal_dedupe.h"
+#include "shoal_idhash.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 typedef struct {
     uint8_t id[SHOAL_DEDUPE_ID_SIZE]; //  event id
@@ -48,24 +47,10 @@ struct _shoal_dedupe_t {
     uint64_t seed;      //  hash key
 };
 
-static uint64_t
-s_mix (uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static size_t
 s_home (const shoal_dedupe_t *self, const uint8_t *id)
 {
-    uint64_t a, b;
-    memcpy (&a, id, 8);
-    memcpy (&b, id + 8, 8);
-    return (size_t) (s_mix (a ^ self->seed) ^ s_mix (b + self->seed)) & self->mask;
+    return (size_t) shoal_idhash (self->seed, id) & self->mask;
 }
 
 shoal_dedupe_t *
@@ -85,14 +70,7 @@ shoal_dedupe_new (size_t window)
     self->mask = slots - 1;
     self->entries = (s_entry_t *) calloc (window, sizeof (s_entry_t));
     self->slots = (uint32_t *) calloc (slots, sizeof (uint32_t));
-    //  From the system's random source; the clock and an address only if
-    //  that fails (a guess at the seed helps a flood, it breaks nothing).
-    if (getrandom (&self->seed, sizeof self->seed, 0) != (ssize_t) sizeof self->seed) {
-        struct timespec ts;
-        clock_gettime (CLOCK_REALTIME, &ts);
-        self->seed = s_mix ((uint64_t) ts.tv_nsec ^ ((uint64_t) ts.tv_sec << 32)
-                            ^ (uint64_t) (uintptr_t) self);
-    }
+    self->seed = shoal_idhash_key ();
     if (!self->entries || !self->slots)
         shoal_dedupe_destroy (&self);
     return self;

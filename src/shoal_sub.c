@@ -14,9 +14,9 @@
 
     and for the whole subscription a ready queue of events in delivery
     order, and a limit on held + ready events. Origins are found by an
-    open-addressing index of their positions in the origin table (linear
-    probing, at most half full, rebuilt when it would pass that); origins
-    are only ever added, so no entry is removed from it.
+    open-addressing index of their positions in the origin table (keyed
+    hash, shoal_idhash; linear probing, at most half full, rebuilt when it
+    would pass that); origins are only ever added, so no entry is removed.
 
     Invariants:
     1. For each origin, the events made ready have strictly increasing,
@@ -45,6 +45,7 @@
 #include "shoal_sub.h"
 #include "shoal_buffer.h"
 #include "shoal_error.h"
+#include "shoal_idhash.h"
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -105,6 +106,7 @@ struct _shoal_sub_t {
     size_t max_origins;                     //  most entries
     uint32_t *index;                        //  open addressing: position + 1, 0 = empty
     size_t index_size;                      //  slots, a power of two, >= 2 * origin_count
+    uint64_t index_key;                     //  its hash key, random
     size_t cursor;                          //  round-robin start for next_repair
     size_t held_total;                      //  held entries across origins
     shoal_event_t **ready;                  //  ring of events to deliver, in order
@@ -121,6 +123,7 @@ shoal_sub_new (int id, const char *stream, const char *type, const shoal_from_t 
     if (!shoal_stream_name_valid (stream) || (type && !shoal_type_name_valid (type)))
         return NULL;
     shoal_sub_t *self = (shoal_sub_t *) zmalloc (sizeof (shoal_sub_t));
+    self->index_key = shoal_idhash_key ();
     self->id = id;
     snprintf (self->stream, sizeof self->stream, "%s", stream);
     self->type = type ? strdup (type) : NULL;
@@ -227,17 +230,12 @@ shoal_sub_stats (const shoal_sub_t *self, shoal_sub_stats_t *stats)
 //  --------------------------------------------------------------------------
 //  Origins
 
-//  Where an origin's probe starts. Node ids are random, but an invented
-//  one may be chosen to collide: both halves are mixed in, and a collision
-//  costs only a longer probe, never more than the table.
+//  Where an origin's probe starts: keyed, so invented origins cannot be
+//  chosen to collide.
 static size_t
-s_slot (const uint8_t *origin, size_t mask)
+s_slot (const shoal_sub_t *self, const uint8_t *origin)
 {
-    uint64_t a, b;
-    memcpy (&a, origin, 8);
-    memcpy (&b, origin + 8, 8);
-    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL)) * 0xFF51AFD7ED558CCDULL;
-    return (size_t) (h ^ (h >> 32)) & mask;
+    return (size_t) shoal_idhash (self->index_key, origin) & (self->index_size - 1);
 }
 
 static s_origin_t *
@@ -246,7 +244,7 @@ s_find (const shoal_sub_t *self, const uint8_t *origin)
     if (self->index_size == 0)
         return NULL;
     size_t mask = self->index_size - 1;
-    for (size_t slot = s_slot (origin, mask);; slot = (slot + 1) & mask) {
+    for (size_t slot = s_slot (self, origin);; slot = (slot + 1) & mask) {
         uint32_t entry = self->index[slot];
         if (entry == 0)
             return NULL; //  the index is never full: an empty slot ends every probe
@@ -261,7 +259,7 @@ static void
 s_index_put (shoal_sub_t *self, size_t position)
 {
     size_t mask = self->index_size - 1;
-    size_t slot = s_slot (self->origins[position].origin, mask);
+    size_t slot = s_slot (self, self->origins[position].origin);
     while (self->index[slot])
         slot = (slot + 1) & mask;
     self->index[slot] = (uint32_t) position + 1;
