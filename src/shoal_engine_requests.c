@@ -248,7 +248,7 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
     if (shoal_wire_publish_event (zframe_data (payload), zframe_size (payload), &raw, &raw_size)
         || !raw) {
         s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
-                       "PublishRequest.event is missing");
+                       "a PublishRequest holds exactly one event");
         return 0;
     }
     int error = 0;

@@ -84,10 +84,12 @@ shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
     return shoal_wire_pack_response (&response);
 }
 
-//  The bytes of the last length-delimited field number `want` in data
-//  (protobuf: a later occurrence wins). 0, or -1 when malformed.
+//  The bytes of the length-delimited field number `want` in data. 0, or -1
+//  when malformed or when the field comes twice: protobuf merges repeated
+//  embedded messages, and a merge is nothing a strict reader should guess
+//  at (protobuf-c and this reader would see different events).
 static int
-s_last_bytes (const uint8_t *data, size_t size, uint32_t want, const uint8_t **bytes_p,
+s_only_bytes (const uint8_t *data, size_t size, uint32_t want, const uint8_t **bytes_p,
               size_t *size_p)
 {
     *bytes_p = NULL;
@@ -100,6 +102,8 @@ s_last_bytes (const uint8_t *data, size_t size, uint32_t want, const uint8_t **b
         if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return -1;
         if (field == want && type == 2) {
+            if (*bytes_p)
+                return -1;
             *bytes_p = bytes;
             *size_p = (size_t) value;
         }
@@ -115,9 +119,9 @@ shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **even
     size_t publish_size;
     *event_p = NULL;
     *event_size_p = 0;
-    if (s_last_bytes (data, size, 5, &publish, &publish_size))
+    if (s_only_bytes (data, size, 5, &publish, &publish_size))
         return -1;
-    return publish ? s_last_bytes (publish, publish_size, 1, event_p, event_size_p) : 0;
+    return publish ? s_only_bytes (publish, publish_size, 1, event_p, event_size_p) : 0;
 }
 
 int

@@ -106,7 +106,8 @@ int shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_respo
 //  them: a thin client's event is decoded from these by the strict codec,
 //  never from protobuf-c's unpacked copy, which cuts a string at an
 //  embedded NUL. 0 with *event_p, *event_size_p (an absent event: size
-//  0, *event_p NULL), or -1 when malformed.
+//  0, *event_p NULL), or -1 when malformed or when the PublishRequest or
+//  its event comes twice (protobuf would merge them).
 int shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **event_p,
                               size_t *event_size_p);
 

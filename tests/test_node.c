@@ -356,6 +356,26 @@ test_router_contract (void)
                 "publish of a key with an embedded NUL: refused, not cut short");
         free (data);
     }
+    {
+        //  The same PublishRequest twice in one Request: protobuf would
+        //  merge the two events, a strict reader refuses to guess.
+        Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
+        event.stream = "orders";
+        event.type = "T";
+        Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
+        publish.event = &event;
+        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+        request.request_id = 7;
+        request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+        request.publish = &publish;
+        size_t size = shoal__v1__request__get_packed_size (&request);
+        uint8_t *data = malloc (2 * size);
+        shoal__v1__request__pack (&request, data);
+        memcpy (data + size, data, size);
+        is_int (s_error_code (s_call (dealer, data, 2 * size)), 1,
+                "a Request whose PublishRequest comes twice: Error 1, not a merge");
+        free (data);
+    }
     Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
     uint8_t node[16] = {9};
     hello.node.data = node;
