@@ -20,9 +20,13 @@
 //  acknowledged, in delivery order: the cursor moves over the acknowledged
 //  front of this list, never past an event still unacknowledged.
 typedef struct {
+    uint64_t seq; //  delivered seq
+    bool acked;   //  acknowledged
+} s_delivery_t;
+
+typedef struct {
     uint8_t origin[SHOAL_ID_SIZE]; //  whose events
-    uint64_t *seqs;                //  delivered seqs, ascending, a ring
-    bool *acked;                   //  acknowledged flags, same ring
+    s_delivery_t *ring;            //  deliveries, ascending seq
     size_t head;                   //  first entry
     size_t count;                  //  entries used
     size_t alloc;                  //  entries allocated
@@ -34,6 +38,7 @@ struct _shoal_durable_t {
     char consumer[65];                 //  consumer name (cursors in the store)
     char stream[SHOAL_STREAM_MAX + 1]; //  its stream
     zlistx_t *ackers;                  //  s_acker_t, one per origin
+    s_acker_t *last;                   //  the acker found last (deliveries come in runs)
 };
 
 shoal_durable_t *
@@ -55,8 +60,7 @@ shoal_durable_destroy (shoal_durable_t **self_p)
     shoal_durable_t *durable = *self_p;
     for (s_acker_t *acker = (s_acker_t *) zlistx_first (durable->ackers); acker;
          acker = (s_acker_t *) zlistx_next (durable->ackers)) {
-        free (acker->seqs);
-        free (acker->acked);
+        free (acker->ring);
         free (acker);
     }
     zlistx_destroy (&durable->ackers);
@@ -85,15 +89,20 @@ shoal_durable_stream (shoal_durable_t *self)
 static s_acker_t *
 s_acker (shoal_durable_t *durable, const uint8_t *origin, bool create)
 {
-    for (s_acker_t *acker = (s_acker_t *) zlistx_first (durable->ackers); acker;
+    s_acker_t *acker = durable->last;
+    if (acker && memcmp (acker->origin, origin, SHOAL_ID_SIZE) == 0)
+        return acker;
+    for (acker = (s_acker_t *) zlistx_first (durable->ackers); acker;
          acker = (s_acker_t *) zlistx_next (durable->ackers))
         if (memcmp (acker->origin, origin, SHOAL_ID_SIZE) == 0)
-            return acker;
-    if (!create)
-        return NULL;
-    s_acker_t *acker = (s_acker_t *) zmalloc (sizeof (s_acker_t));
-    memcpy (acker->origin, origin, SHOAL_ID_SIZE);
-    zlistx_add_end (durable->ackers, acker);
+            break;
+    if (!acker && create) {
+        acker = (s_acker_t *) zmalloc (sizeof (s_acker_t));
+        memcpy (acker->origin, origin, SHOAL_ID_SIZE);
+        zlistx_add_end (durable->ackers, acker);
+    }
+    if (acker)
+        durable->last = acker;
     return acker;
 }
 
@@ -102,23 +111,17 @@ static void
 s_acker_push (s_acker_t *acker, uint64_t seq)
 {
     if (acker->count == acker->alloc) {
+        //  Grow the ring and unwrap it: the entries from head to the old
+        //  end move to the new end.
         size_t alloc = acker->alloc ? 2 * acker->alloc : 64;
-        uint64_t *seqs = (uint64_t *) shoal_grow (NULL, alloc * sizeof (uint64_t));
-        bool *acked = (bool *) shoal_grow (NULL, alloc * sizeof (bool));
-        for (size_t i = 0; i < acker->count; i++) {
-            seqs[i] = acker->seqs[(acker->head + i) % acker->alloc];
-            acked[i] = acker->acked[(acker->head + i) % acker->alloc];
-        }
-        free (acker->seqs);
-        free (acker->acked);
-        acker->seqs = seqs;
-        acker->acked = acked;
-        acker->head = 0;
+        acker->ring = (s_delivery_t *) shoal_grow (acker->ring, alloc * sizeof (s_delivery_t));
+        size_t tail = acker->alloc - acker->head;
+        memmove (acker->ring + alloc - tail, acker->ring + acker->head,
+                 tail * sizeof (s_delivery_t));
+        acker->head = acker->count ? alloc - tail : 0;
         acker->alloc = alloc;
     }
-    size_t at = (acker->head + acker->count++) % acker->alloc;
-    acker->seqs[at] = seq;
-    acker->acked[at] = false;
+    acker->ring[(acker->head + acker->count++) % acker->alloc] = (s_delivery_t){seq, false};
 }
 
 //  Marks seq (or, cumulative, everything up to it) acknowledged and returns
@@ -128,14 +131,14 @@ s_acker_ack (s_acker_t *acker, uint64_t seq, bool cumulative)
 {
     for (size_t i = 0; i < acker->count; i++) {
         size_t at = (acker->head + i) % acker->alloc;
-        if (acker->seqs[at] > seq)
+        if (acker->ring[at].seq > seq)
             break;
-        if (cumulative || acker->seqs[at] == seq)
-            acker->acked[at] = true;
+        if (cumulative || acker->ring[at].seq == seq)
+            acker->ring[at].acked = true;
     }
     uint64_t cursor = 0;
-    while (acker->count && acker->acked[acker->head]) {
-        cursor = acker->seqs[acker->head];
+    while (acker->count && acker->ring[acker->head].acked) {
+        cursor = acker->ring[acker->head].seq;
         acker->head = (acker->head + 1) % acker->alloc;
         acker->count--;
     }
