@@ -211,13 +211,14 @@ char *shoal_engine_peer_spec (shoal_engine_t *self, shoal_peer_t *peer);
 shoal_peer_t *shoal_engine_peer_add (shoal_engine_t *self, const char *router_endpoint,
                                      bool is_static);
 
-void shoal_engine_peer_connect_pub (shoal_engine_t *self, shoal_peer_t *peer);
-
 //  Connects SUB to the PUB port a peer announces; a peer that restarted
 //  on the same ROUTER endpoint may announce another one, and then the old
 //  connection hears nothing more (no events, no heartbeats).
 void shoal_engine_peer_pub_update (shoal_engine_t *self, shoal_peer_t *peer, uint32_t pub_port);
 
+//  A Hello about this node (id, name, mesh, ports, replicated streams);
+//  the caller adds known peers when it answers one.
+void shoal_engine_hello_fill (shoal_engine_t *self, Shoal__V1__Hello *hello);
 void shoal_engine_send_hello (shoal_engine_t *self, shoal_peer_t *peer);
 
 void shoal_engine_send_ping (shoal_engine_t *self, shoal_peer_t *peer);

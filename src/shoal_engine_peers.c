@@ -165,8 +165,8 @@ shoal_engine_peer_add (shoal_engine_t *self, const char *router_endpoint, bool i
     return peer;
 }
 
-void
-shoal_engine_peer_connect_pub (shoal_engine_t *self, shoal_peer_t *peer)
+static void
+s_connect_pub (shoal_engine_t *self, shoal_peer_t *peer)
 {
     const char *pub = shoal_peer_pub_endpoint (peer);
     if (pub && self->secure)
@@ -190,22 +190,29 @@ shoal_engine_peer_pub_update (shoal_engine_t *self, shoal_peer_t *peer, uint32_t
     if (old)
         zsock_disconnect (self->sub, "%s", old);
     shoal_peer_set_pub_port (peer, (int) pub_port);
-    shoal_engine_peer_connect_pub (self, peer);
+    s_connect_pub (self, peer);
+}
+
+void
+shoal_engine_hello_fill (shoal_engine_t *self, Shoal__V1__Hello *hello)
+{
+    shoal__v1__hello__init (hello);
+    hello->node.data = self->id;
+    hello->node.len = SHOAL_ID_SIZE;
+    hello->name = (char *) self->config->name;
+    hello->mesh = (char *) self->config->mesh;
+    hello->pub_port = (uint32_t) self->pub_port;
+    hello->router_port = (uint32_t) self->router_port;
+    hello->n_replicates = self->config->replicate_count;
+    hello->replicates = (char **) self->config->replicate;
 }
 
 void
 shoal_engine_send_hello (shoal_engine_t *self, shoal_peer_t *peer)
 {
-    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
-    hello.node.data = self->id;
-    hello.node.len = SHOAL_ID_SIZE;
-    hello.name = (char *) self->config->name;
-    hello.mesh = (char *) self->config->mesh;
-    hello.pub_port = (uint32_t) self->pub_port;
-    hello.router_port = (uint32_t) self->router_port;
+    Shoal__V1__Hello hello;
+    shoal_engine_hello_fill (self, &hello);
     Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-    hello.n_replicates = self->config->replicate_count;
-    hello.replicates = (char **) self->config->replicate;
     request.request_id = ++self->next_request_id;
     request.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
     request.hello = &hello;

@@ -87,17 +87,10 @@ s_handle_hello (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload, u
          peer = (shoal_peer_t *) zlistx_next (self->peers))
         if (shoal_peer_greeted (peer))
             known[n++] = shoal_engine_peer_spec (self, peer);
-    Shoal__V1__Hello reply = SHOAL__V1__HELLO__INIT;
-    reply.node.data = self->id;
-    reply.node.len = SHOAL_ID_SIZE;
-    reply.name = (char *) self->config->name;
-    reply.mesh = (char *) self->config->mesh;
-    reply.pub_port = (uint32_t) self->pub_port;
-    reply.router_port = (uint32_t) self->router_port;
+    Shoal__V1__Hello reply;
+    shoal_engine_hello_fill (self, &reply);
     reply.n_known_peers = n;
     reply.known_peers = known;
-    reply.n_replicates = self->config->replicate_count;
-    reply.replicates = (char **) self->config->replicate;
     Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
     response.request_id = request_id;
     response.body_case = SHOAL__V1__RESPONSE__BODY_HELLO;
