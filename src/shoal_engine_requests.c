@@ -259,15 +259,16 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
         return 0;
     }
     const char *stream = shoal_event_stream (event);
-    if (!shoal_engine_own (self, stream, false)
-        && shoal_store_log_count (self->store) >= self->config->max_logs) {
+    shoal_engine_own_t *own = shoal_engine_own (self, stream, false);
+    if (!own && shoal_store_log_count (self->store) >= self->config->max_logs) {
         shoal_event_destroy (&event);
         self->stats.logs_refused++;
         s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BUSY,
                        "this node holds as many logs as it may (max_logs): no new stream");
         return 0;
     }
-    shoal_engine_own_t *own = shoal_engine_own (self, stream, true);
+    if (!own)
+        own = shoal_engine_own (self, stream, true);
     if (!own || shoal_log_failed (own->log)) {
         shoal_event_destroy (&event);
         s_reply_error (self, routing_id, request_id, SHOAL_WIRE_STORAGE,

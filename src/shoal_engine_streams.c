@@ -453,13 +453,14 @@ s_log_refused (shoal_engine_t *self, const char *key)
 static shoal_log_t *
 s_replica_log (shoal_engine_t *self, const uint8_t *origin, const char *stream)
 {
-    shoal_log_t *log = shoal_store_log (self->store, origin, stream, false, NULL);
-    if (log || shoal_store_log_count (self->store) < self->config->max_logs)
-        return log ? log : shoal_store_log (self->store, origin, stream, true, NULL);
-    char key[2 * SHOAL_ID_SIZE + SHOAL_STREAM_MAX + 2];
-    s_heads_key (key, sizeof key, origin, stream);
-    s_log_refused (self, key);
-    return NULL;
+    bool room = shoal_store_log_count (self->store) < self->config->max_logs;
+    shoal_log_t *log = shoal_store_log (self->store, origin, stream, room, NULL);
+    if (!log && !room) {
+        char key[2 * SHOAL_ID_SIZE + SHOAL_STREAM_MAX + 2];
+        s_heads_key (key, sizeof key, origin, stream);
+        s_log_refused (self, key);
+    }
+    return log;
 }
 
 //  Starts replicating a stream: an internal subscription from where each
@@ -586,8 +587,7 @@ shoal_engine_subscribe (shoal_engine_t *self, shoal_engine_sub_t *request)
         shoal_sub_origin_known (sub, self->id, own->sent);
     else {
         //  An own log that exists but saw no publish since start.
-        int error;
-        shoal_log_t *log = shoal_store_log (self->store, self->id, request->stream, false, &error);
+        shoal_log_t *log = shoal_store_log (self->store, self->id, request->stream, false, NULL);
         if (log)
             shoal_sub_origin_known (sub, self->id, shoal_log_durable (log));
     }
@@ -650,15 +650,9 @@ shoal_engine_deliver (shoal_engine_t *self)
 //  Serves a repair from a log this node holds (its own, or a replica),
 //  directly, without the network.
 static void
-s_repair_local (shoal_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *repair)
+s_repair_local (shoal_engine_t *self, shoal_sub_t *sub, shoal_log_t *log,
+                const shoal_sub_repair_t *repair)
 {
-    int error;
-    shoal_log_t *log =
-        shoal_store_log (self->store, repair->origin, shoal_sub_stream (sub), false, &error);
-    if (!log) {
-        shoal_sub_on_repair_error (sub, repair->origin, SHOAL_WIRE_UNKNOWN);
-        return;
-    }
     uint64_t durable = shoal_log_durable (log);
     uint64_t from = repair->from_seq;
     if (from == 0)
@@ -714,11 +708,12 @@ shoal_engine_repairs (shoal_engine_t *self)
                            != SHOAL_PEER_CONNECTED)
                     peer = NULL;
             }
-            int error;
-            if (!peer && shoal_sub_id (sub) > 0
-                && shoal_store_log (self->store, repair.origin, shoal_sub_stream (sub), false,
-                                    &error)) {
-                s_repair_local (self, sub, &repair);
+            shoal_log_t *log = peer || shoal_sub_id (sub) <= 0
+                                   ? NULL
+                                   : shoal_store_log (self->store, repair.origin,
+                                                      shoal_sub_stream (sub), false, NULL);
+            if (log) {
+                s_repair_local (self, sub, log, &repair);
                 continue;
             }
             if (!peer)
