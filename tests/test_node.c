@@ -751,6 +751,45 @@ test_full_disk_shows_nothing (void)
     shoal_io_faulty_destroy (&s_full_disk);
 }
 
+//  "now" is every event recorded after the subscription started: a
+//  subscription made just before a publish gets that event, though the
+//  engine finds the command and the event waiting in the same turn, and
+//  though the stream has no log yet.
+static void
+test_now_then_publish (void)
+{
+    enum { STREAMS = 60 };
+    shoal_node_t *node = s_node ("now-then", NULL, 0, NULL);
+    //  A burst on another stream keeps the engine busy, so commands and
+    //  events queue up and meet in one turn.
+    for (int i = 0; i < 20000; i++)
+        s_publish (node, "busy", "Tick", i);
+    int subs[STREAMS];
+    for (int i = 0; i < STREAMS; i++) {
+        char stream[32];
+        snprintf (stream, sizeof stream, "now-%d", i);
+        shoal_from_t now = {.kind = SHOAL_FROM_NOW};
+        subs[i] = shoal_node_subscribe (node, stream, NULL, &now);
+        s_publish (node, stream, "Fact", i);
+    }
+    int got = 0, wrong = 0;
+    shoal_event_t *event;
+    int subscription = 0;
+    while (got + wrong < STREAMS && (event = shoal_node_recv (node, 5000, &subscription))) {
+        int index = -1;
+        sscanf (shoal_event_stream (event), "now-%d", &index);
+        if (index >= 0 && index < STREAMS && subs[index] == subscription)
+            got++;
+        else
+            wrong++;
+        shoal_event_destroy (&event);
+    }
+    is_int (got, STREAMS,
+            "a subscription from now gets the event published right after it (%d of %d)", got,
+            STREAMS);
+    shoal_node_destroy (&node);
+}
+
 int
 main (void)
 {
@@ -764,5 +803,6 @@ main (void)
     test_replicate_all ();
     test_dead_origin_repaired_by_replica ();
     test_full_disk_shows_nothing ();
+    test_now_then_publish ();
     return done_testing ();
 }
