@@ -582,15 +582,11 @@ shoal_engine_subscribe (shoal_engine_t *self, shoal_engine_sub_t *request)
                 shoal_sub_origin_known (sub, origin, *head);
         }
     }
+    //  Every own log has its entry from start-up on (s_start), so no entry
+    //  means no event of this node on the stream yet.
     shoal_engine_own_t *own = shoal_engine_own (self, request->stream, false);
     if (own)
         shoal_sub_origin_known (sub, self->id, own->sent);
-    else {
-        //  An own log that exists but saw no publish since start.
-        shoal_log_t *log = shoal_store_log (self->store, self->id, request->stream, false, NULL);
-        if (log)
-            shoal_sub_origin_known (sub, self->id, shoal_log_durable (log));
-    }
     zlistx_add_end (self->subs, sub);
     s_sub_count (self, request->stream, +1);
     if (request->consumer[0]) {
