@@ -829,7 +829,7 @@ shoal_engine_actor (zsock_t *pipe, void *arg)
     zhashx_destroy (&self->heads);
     zhashx_destroy (&self->sub_streams);
     zhashx_destroy (&self->logs_refused);
-    free (self->replica_buffer);
+    free (self->encode_buffer);
     zhashx_destroy (&self->pending);
     free (self);
 }

@@ -85,15 +85,15 @@ typedef struct {
     int router_port;                    //  bound ports
     shoal_beacon_t *beacon;             //  discovery, NULL for interface "none"
     shoal_replay_t *replay;             //  replay server
-    uint8_t *replica_buffer;            //  a replicated event re-encoded, reused
-    size_t replica_alloc;               //  bytes allocated in it
-    zlistx_t *peers;                    //  shoal_peer_t
-    bool peers_changed;                 //  poll set must be rebuilt
-    zhashx_t *gone;                     //  id hex -> s_gone_t (shoal_engine_peers.c)
-    zhashx_t *own;                      //  stream -> shoal_engine_own_t
-    shoal_engine_own_t *last_own;       //  the own stream looked up last (entries live until stop)
-    zhashx_t *heads;                    //  "originhex/stream" -> head (uint64_t, owned)
-    uint64_t *last_head; //  the entry of heads noted last (entries are never freed early)
+    uint8_t *encode_buffer;       //  an event encoded for a log (replicas, thin clients), reused
+    size_t encode_alloc;          //  bytes allocated in it
+    zlistx_t *peers;              //  shoal_peer_t
+    bool peers_changed;           //  poll set must be rebuilt
+    zhashx_t *gone;               //  id hex -> s_gone_t (shoal_engine_peers.c)
+    zhashx_t *own;                //  stream -> shoal_engine_own_t
+    shoal_engine_own_t *last_own; //  the own stream looked up last (entries live until stop)
+    zhashx_t *heads;              //  "originhex/stream" -> head (uint64_t, owned)
+    uint64_t *last_head;          //  the entry of heads noted last (entries are never freed early)
     uint8_t last_origin[SHOAL_ID_SIZE];     //  its origin
     char last_stream[SHOAL_STREAM_MAX + 1]; //  its stream
     zlistx_t *subs;                         //  shoal_sub_t (replication subscriptions have ids < 0)

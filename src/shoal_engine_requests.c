@@ -13,6 +13,7 @@
 */
 
 #include "shoal_engine_int.h"
+#include "shoal_buffer.h"
 
 //  --------------------------------------------------------------------------
 //  Responses
@@ -225,15 +226,23 @@ s_dedupe_load (shoal_engine_t *self, shoal_engine_own_t *own)
 //  A thin client publishes through this node: the node is the origin.
 //  Returns 0, or 1 when the heads lock was busy and the request must be
 //  tried again (the caller keeps it).
+//  Queues the PublishAck of seq, sent once seq is durable.
+static void
+s_ack_add (shoal_engine_own_t *own, zframe_t *routing_id, uint64_t request_id, uint64_t seq,
+           bool duplicate)
+{
+    shoal_engine_ack_t *ack = (shoal_engine_ack_t *) zmalloc (sizeof (shoal_engine_ack_t));
+    ack->routing_id = zframe_dup (routing_id);
+    ack->request_id = request_id;
+    ack->seq = seq;
+    ack->duplicate = duplicate;
+    zlistx_add_end (own->acks, ack);
+}
+
 static int
 s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
-                  uint64_t request_id, const Shoal__V1__PublishRequest *publish)
+                  uint64_t request_id)
 {
-    if (!publish->event) {
-        s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
-                       "PublishRequest.event is missing");
-        return 0;
-    }
     //  The event's own bytes, decoded by the strict codec: a thin client's
     //  event gets exactly the checks of every other input.
     const uint8_t *raw = NULL;
@@ -279,12 +288,7 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
         s_dedupe_load (self, own);
     uint64_t first = shoal_dedupe_lookup (own->dedupe, shoal_event_id (event));
     if (first) {
-        shoal_engine_ack_t *ack = (shoal_engine_ack_t *) zmalloc (sizeof (shoal_engine_ack_t));
-        ack->routing_id = zframe_dup (routing_id);
-        ack->request_id = request_id;
-        ack->seq = first;
-        ack->duplicate = true;
-        zlistx_add_end (own->acks, ack);
+        s_ack_add (own, routing_id, request_id, first, true);
         shoal_event_destroy (&event);
         return 0;
     }
@@ -298,15 +302,15 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
     shoal_engine_outbox_read (self);
     uint64_t seq = shoal_heads_take (self->args->heads, stream);
     shoal_event_set_seq (event, seq);
-    shoal_event_set_time_ns (event, shoal_time_ns ());
-    uint8_t *data;
-    size_t size;
-    int rc = seq == 0 ? -1 : shoal_event_encode (event, &data, &size);
+    size_t size = shoal_event_encoded_size (event);
+    int rc = seq == 0
+                 ? -1
+                 : shoal_buffer_reserve (&self->encode_buffer, &self->encode_alloc, size, 4096);
     if (rc == 0) {
+        shoal_event_encode_to (event, self->encode_buffer);
         const char *type = shoal_event_type (event);
-        rc = shoal_engine_own_append (self, own, seq, data, size, shoal_event_time_ns (event), type,
-                                      strlen (type));
-        free (data);
+        rc = shoal_engine_own_append (self, own, seq, self->encode_buffer, size,
+                                      shoal_event_time_ns (event), type, strlen (type));
     }
     if (rc && seq)
         shoal_heads_untake (self->args->heads, stream, seq); //  not in the log: no hole
@@ -318,11 +322,7 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
         return 0;
     }
     shoal_dedupe_insert (own->dedupe, shoal_event_id (event), seq);
-    shoal_engine_ack_t *ack = (shoal_engine_ack_t *) zmalloc (sizeof (shoal_engine_ack_t));
-    ack->routing_id = zframe_dup (routing_id);
-    ack->request_id = request_id;
-    ack->seq = seq;
-    zlistx_add_end (own->acks, ack);
+    s_ack_add (own, routing_id, request_id, seq, false);
     shoal_event_destroy (&event);
     return 0;
 }
@@ -477,7 +477,7 @@ shoal_engine_handle_request (shoal_engine_t *self, zmsg_t *msg)
             break;
         }
         case SHOAL__V1__REQUEST__BODY_PUBLISH:
-            retry = s_handle_publish (self, routing_id, payload, id, request->publish);
+            retry = s_handle_publish (self, routing_id, payload, id);
             break;
         case SHOAL__V1__REQUEST__BODY_CREDIT:
             if (shoal_replay_credit (self->replay, routing_id, request->credit->replay_id,

@@ -540,10 +540,10 @@ s_replica_append (shoal_engine_t *self, shoal_sub_t *sub)
             }
             size_t size = shoal_event_encoded_size (event);
             if (log && seq > shoal_log_head (log)
-                && shoal_buffer_reserve (&self->replica_buffer, &self->replica_alloc, size, 4096)
+                && shoal_buffer_reserve (&self->encode_buffer, &self->encode_alloc, size, 4096)
                        == 0) {
-                shoal_event_encode_to (event, self->replica_buffer);
-                if (shoal_log_append (log, seq, shoal_event_time_ns (event), self->replica_buffer,
+                shoal_event_encode_to (event, self->encode_buffer);
+                if (shoal_log_append (log, seq, shoal_event_time_ns (event), self->encode_buffer,
                                       size))
                     shoal_engine_log (self, SHOAL_LOG_ERROR, "replica of %s: %s",
                                       shoal_event_stream (event), shoal_log_error_text (log));
