@@ -52,27 +52,6 @@ typedef struct {
     char url[64];        //  nats://127.0.0.1:PORT
 } s_server_t;
 
-static bool
-s_part (int number, const char *name)
-{
-    if (!s_only)
-        return true;
-    char copy[256];
-    snprintf (copy, sizeof copy, "%s", s_only);
-    char *save = NULL;
-    for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save))
-        if (strcmp (item, name) == 0 || atoi (item) == number)
-            return true;
-    return false;
-}
-
-static int
-s_env_int (const char *name, int value)
-{
-    const char *text = getenv (name);
-    return text && atoi (text) > 0 ? atoi (text) : value;
-}
-
 static void
 s_error (const char *what, natsStatus status)
 {
@@ -166,14 +145,6 @@ s_server_start (s_server_t *server, const char *store, const char *stream, uint6
     fprintf (stderr, "bench_nats: nats-server did not get ready (log in %s)\n", log);
     bench_child_kill (&server->child);
     return -1;
-}
-
-static void
-s_server_stop (s_server_t *server)
-{
-    if (server->child.pid > 0)
-        kill (server->child.pid, SIGTERM);
-    bench_child_finish (&server->child, 20000);
 }
 
 static int
@@ -317,7 +288,7 @@ done:
 static void
 s_fanout (s_server_t *server, jsCtx *js)
 {
-    int count = s_env_int ("BENCH_COUNT", s_quick ? 2000 : 200000);
+    int count = bench_env_int ("BENCH_COUNT", s_quick ? 2000 : 200000);
     int rounds = s_quick ? 1 : 3;
     printf ("\nFAN-OUT (%d events per run, JetStream file storage; events/s summed;"
             " median of %d rounds)\n",
@@ -447,7 +418,7 @@ s_latency (s_server_t *server, jsCtx *js)
 static void
 s_catchup (s_server_t *server, jsCtx *js)
 {
-    int count = s_env_int ("BENCH_CATCHUP", s_quick ? 20000 : 1000000);
+    int count = bench_env_int ("BENCH_CATCHUP", s_quick ? 20000 : 1000000);
     printf ("\nCATCH-UP (%d events of 100 B replayed through an ordered consumer)\n", count);
     double rate = -1;
     if (s_add_stream (js, "CATCH", "catch") == 0 && s_publish (js, "catch", count, 100, 0) == 0) {
@@ -510,7 +481,7 @@ s_recovery (void)
             printf ("  %.0f MiB in the store, nats-server killed\n",
                     (double) bench_tree_size (store) / 1048576.0);
             ms = s_server_start (&server, store, "REC", (uint64_t) count);
-            s_server_stop (&server);
+            bench_child_stop (&server.child, 20000);
         }
     }
     bench_remove_tree (store);
@@ -560,23 +531,14 @@ s_footprint (void)
                 busy = -1;
         }
         s_disconnect (&connection, &js);
-        s_server_stop (&server);
+        bench_child_stop (&server.child, 20000);
     }
     bench_remove_tree (store);
     bench_result ("rss_idle", "nats", idle >= 0 ? idle / 1024.0 : -1, "MiB");
     bench_result ("rss_10k", "nats", busy >= 0 ? busy / 1024.0 : -1, "MiB");
     long size = bench_stripped_size (NATS_SERVER_PATH);
     bench_result ("size_daemon", "nats", size >= 0 ? size / 1024.0 : -1, "KiB");
-    char *lib = NULL;
-    FILE *maps = fopen ("/proc/self/maps", "r");
-    char line[4500];
-    while (maps && !lib && fgets (line, sizeof line, maps))
-        if (strstr (line, "/libnats.so")) {
-            line[strcspn (line, "\n")] = 0;
-            lib = strdup (strchr (line, '/'));
-        }
-    if (maps)
-        fclose (maps);
+    char *lib = bench_loaded_library ("/libnats.so");
     size = lib ? bench_stripped_size (lib) : -1;
     free (lib);
     bench_result ("size_library", "nats", size >= 0 ? size / 1024.0 : -1, "KiB");
@@ -635,7 +597,8 @@ main (int argc, char *argv[])
     int64_t began = bench_now_ns ();
     printf ("bench_nats%s: %s, JetStream file storage, 127.0.0.1\n", s_quick ? " --quick" : "",
             NATS_SERVER_PATH);
-    if (s_part (1, "fanout") || s_part (2, "latency") || s_part (3, "catchup")) {
+    if (bench_part (s_only, 1, "fanout") || bench_part (s_only, 2, "latency")
+        || bench_part (s_only, 3, "catchup")) {
         char store[4200];
         snprintf (store, sizeof store, "%s/main", s_dir);
         s_server_t server;
@@ -645,18 +608,18 @@ main (int argc, char *argv[])
         natsConnection *connection = s_connect (server.url, &js, false);
         if (!connection)
             return 1;
-        if (s_part (1, "fanout"))
+        if (bench_part (s_only, 1, "fanout"))
             s_fanout (&server, js);
-        if (s_part (2, "latency"))
+        if (bench_part (s_only, 2, "latency"))
             s_latency (&server, js);
-        if (s_part (3, "catchup"))
+        if (bench_part (s_only, 3, "catchup"))
             s_catchup (&server, js);
         s_disconnect (&connection, &js);
-        s_server_stop (&server);
+        bench_child_stop (&server.child, 20000);
     }
-    if (s_part (4, "recovery"))
+    if (bench_part (s_only, 4, "recovery"))
         s_recovery ();
-    if (s_part (6, "footprint"))
+    if (bench_part (s_only, 6, "footprint"))
         s_footprint ();
     nats_Close ();
     printf ("\nbench_nats took %.1f s\n", (double) (bench_now_ns () - began) / 1e9);

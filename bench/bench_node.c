@@ -49,27 +49,6 @@ static bool s_quick;       //  --quick: small counts
 static const char *s_only; //  --only LIST
 static const char *s_bin;  //  where shoald and shoal are (BENCH_BIN, default ./nodes)
 
-static bool
-s_part (int number, const char *name)
-{
-    if (!s_only)
-        return true;
-    char copy[256];
-    snprintf (copy, sizeof copy, "%s", s_only);
-    char *save = NULL;
-    for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save))
-        if (streq (item, name) || atoi (item) == number)
-            return true;
-    return false;
-}
-
-static int
-s_env_int (const char *name, int value)
-{
-    const char *text = getenv (name);
-    return text && atoi (text) > 0 ? atoi (text) : value;
-}
-
 //  --------------------------------------------------------------------------
 //  shoal nodes in this process or in a child
 
@@ -303,7 +282,7 @@ s_fan_wanted (int fan, size_t payload)
 static void
 s_fanout (void)
 {
-    int count = s_env_int ("BENCH_COUNT", s_quick ? 2000 : 200000);
+    int count = bench_env_int ("BENCH_COUNT", s_quick ? 2000 : 200000);
     int rounds = s_quick ? 1 : 3;
     printf ("\nFAN-OUT (%d events per run, fsync batch; events/s summed over subscribers;"
             " median of %d rounds)\n",
@@ -429,7 +408,7 @@ s_latency (void)
 static void
 s_catchup (void)
 {
-    int count = s_env_int ("BENCH_CATCHUP", s_quick ? 20000 : 1000000);
+    int count = bench_env_int ("BENCH_CATCHUP", s_quick ? 20000 : 1000000);
     printf ("\nCATCH-UP (a late subscriber replays %d events of 100 B from its peer's log)\n",
             count);
     shoal_node_t *origin = s_node (s_dir, "origin", NULL, false);
@@ -517,14 +496,6 @@ s_start_shoald (bench_child_t *child, const char *dir)
 }
 
 static void
-s_stop_shoald (bench_child_t *child)
-{
-    if (child->pid > 0)
-        kill (child->pid, SIGTERM);
-    bench_child_finish (child, 20000);
-}
-
-static void
 s_recovery (void)
 {
     long long bytes = s_quick ? 16LL << 20 : 1LL << 30;
@@ -557,7 +528,7 @@ s_recovery (void)
                     (double) bench_tree_size (data) / 1048576.0, data);
             bench_child_t shoald;
             ms = s_start_shoald (&shoald, data);
-            s_stop_shoald (&shoald);
+            bench_child_stop (&shoald, 20000);
         }
     }
     bench_remove_tree (dir);
@@ -703,7 +674,7 @@ s_footprint (void)
                 busy = -1; //  the feed could not keep the rate
             bench_child_finish (&pub, 20000);
         }
-        s_stop_shoald (&shoald);
+        bench_child_stop (&shoald, 20000);
     }
     bench_result ("rss_idle", "shoal", idle >= 0 ? idle / 1024.0 : -1, "MiB");
     bench_result ("rss_10k", "shoal", busy >= 0 ? busy / 1024.0 : -1, "MiB");
@@ -726,19 +697,7 @@ s_footprint (void)
     free (real);
     bench_result ("size_library", "shoal", size >= 0 ? size / 1024.0 : -1, "KiB");
     //  The transport under it, for scale: libzmq as this program loaded it.
-    char *zmq_path = NULL;
-    FILE *maps = fopen ("/proc/self/maps", "r");
-    char line[4500];
-    while (maps && !zmq_path && fgets (line, sizeof line, maps)) {
-        char *at = strstr (line, "/libzmq.so");
-        if (at) {
-            char *start = strchr (line, '/');
-            line[strcspn (line, "\n")] = 0;
-            zmq_path = strdup (start);
-        }
-    }
-    if (maps)
-        fclose (maps);
+    char *zmq_path = bench_loaded_library ("/libzmq.so");
     size = zmq_path ? bench_stripped_size (zmq_path) : -1;
     free (zmq_path);
     bench_result ("size_library", "zmq", size >= 0 ? size / 1024.0 : -1, "KiB");
@@ -809,17 +768,17 @@ main (int argc, char *argv[])
     int64_t began = bench_now_ns ();
     printf ("shoal bench_node%s: tcp loopback, fsync %s\n", s_quick ? " --quick" : "",
             getenv ("BENCH_FSYNC") ? getenv ("BENCH_FSYNC") : "batch");
-    if (s_part (1, "fanout"))
+    if (bench_part (s_only, 1, "fanout"))
         s_fanout ();
-    if (s_part (5, "discovery"))
+    if (bench_part (s_only, 5, "discovery"))
         s_discovery ();
-    if (s_part (2, "latency"))
+    if (bench_part (s_only, 2, "latency"))
         s_latency ();
-    if (s_part (3, "catchup"))
+    if (bench_part (s_only, 3, "catchup"))
         s_catchup ();
-    if (s_part (4, "recovery"))
+    if (bench_part (s_only, 4, "recovery"))
         s_recovery ();
-    if (s_part (6, "footprint"))
+    if (bench_part (s_only, 6, "footprint"))
         s_footprint ();
     printf ("\nbench_node took %.1f s\n", (double) (bench_now_ns () - began) / 1e9);
     return 0;

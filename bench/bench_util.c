@@ -674,3 +674,48 @@ bench_raw_paced (int count, int64_t interval_ns, size_t payload, int64_t *latenc
     zmq_ctx_term (context);
     return receiver.received == count ? count / seconds : -1;
 }
+
+bool
+bench_part (const char *only, int number, const char *name)
+{
+    if (!only)
+        return true;
+    char copy[256];
+    snprintf (copy, sizeof copy, "%s", only);
+    char *save = NULL;
+    for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save))
+        if (strcmp (item, name) == 0 || atoi (item) == number)
+            return true;
+    return false;
+}
+
+int
+bench_env_int (const char *name, int value)
+{
+    const char *text = getenv (name);
+    return text && atoi (text) > 0 ? atoi (text) : value;
+}
+
+int
+bench_child_stop (bench_child_t *child, int timeout_ms)
+{
+    if (child->pid > 0)
+        kill (child->pid, SIGTERM);
+    return bench_child_finish (child, timeout_ms);
+}
+
+char *
+bench_loaded_library (const char *name)
+{
+    char *path = NULL;
+    FILE *maps = fopen ("/proc/self/maps", "r");
+    char line[4500];
+    while (maps && !path && fgets (line, sizeof line, maps))
+        if (strstr (line, name) && strchr (line, '/')) {
+            line[strcspn (line, "\n")] = 0;
+            path = strdup (strchr (line, '/'));
+        }
+    if (maps)
+        fclose (maps);
+    return path;
+}

@@ -33,6 +33,13 @@ typedef struct {
 } bench_child_t;
 
 //  CLOCK_MONOTONIC in ns: the same clock in every process of the host.
+//  True when part (number or name) is in the comma-separated list only;
+//  every part when only is NULL (--only PARTS).
+bool bench_part (const char *only, int number, const char *name);
+
+//  A positive integer from the environment, else value.
+int bench_env_int (const char *name, int value);
+
 int64_t bench_now_ns (void);
 
 //  Sleeps until the monotonic time `at` (ns).
@@ -77,6 +84,9 @@ int bench_child_finish (bench_child_t *child, int timeout_ms);
 //  SIGKILL, reaped.
 void bench_child_kill (bench_child_t *child);
 
+//  SIGTERM, then bench_child_finish: a daemon child stopped as its users would.
+int bench_child_stop (bench_child_t *child, int timeout_ms);
+
 //  In a child: waits until the parent closes our stdin.
 void bench_wait_parent (void);
 
@@ -87,6 +97,10 @@ long bench_rss_kib (pid_t pid);
 //  (strip to a temporary copy; the file's size when strip is missing);
 //  -1 when the file does not exist.
 long bench_stripped_size (const char *path);
+
+//  The path of a shared library this process has loaded whose file name
+//  holds name ("/libzmq.so"), from /proc/self/maps; NULL when none. Free it.
+char *bench_loaded_library (const char *name);
 
 //  Total size of the files under a directory.
 long long bench_tree_size (const char *path);
