@@ -66,3 +66,44 @@ node_util_recv (zsock_t *client)
     zframe_destroy (&frame);
     return response;
 }
+
+size_t
+node_util_log_head (zsock_t *client, const uint8_t *origin, const char *stream, uint64_t *head_p)
+{
+    Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
+    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+    request.request_id = 60;
+    request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
+    request.status = &status;
+    node_util_send (client, &request);
+    Shoal__V1__Response *response = node_util_recv (client);
+    size_t count = 0;
+    *head_p = 0;
+    if (response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS) {
+        count = response->status->n_logs;
+        for (size_t i = 0; i < count; i++) {
+            Shoal__V1__LogHead *log = response->status->logs[i];
+            if ((!origin
+                 || (log->origin.len == SHOAL_ID_SIZE
+                     && memcmp (log->origin.data, origin, SHOAL_ID_SIZE) == 0))
+                && streq (log->stream, stream))
+                *head_p = log->head_seq;
+        }
+    }
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    return count;
+}
+
+uint64_t
+node_util_wait_log_head (zsock_t *client, const uint8_t *origin, const char *stream, uint64_t want,
+                         int timeout_ms)
+{
+    uint64_t seen = 0;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    for (node_util_log_head (client, origin, stream, &seen);
+         seen < want && zclock_mono () < deadline;
+         node_util_log_head (client, origin, stream, &seen))
+        zclock_sleep (50);
+    return seen;
+}

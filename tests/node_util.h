@@ -33,4 +33,14 @@ void node_util_send (zsock_t *client, const Shoal__V1__Request *request);
 //  not decode. The caller frees it (shoal__v1__response__free_unpacked).
 Shoal__V1__Response *node_util_recv (zsock_t *client);
 
+//  The node's logs by its Status, as a thin client sees them: how many it
+//  holds, and *head_p the head of stream's log from origin (any origin
+//  when NULL), 0 when it holds none.
+size_t node_util_log_head (zsock_t *client, const uint8_t *origin, const char *stream,
+                           uint64_t *head_p);
+
+//  Asks Status until that head reaches want or timeout_ms pass; the head seen.
+uint64_t node_util_wait_log_head (zsock_t *client, const uint8_t *origin, const char *stream,
+                                  uint64_t want, int timeout_ms);
+
 #endif

@@ -829,47 +829,6 @@ s_replicate_two_logs (shoal_node_config_t *config)
     config->max_logs = 2;
 }
 
-//  A node's logs by its Status, as a client sees them: how many, and the
-//  head of (origin, stream), 0 when it holds no such log.
-static size_t
-s_logs (zsock_t *client, const uint8_t *origin, const char *stream, uint64_t *head_p)
-{
-    Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
-    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-    request.request_id = 60;
-    request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
-    request.status = &status;
-    node_util_send (client, &request);
-    Shoal__V1__Response *response = node_util_recv (client);
-    size_t count = 0;
-    *head_p = 0;
-    if (response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS) {
-        count = response->status->n_logs;
-        for (size_t i = 0; i < count; i++) {
-            Shoal__V1__LogHead *log = response->status->logs[i];
-            if (log->origin.len == SHOAL_ID_SIZE
-                && memcmp (log->origin.data, origin, SHOAL_ID_SIZE) == 0
-                && streq (log->stream, stream))
-                *head_p = log->head_seq;
-        }
-    }
-    if (response)
-        shoal__v1__response__free_unpacked (response, NULL);
-    return count;
-}
-
-//  Waits until the node holds (origin, stream) up to head; the head seen.
-static uint64_t
-s_wait_replica (zsock_t *client, const uint8_t *origin, const char *stream, uint64_t head)
-{
-    uint64_t seen = 0;
-    int64_t deadline = zclock_mono () + S_WAIT_MS;
-    for (s_logs (client, origin, stream, &seen); seen < head && zclock_mono () < deadline;
-         s_logs (client, origin, stream, &seen))
-        zclock_sleep (50);
-    return seen;
-}
-
 //  A node that replicates "all" with room for two logs: two origins of a
 //  stream fill it. A third origin of that stream and a new stream are not
 //  replicated, and each counts once in logs_refused, though heartbeats
@@ -888,11 +847,13 @@ test_replica_limits (void)
     shoal_node_t *replica = s_node ("replica", endpoints, 3, s_replicate_two_logs);
     zsock_t *client = node_util_client (replica, S_WAIT_MS);
     s_publish (origins[0], "shared", 10, 10);
-    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[0]), "shared", 10), 10,
-            "max_logs (replicas): the first origin of a stream is replicated");
+    is_int ((long long) node_util_wait_log_head (client, shoal_node_id (origins[0]), "shared", 10,
+                                                 S_WAIT_MS),
+            10, "max_logs (replicas): the first origin of a stream is replicated");
     s_publish (origins[1], "shared", 10, 10);
-    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[1]), "shared", 10), 10,
-            "max_logs (replicas): the second origin fills the store");
+    is_int ((long long) node_util_wait_log_head (client, shoal_node_id (origins[1]), "shared", 10,
+                                                 S_WAIT_MS),
+            10, "max_logs (replicas): the second origin fills the store");
     s_publish (origins[2], "shared", 10, 10);
     s_publish (origins[0], "extra", 5, 10);
     int64_t deadline = zclock_mono () + S_WAIT_MS;
@@ -907,22 +868,24 @@ test_replica_limits (void)
         "max_logs (replicas): a third origin and a new stream count once each (%" PRIu64 ")",
         refused);
     uint64_t head = 0;
-    size_t logs = s_logs (client, shoal_node_id (origins[2]), "shared", &head);
+    size_t logs = node_util_log_head (client, shoal_node_id (origins[2]), "shared", &head);
     ok (logs == 2 && head == 0,
         "max_logs (replicas): the node holds two logs, none of the third origin (%zu logs)", logs);
-    s_logs (client, shoal_node_id (origins[0]), "extra", &head);
+    node_util_log_head (client, shoal_node_id (origins[0]), "extra", &head);
     is_int ((long long) head, 0, "max_logs (replicas): the new stream is not replicated");
     s_publish (origins[0], "shared", 5, 10);
-    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[0]), "shared", 15), 15,
-            "max_logs (replicas): the replicas it holds still follow their origins");
+    is_int ((long long) node_util_wait_log_head (client, shoal_node_id (origins[0]), "shared", 15,
+                                                 S_WAIT_MS),
+            15, "max_logs (replicas): the replicas it holds still follow their origins");
     zsock_destroy (&client);
     shoal_node_destroy (&replica);
     //  Started again on its store, it is at the limit from the start.
     replica = s_node ("replica", endpoints, 3, s_replicate_two_logs);
     client = node_util_client (replica, S_WAIT_MS);
     s_publish (origins[1], "shared", 5, 10);
-    is_int ((long long) s_wait_replica (client, shoal_node_id (origins[1]), "shared", 15), 15,
-            "max_logs (replicas): restarted at the limit, it follows the replicas it holds");
+    is_int ((long long) node_util_wait_log_head (client, shoal_node_id (origins[1]), "shared", 15,
+                                                 S_WAIT_MS),
+            15, "max_logs (replicas): restarted at the limit, it follows the replicas it holds");
     zsock_destroy (&client);
     shoal_node_destroy (&replica);
     for (int i = 0; i < 3; i++)

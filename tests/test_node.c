@@ -568,35 +568,6 @@ test_loopback_beacon (void)
     shoal_node_destroy (&nodes[2]);
 }
 
-//  Waits until a node holds a log of stream with head >= want (asked by
-//  Status through its ROUTER, as any client would); returns the head seen.
-static uint64_t
-s_wait_log_head (shoal_node_t *node, const char *stream, uint64_t want, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    zsock_t *dealer = zsock_new_dealer (shoal_node_router_endpoint (node));
-    uint64_t head = 0;
-    while (head < want && zclock_mono () < deadline) {
-        Shoal__V1__StatusRequest status = SHOAL__V1__STATUS_REQUEST__INIT;
-        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-        request.request_id = 1;
-        request.body_case = SHOAL__V1__REQUEST__BODY_STATUS;
-        request.status = &status;
-        Shoal__V1__Response *response = s_call_request (dealer, &request);
-        for (size_t i = 0; response && response->body_case == SHOAL__V1__RESPONSE__BODY_STATUS
-                           && i < response->status->n_logs;
-             i++)
-            if (streq (response->status->logs[i]->stream, stream))
-                head = response->status->logs[i]->head_seq;
-        if (response)
-            shoal__v1__response__free_unpacked (response, NULL);
-        if (head < want)
-            zclock_sleep (100);
-    }
-    zsock_destroy (&dealer);
-    return head;
-}
-
 static void
 s_replicate_all (shoal_node_config_t *config)
 {
@@ -619,7 +590,9 @@ test_replicate_all (void)
         s_publish (origin, "born-later", "Created", i);
     uint8_t origin_id[16];
     memcpy (origin_id, shoal_node_id (origin), 16);
-    uint64_t head = s_wait_log_head (replica, "born-later", 50, 8000);
+    zsock_t *client = node_util_client (replica, 2000);
+    uint64_t head = node_util_wait_log_head (client, NULL, "born-later", 50, 8000);
+    zsock_destroy (&client);
     is_int (head, 50, "a node replicating all holds a stream created later on a peer");
     shoal_node_destroy (&replica);
     shoal_node_destroy (&origin);
@@ -673,7 +646,10 @@ test_dead_origin_repaired_by_replica (void)
     memcpy (origin_id, shoal_node_id (origin), 16);
     for (int i = 0; i < 50; i++)
         s_publish (origin, "hist", "Fact", i);
-    is_int (s_wait_log_head (replica, "hist", 50, 8000), 50, "the replica holds the origin's 50");
+    zsock_t *client = node_util_client (replica, 2000);
+    is_int (node_util_wait_log_head (client, NULL, "hist", 50, 8000), 50,
+            "the replica holds the origin's 50");
+    zsock_destroy (&client);
     shoal_node_destroy (&origin);
     shoal_from_t from = {SHOAL_FROM_BEGINNING, 0, 0, NULL, NULL, 0};
     int sub = shoal_node_subscribe (reader, "hist", NULL, &from);
