@@ -475,6 +475,17 @@ s_test_embedded (void)
             && SHOAL (NULL, NULL, "keys", "allow", keys, s_cert ("n2")) == 0
             && SHOAL (NULL, NULL, "keys", "allow", keys3, s_cert ("n1")) == 0,
         "embedded: allow-lists made");
+    //  Files that are no certificate sit beside the allowed ones; the
+    //  allow-list skips them and still admits exactly its members.
+    char junk[4300];
+    snprintf (junk, sizeof junk, "%s/notes.txt", keys);
+    FILE *file = fopen (junk, "w");
+    ok (file && fputs ("who may join: n1, n2\n", file) >= 0 && fclose (file) == 0,
+        "embedded: a text file lies in n1's keys directory");
+    snprintf (junk, sizeof junk, "%s/empty", keys);
+    file = fopen (junk, "w");
+    if (file)
+        fclose (file);
     shoal_node_t *n1 = s_embedded ("n1", keys, NULL);
     ok (n1 != NULL, "embedded: a secure node starts in-process");
     if (!n1)
@@ -515,7 +526,8 @@ s_test_embedded (void)
     ok (!got, "embedded: n3 (key not allowed by n1) receives nothing");
     shoal_event_destroy (&got);
     shoal_node_stats_t stats;
-    ok (shoal_node_stats (n1, &stats) == 0 && stats.auth_refused > 0,
+    int stats_rc = shoal_node_stats (n1, &stats);
+    ok (stats_rc == 0 && stats.auth_refused > 0,
         "embedded: n1 counted n3's refused handshakes (%llu)",
         (unsigned long long) stats.auth_refused);
     shoal_node_destroy (&n3);
