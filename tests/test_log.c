@@ -1506,6 +1506,33 @@ s_test_index_rebuild (void)
     free (firsts);
 }
 
+//  Promise 7 at the log's door: a segment file named 0 cannot exist (seqs
+//  start at 1). Opening a log that holds one is refused as CORRUPT, naming
+//  the file, and leaves the file as it was.
+static void
+s_test_segment_named_zero (void)
+{
+    diag ("a segment named 0");
+    char dir[4300], seg[S_PATH_MAX];
+    s_dir (dir, sizeof dir, "segment-zero");
+    shoal_log_config_t config;
+    s_config (&config, SHOAL_FSYNC_BATCH, NULL);
+    shoal_log_t *log = s_open_or_bail (dir, &config);
+    shoal_log_close (&log);
+    s_file (seg, sizeof seg, dir, 0, "seg");
+    FILE *file = fopen (seg, "w");
+    if (!file || fputs ("not a segment", file) < 0 || fclose (file))
+        bail ("cannot write %s", seg);
+    int error = 0;
+    log = shoal_log_open (dir, s_origin, S_STREAM, true, &config, &error);
+    ok (!log && error == SHOAL_ERR_CORRUPT,
+        "a log holding a segment named 0 does not open: CORRUPT (%s)", shoal_error_name (error));
+    ok (strstr (shoal_log_open_error (), "00000000000000000000.seg") != NULL,
+        "and the reason names the file: %s", shoal_log_open_error ());
+    is_int (s_file_size (seg), (long long) strlen ("not a segment"), "the file is left as it was");
+    shoal_log_close (&log);
+}
+
 //  --------------------------------------------------------------------------
 //  8. Thousands of segments
 
@@ -1915,6 +1942,7 @@ main (void)
     s_test_io_errors ();
     s_test_retention ();
     s_test_index_rebuild ();
+    s_test_segment_named_zero ();
     s_test_many_segments ();
     s_test_clean_reopen ();
     s_test_seek_time ();
