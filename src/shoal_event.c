@@ -23,10 +23,15 @@
        allocated apart). A string or payload pointer either points into
        that tail (released with the event) or is an allocation of its own
        (a setter's); s_release frees only the latter.
+    6. A decoded event's allocation is a shoal_pool block (pool_class says
+       which); every other event is a plain calloc (pool_class 0). Decoded
+       events are made in an engine thread and destroyed in the
+       application's, which the pool serves better than malloc.
     ========================================================================= */
 
 #include "shoal_event.h"
 #include "shoal_error.h"
+#include "shoal_pool.h"
 #include "shoal_wire.h"
 
 #include <pthread.h>
@@ -61,6 +66,7 @@ struct _shoal_event_t {
     size_t header_alloc;           //  headers allocated
     uint8_t *tail;                 //  decoded strings and payload, in this allocation
     size_t tail_size;              //  bytes in tail
+    int pool_class;                //  shoal_pool class of this allocation, 0 = calloc
 };
 
 //  --------------------------------------------------------------------------
@@ -215,7 +221,7 @@ shoal_event_destroy (shoal_event_t **self_p)
     s_release (self, self->content_type);
     s_release (self, self->payload);
     s_clear_headers (self);
-    free (self);
+    shoal_pool_put (self, self->pool_class);
     *self_p = NULL;
 }
 
@@ -1038,8 +1044,10 @@ shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *erro
             size_t tail = fields.payload.size;
             for (int i = 0; i < 6; i++)
                 tail += fields.text[i].size ? fields.text[i].size + 1 : 0;
-            self = (shoal_event_t *) malloc (sizeof (shoal_event_t) + tail);
+            int pool_class = 0;
+            self = (shoal_event_t *) shoal_pool_get (sizeof (shoal_event_t) + tail, &pool_class);
             if (self) {
+                self->pool_class = pool_class;
                 //  What s_build does not set in every case.
                 self->stream = self->type = self->key = NULL;
                 self->correlation_id = self->causation_id = self->content_type = NULL;

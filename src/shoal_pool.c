@@ -1,0 +1,169 @@
+/*  =========================================================================
+    shoal_pool - memory blocks handed back from the thread that frees them
+    to the thread that allocates them
+
+    Layout, per size class:
+    - `returned`: a lock-free stack (Treiber) of blocks put back, which
+      any thread pushes on, one block at a time;
+    - in each thread, a private list of blocks taken from `returned`,
+      which only that thread pops. A thread whose list is empty takes the
+      whole of `returned` with one atomic exchange.
+
+    Invariants:
+    1. `returned` is only pushed one block at a time and only emptied
+       whole, so no thread ever follows a pointer read from it that
+       another thread may have changed (no ABA, no read of a block after
+       it was taken).
+    2. A block is on one list at a time: `returned`, one thread's private
+       list, or in use by the caller that got it.
+    3. `s_bytes` is the size of the blocks on every class's `returned`,
+       give or take the puts and takes under way; a put that would take it
+       past SHOAL_POOL_CAP_BYTES frees its block instead. So the pool keeps
+       about that much put back, and each thread at most what it took.
+    4. A thread's private lists are freed when the thread ends (a
+       pthread key destructor, registered by the first take).
+    5. Whether the pool is on is decided once, before any block is
+       pooled: off, every get is a malloc and every put a free.
+    ========================================================================= */
+
+#include "shoal_pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct s_block_t {
+    struct s_block_t *next; //  next block on the same list
+} s_block_t;
+
+typedef struct {
+    s_block_t *taken[SHOAL_POOL_CLASSES]; //  this thread's blocks, per class
+    bool registered;                      //  the key destructor will free them
+} s_local_t;
+
+static _Atomic (s_block_t *) s_returned[SHOAL_POOL_CLASSES]; //  put back, per class
+static atomic_long s_bytes;                                  //  on s_returned (invariant 3)
+static _Thread_local s_local_t s_local;
+static pthread_once_t s_once = PTHREAD_ONCE_INIT;
+static pthread_key_t s_key;
+static bool s_enabled;
+
+//  At a thread's end: frees the blocks it took and did not use.
+static void
+s_thread_end (void *arg)
+{
+    s_local_t *local = (s_local_t *) arg;
+    for (int i = 0; i < SHOAL_POOL_CLASSES; i++)
+        while (local->taken[i]) {
+            s_block_t *block = local->taken[i];
+            local->taken[i] = block->next;
+            free (block);
+        }
+    local->registered = false;
+}
+
+static void
+s_init (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    s_enabled = false;
+#else
+    const char *setting = getenv ("SHOAL_POOL");
+    s_enabled = !(setting && strcmp (setting, "0") == 0);
+#endif
+    //  Without a key a thread's blocks could not be freed at its end.
+    if (s_enabled && pthread_key_create (&s_key, s_thread_end) != 0)
+        s_enabled = false;
+}
+
+bool
+shoal_pool_enabled (void)
+{
+    pthread_once (&s_once, s_init);
+    return s_enabled;
+}
+
+size_t
+shoal_pool_class_size (int block_class)
+{
+    if (block_class < 1 || block_class > SHOAL_POOL_CLASSES)
+        return 0;
+    return (size_t) SHOAL_POOL_SMALLEST << (block_class - 1);
+}
+
+//  The smallest class holding size bytes, 0 when none does.
+static int
+s_class_for (size_t size)
+{
+    for (int c = 1; c <= SHOAL_POOL_CLASSES; c++)
+        if (size <= shoal_pool_class_size (c))
+            return c;
+    return 0;
+}
+
+void *
+shoal_pool_get (size_t size, int *class_p)
+{
+    int block_class = shoal_pool_enabled () ? s_class_for (size) : 0;
+    if (block_class == 0) {
+        *class_p = 0;
+        return malloc (size ? size : 1);
+    }
+    s_local_t *local = &s_local;
+    s_block_t **taken = &local->taken[block_class - 1];
+    if (!*taken) {
+        s_block_t *all =
+            atomic_exchange_explicit (&s_returned[block_class - 1], NULL, memory_order_acquire);
+        if (all) {
+            long n = 0;
+            for (s_block_t *block = all; block; block = block->next)
+                n++;
+            atomic_fetch_sub_explicit (&s_bytes, n * (long) shoal_pool_class_size (block_class),
+                                       memory_order_relaxed);
+            if (!local->registered) {
+                pthread_setspecific (s_key, local);
+                local->registered = true;
+            }
+            *taken = all;
+        }
+    }
+    s_block_t *block = *taken;
+    if (block)
+        *taken = block->next;
+    else
+        block = (s_block_t *) malloc (shoal_pool_class_size (block_class));
+    *class_p = block ? block_class : 0;
+    return block;
+}
+
+void
+shoal_pool_put (void *block, int block_class)
+{
+    if (!block)
+        return;
+    if (block_class < 1 || block_class > SHOAL_POOL_CLASSES) {
+        free (block);
+        return;
+    }
+    long size = (long) shoal_pool_class_size (block_class);
+    if (atomic_load_explicit (&s_bytes, memory_order_relaxed) + size > SHOAL_POOL_CAP_BYTES) {
+        free (block);
+        return;
+    }
+    _Atomic (s_block_t *) *returned = &s_returned[block_class - 1];
+    s_block_t *node = (s_block_t *) block;
+    s_block_t *head = atomic_load_explicit (returned, memory_order_relaxed);
+    do
+        node->next = head;
+    while (!atomic_compare_exchange_weak_explicit (returned, &head, node, memory_order_release,
+                                                   memory_order_relaxed));
+    atomic_fetch_add_explicit (&s_bytes, size, memory_order_relaxed);
+}
+
+size_t
+shoal_pool_returned (void)
+{
+    long bytes = atomic_load_explicit (&s_bytes, memory_order_relaxed);
+    return bytes > 0 ? (size_t) bytes : 0;
+}

@@ -1,0 +1,254 @@
+/*  =========================================================================
+    test_pool - event blocks handed back between threads
+
+    Sizes map to their classes; a block put back is the next one got, in
+    the same thread or another; the pool keeps at most its cap and frees
+    the rest; blocks put by several threads while another gets are never
+    handed out twice; a thread's unused blocks are freed when it ends
+    (valgrind, in `make memcheck`, sees a leak otherwise); a decoded
+    event's block comes back when the event is destroyed; SHOAL_POOL=0
+    turns it all off.
+    ========================================================================= */
+
+#include "shoal_event.h"
+#include "shoal_pool.h"
+#include "tap.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char s_self[4096]; //  this program, run again with SHOAL_POOL=0
+
+static void
+test_classes (void)
+{
+    size_t sizes[] = {1, 512, 513, 1024, 2048, 4096, 4097, 100000};
+    int classes[] = {1, 1, 2, 2, 3, 4, 0, 0};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int block_class = -1;
+        char *block = (char *) shoal_pool_get (sizes[i], &block_class);
+        is_int (block_class, classes[i], "%zu bytes: class %d", sizes[i], classes[i]);
+        size_t usable = block_class ? shoal_pool_class_size (block_class) : sizes[i];
+        ok (block && usable >= sizes[i], "%zu bytes: a block of %zu", sizes[i], usable);
+        if (block)
+            memset (block, 0x5a, usable); //  valgrind checks the whole block is ours
+        shoal_pool_put (block, block_class);
+    }
+    is_int (shoal_pool_class_size (0), 0, "class 0 has no size");
+    is_int (shoal_pool_class_size (SHOAL_POOL_CLASSES + 1), 0, "no class past the last");
+    shoal_pool_put (NULL, 1); //  ignored
+}
+
+static void
+test_returned (void)
+{
+    int block_class = 0;
+    void *block = shoal_pool_get (300, &block_class);
+    size_t before = shoal_pool_returned ();
+    shoal_pool_put (block, block_class);
+    is_int (shoal_pool_returned (), before + 512, "a block put back is counted");
+}
+
+//  A thread that gets one block of class 1 and keeps it in *arg.
+static void *
+s_get_one (void *arg)
+{
+    void **slot = (void **) arg;
+    int block_class = 0;
+    slot[0] = shoal_pool_get (512, &block_class);
+    slot[1] = (void *) (intptr_t) block_class;
+    return NULL;
+}
+
+static void
+test_other_thread (void)
+{
+    //  Blocks put here are taken by another thread's first get, whole:
+    //  it gets the last one put, and what it does not use is freed when
+    //  it ends (valgrind would report them lost otherwise).
+    void *blocks[3];
+    int classes[3];
+    for (int i = 0; i < 3; i++)
+        blocks[i] = shoal_pool_get (200, &classes[i]);
+    size_t before = shoal_pool_returned ();
+    for (int i = 0; i < 3; i++)
+        shoal_pool_put (blocks[i], classes[i]);
+    is_int (shoal_pool_returned (), before + 3 * 512, "three blocks put back");
+    void *slot[2] = {NULL, NULL};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_get_one, slot);
+    pthread_join (thread, NULL);
+    ok (slot[0] == blocks[2], "another thread's first get is the last block put");
+    is_int ((intptr_t) slot[1], 1, "of class 1");
+    ok (shoal_pool_returned () <= before, "the thread took every class 1 block put back");
+    shoal_pool_put (slot[0], (int) (intptr_t) slot[1]);
+}
+
+static void
+test_cap (void)
+{
+    //  Enough class 1 blocks to pass the cap; all put back, the pool
+    //  keeps exactly its cap and frees the rest.
+    size_t count = SHOAL_POOL_CAP_BYTES / 512 + 100;
+    void **blocks = (void **) calloc (count, sizeof (void *));
+    int block_class = 0;
+    size_t got = 0;
+    for (size_t i = 0; i < count; i++) {
+        blocks[i] = shoal_pool_get (512, &block_class);
+        got += blocks[i] != NULL;
+    }
+    is_int (got, count, "%zu blocks got", count);
+    size_t before = shoal_pool_returned ();
+    for (size_t i = 0; i < count; i++)
+        shoal_pool_put (blocks[i], 1);
+    is_int (shoal_pool_returned (), SHOAL_POOL_CAP_BYTES,
+            "the pool keeps its cap (%d bytes) and no more (it held %zu)", SHOAL_POOL_CAP_BYTES,
+            before);
+    free (blocks);
+}
+
+//  Stress: producers put blocks while the main thread gets and holds.
+typedef struct {
+    void **blocks; //  blocks to put
+    size_t count;  //  how many
+} s_producer_t;
+
+static void *
+s_producer (void *arg)
+{
+    s_producer_t *self = (s_producer_t *) arg;
+    for (size_t i = 0; i < self->count; i++)
+        shoal_pool_put (self->blocks[i], 2);
+    return NULL;
+}
+
+static int
+s_compare_pointers (const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *) a, y = (uintptr_t) * (void *const *) b;
+    return x < y ? -1 : x > y;
+}
+
+static void
+test_threads (void)
+{
+    enum { PRODUCERS = 4, EACH = 1000 };
+    size_t total = PRODUCERS * EACH;
+    void **blocks = (void **) malloc (total * sizeof (void *));
+    int block_class = 0;
+    for (size_t i = 0; i < total; i++)
+        blocks[i] = shoal_pool_get (1000, &block_class); //  class 2
+    s_producer_t producers[PRODUCERS];
+    pthread_t threads[PRODUCERS];
+    for (int p = 0; p < PRODUCERS; p++) {
+        producers[p].blocks = blocks + (size_t) p * EACH;
+        producers[p].count = EACH;
+        pthread_create (&threads[p], NULL, s_producer, &producers[p]);
+    }
+    //  Meanwhile, get (and hold) as many blocks as were put: some come
+    //  back from the producers, the rest are new.
+    void **held = (void **) malloc (total * sizeof (void *));
+    for (size_t i = 0; i < total; i++)
+        held[i] = shoal_pool_get (1000, &block_class);
+    for (int p = 0; p < PRODUCERS; p++)
+        pthread_join (threads[p], NULL);
+    size_t reused = 0;
+    qsort (blocks, total, sizeof (void *), s_compare_pointers);
+    for (size_t i = 0; i < total; i++)
+        reused += bsearch (&held[i], blocks, total, sizeof (void *), s_compare_pointers) != NULL;
+    qsort (held, total, sizeof (void *), s_compare_pointers);
+    size_t twice = 0;
+    for (size_t i = 1; i < total; i++)
+        twice += held[i] == held[i - 1];
+    is_int (twice, 0, "no block handed out twice while %d threads put (%zu of %zu reused)",
+            PRODUCERS, reused, total);
+    for (size_t i = 0; i < total; i++)
+        shoal_pool_put (held[i], 2);
+    free (held);
+    free (blocks);
+}
+
+static void
+test_event_block (void)
+{
+    //  A decoded event's block goes back to the pool when it is
+    //  destroyed, and the next decode in this thread takes it.
+    shoal_event_t *event = shoal_event_new ();
+    shoal_event_set_stream (event, "orders");
+    shoal_event_set_type (event, "Placed");
+    shoal_event_set_payload (event, "hello", 5);
+    uint8_t wire[256];
+    size_t size =
+        shoal_event_encoded_size (event) <= sizeof wire ? shoal_event_encode_to (event, wire) : 0;
+    shoal_event_destroy (&event);
+    ok (size > 0, "an event encoded");
+    shoal_event_t *first = shoal_event_decode (wire, size, 0, NULL);
+    void *address = first;
+    size_t before = shoal_pool_returned ();
+    shoal_event_destroy (&first);
+    is_int (shoal_pool_returned (), before + 512, "a destroyed event's block is put back");
+    void *slot[2] = {NULL, NULL};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_get_one, slot);
+    pthread_join (thread, NULL);
+    ok (slot[0] == address, "and is the next one got");
+    shoal_pool_put (slot[0], (int) (intptr_t) slot[1]);
+    //  A setter's string on a decoded event is its own allocation: freed,
+    //  not pooled with the block (valgrind checks nothing leaks).
+    shoal_event_t *second = shoal_event_decode (wire, size, 0, NULL);
+    shoal_event_set_key (second, "customer-7");
+    is_str (shoal_event_key (second), "customer-7", "a decoded event takes a setter's string");
+    is_str (shoal_event_type (second), "Placed", "and keeps its decoded ones");
+    shoal_event_destroy (&second);
+}
+
+//  Run again as a child with SHOAL_POOL=0: every get is plain.
+static int
+s_off_child (void)
+{
+    int block_class = -1;
+    void *block = shoal_pool_get (100, &block_class);
+    int status = shoal_pool_enabled () || block_class != 0 || !block ? 1 : 0;
+    shoal_pool_put (block, block_class);
+    return status;
+}
+
+static void
+test_off (void)
+{
+    pid_t pid = fork ();
+    if (pid == 0) {
+        setenv ("SHOAL_POOL", "0", 1);
+        execl (s_self, s_self, "--off", (char *) NULL);
+        _exit (3);
+    }
+    int status = -1;
+    waitpid (pid, &status, 0);
+    ok (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+        "SHOAL_POOL=0: the pool is off and every get is a plain malloc (status %d)", status);
+}
+
+int
+main (int argc, char *argv[])
+{
+    if (argc > 1 && strcmp (argv[1], "--off") == 0)
+        return s_off_child ();
+    if (!realpath ("/proc/self/exe", s_self))
+        bail ("cannot find this program");
+    plan_lazy ();
+    if (!shoal_pool_enabled ()) {
+        skip (1, "the pool is off (SHOAL_POOL=0 or AddressSanitizer)");
+        return done_testing ();
+    }
+    test_classes ();
+    test_returned ();
+    test_other_thread ();
+    test_cap ();
+    test_threads ();
+    test_event_block ();
+    test_off ();
+    return done_testing ();
+}
