@@ -47,7 +47,8 @@ static atomic_long s_bytes;                                  //  on s_returned (
 static _Thread_local s_local_t s_local;
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 static pthread_key_t s_key;
-static bool s_enabled;
+static bool s_enabled;       //  set once by s_init
+static atomic_bool s_inited; //  s_enabled is set: no pthread_once per get
 
 //  At a thread's end: frees the blocks it took and did not use.
 static void
@@ -75,12 +76,14 @@ s_init (void)
     //  Without a key a thread's blocks could not be freed at its end.
     if (s_enabled && pthread_key_create (&s_key, s_thread_end) != 0)
         s_enabled = false;
+    atomic_store_explicit (&s_inited, true, memory_order_release);
 }
 
 bool
 shoal_pool_enabled (void)
 {
-    pthread_once (&s_once, s_init);
+    if (!atomic_load_explicit (&s_inited, memory_order_acquire))
+        pthread_once (&s_once, s_init);
     return s_enabled;
 }
 
