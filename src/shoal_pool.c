@@ -30,6 +30,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,10 +65,20 @@ s_thread_end (void *arg)
     local->registered = false;
 }
 
+//  AddressSanitizer as gcc and clang each announce it.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define S_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define S_ASAN 1
+#endif
+
 static void
 s_init (void)
 {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(S_ASAN)
     s_enabled = false;
 #else
     const char *setting = getenv ("SHOAL_POOL");
@@ -119,15 +130,22 @@ shoal_pool_get (size_t size, int *class_p)
         s_block_t *all =
             atomic_exchange_explicit (&s_returned[block_class - 1], NULL, memory_order_acquire);
         if (all) {
-            long n = 0;
+            //  A stack longer than twice the cap allows (puts racing the
+            //  cap check add a few) is a loop: a block put twice, which an
+            //  event destroyed twice does. Stop rather than spin.
+            long n = 0,
+                 most = 2 * (long) (SHOAL_POOL_CAP_BYTES / shoal_pool_class_size (block_class));
             for (s_block_t *block = all; block; block = block->next)
-                n++;
+                if (++n > most) {
+                    fprintf (stderr, "shoal: event memory pool corrupted (an event destroyed "
+                                     "twice?); run with SHOAL_POOL=0 to find it\n");
+                    fflush (stderr);
+                    abort ();
+                }
             atomic_fetch_sub_explicit (&s_bytes, n * (long) shoal_pool_class_size (block_class),
                                        memory_order_relaxed);
-            if (!local->registered) {
-                pthread_setspecific (s_key, local);
-                local->registered = true;
-            }
+            if (!local->registered)
+                local->registered = pthread_setspecific (s_key, local) == 0;
             *taken = all;
         }
     }

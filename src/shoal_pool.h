@@ -11,13 +11,17 @@
 
     Blocks come in four size classes, 512 B to 4 KiB; a bigger request is
     a plain malloc and its put a plain free. Any thread may put a block;
-    the next get of its class, in any thread, reuses it. The pool keeps
-    at most 8 MiB put back (a subscriber's inbox of 10,000 small events
-    fits); past that, a put frees.
+    a later get of its class, in any thread, reuses it (a thread first
+    uses up the blocks it took earlier). Put back and not yet taken, the
+    pool keeps at most 8 MiB (a subscriber's inbox of 10,000 small events
+    fits); past that, a put frees. Each getting thread may also hold up
+    to what it took last.
 
+    A block put twice (an event destroyed twice) corrupts the pool; the
+    next take that meets it aborts with a message instead of looping.
     SHOAL_POOL=0 in the environment (read once) turns the pool off, so
     that memory checkers see every block as its own malloc; builds with
-    AddressSanitizer have it off always.
+    AddressSanitizer (gcc's or clang's) have it off always.
 
     Private to the library.
     ========================================================================= */
@@ -39,7 +43,8 @@
 void *shoal_pool_get (size_t size, int *class_p);
 
 //  Gives a block from shoal_pool_get back (NULL is ignored): pooled, or
-//  freed when the pool is off, the block is plain or its class is full.
+//  freed when block_class is 0 (a plain block, which is every block when
+//  the pool is off) or the pool is full.
 void shoal_pool_put (void *block, int block_class);
 
 //  Bytes in a block of the class (1 to SHOAL_POOL_CLASSES), 0 otherwise.
