@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -238,4 +239,33 @@ bool
 tap_contains (const char *text, const char *needle)
 {
     return text && strstr (text, needle) != NULL;
+}
+
+int
+tap_child (void (*fn) (void *), void *arg, char *text, size_t size)
+{
+    int out[2];
+    if (pipe (out))
+        bail ("pipe: %s", strerror (errno));
+    fflush (NULL);
+    pid_t child = fork ();
+    if (child < 0)
+        bail ("fork: %s", strerror (errno));
+    if (child == 0) {
+        dup2 (out[1], STDERR_FILENO);
+        close (out[0]);
+        fn (arg);
+        _exit (0);
+    }
+    close (out[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < size && (n = read (out[0], text + got, size - 1 - got)) > 0)
+        got += (size_t) n;
+    if (size)
+        text[got] = 0;
+    close (out[0]);
+    int status = 0;
+    waitpid (child, &status, 0);
+    return status;
 }

@@ -78,6 +78,12 @@ int tap_free_port (void);
 //  Seconds since an arbitrary start, monotonic; for bounding loops.
 double tap_now (void);
 
+//  Runs fn (arg) in a forked child, for code that should end the process
+//  (an abort): what the child writes to stderr goes into text (size bytes,
+//  NUL-terminated). Returns the child's wait status; a child whose fn
+//  returns exits 0.
+int tap_child (void (*fn) (void *), void *arg, char *text, size_t size);
+
 //  True when text (may be NULL) holds needle.
 bool tap_contains (const char *text, const char *needle);
 

@@ -230,42 +230,32 @@ test_event_block (void)
 }
 
 //  A block put twice makes a loop in the stack; the next take stops the
-//  process with a message rather than spin. In a child, as it aborts.
+//  process with a message rather than spin. Run in a child, as it aborts.
+static void
+s_put_twice (void *arg)
+{
+    (void) arg;
+    //  Empty the class first (test_cap left the pool full, and a put
+    //  into a full pool frees): a new thread takes it all.
+    void *drain[2] = {NULL, NULL};
+    pthread_t drainer;
+    pthread_create (&drainer, NULL, s_get_one, drain);
+    pthread_join (drainer, NULL);
+    int block_class = 0;
+    void *block = shoal_pool_get (100, &block_class);
+    shoal_pool_put (block, block_class);
+    shoal_pool_put (block, block_class);
+    void *slot[2] = {NULL, NULL};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_get_one, slot);
+    pthread_join (thread, NULL);
+}
+
 static void
 test_double_put (void)
 {
-    int fds[2];
-    if (pipe (fds))
-        bail ("pipe");
-    pid_t pid = fork ();
-    if (pid == 0) {
-        dup2 (fds[1], 2);
-        //  Empty the class first (test_cap left the pool full, and a put
-        //  into a full pool frees): a new thread takes it all.
-        void *drain[2] = {NULL, NULL};
-        pthread_t drainer;
-        pthread_create (&drainer, NULL, s_get_one, drain);
-        pthread_join (drainer, NULL);
-        int block_class = 0;
-        void *block = shoal_pool_get (100, &block_class);
-        shoal_pool_put (block, block_class);
-        shoal_pool_put (block, block_class);
-        void *slot[2] = {NULL, NULL};
-        pthread_t thread;
-        pthread_create (&thread, NULL, s_get_one, slot);
-        pthread_join (thread, NULL);
-        _exit (0);
-    }
-    close (fds[1]);
-    char text[512] = "";
-    size_t got = 0;
-    ssize_t n;
-    while (got < sizeof text - 1 && (n = read (fds[0], text + got, sizeof text - 1 - got)) > 0)
-        got += (size_t) n;
-    text[got] = 0;
-    close (fds[0]);
-    int status = 0;
-    waitpid (pid, &status, 0);
+    char text[512];
+    int status = tap_child (s_put_twice, NULL, text, sizeof text);
     ok (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT,
         "a block put twice: the next take aborts (status %d)", status);
     ok (strstr (text, "destroyed twice") != NULL, "saying why: %s", text);

@@ -1641,6 +1641,15 @@ test_ready_ring (void)
     s_log_free (&log);
 }
 
+//  In a child: a growth no machine can give.
+static void
+s_grow_huge (void *arg)
+{
+    (void) arg;
+    void *huge = shoal_grow (NULL, SIZE_MAX / 2);
+    _exit (huge ? 0 : 1);
+}
+
 //  The tables a subscription grows (ready ring, reorder buffer, dropped
 //  ranges) grow by shoal_grow: a growth that cannot be had ends the
 //  process with a message, never a write through NULL.
@@ -1654,24 +1663,8 @@ test_grow_out_of_memory (void)
     void *small = shoal_grow (NULL, 64);
     ok (small != NULL, "shoal_grow gives memory when there is some");
     free (small);
-    int out[2];
-    if (pipe (out))
-        bail ("pipe");
-    fflush (NULL);
-    pid_t child = fork ();
-    if (child == 0) {
-        dup2 (out[1], STDERR_FILENO);
-        close (out[0]);
-        void *huge = shoal_grow (NULL, SIZE_MAX / 2); //  more than any machine has
-        _exit (huge ? 0 : 1);
-    }
-    close (out[1]);
-    char message[256] = "";
-    ssize_t got = read (out[0], message, sizeof message - 1);
-    message[got > 0 ? got : 0] = 0;
-    close (out[0]);
-    int status = 0;
-    waitpid (child, &status, 0);
+    char message[256];
+    int status = tap_child (s_grow_huge, NULL, message, sizeof message);
     ok (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT,
         "a growth that cannot be had aborts the process");
     ok (strstr (message, "out of memory") != NULL, "and says why: %s", message);
