@@ -44,21 +44,29 @@ typedef struct {
     size_t alloc;  //  bytes allocated
 } s_buffer_t;
 
+//  Publishers write the first part on every push and the engine writes
+//  the second on every record it reads, from another core: each part has
+//  cache lines of its own, or every push and every read would pull the
+//  shared line from the other core (false sharing).
 struct _shoal_outbox_t {
-    pthread_mutex_t mutex; //  guards filling, closed and the fd counter
-    pthread_cond_t space;  //  signalled on take and close
-    s_buffer_t filling;    //  writers append here
-    s_buffer_t taken;      //  the engine reads here, without the lock
-    size_t cursor;         //  next record in taken
-    size_t limit;          //  bytes filling may hold before pushes wait
-    bool closed;           //  pushes fail
-    int ready_fd;          //  eventfd, non-zero while filling has a record
+    pthread_mutex_t mutex;         //  guards filling, closed and the fd counter
+    pthread_cond_t space;          //  signalled on take and close
+    s_buffer_t filling;            //  writers append here
+    size_t limit;                  //  bytes filling may hold before pushes wait
+    bool closed;                   //  pushes fail
+    int ready_fd;                  //  eventfd, non-zero while filling has a record
+    _Alignas(64) s_buffer_t taken; //  the engine reads here, without the lock
+    size_t cursor;                 //  next record in taken
 };
 
 shoal_outbox_t *
 shoal_outbox_new (size_t limit)
 {
-    shoal_outbox_t *self = (shoal_outbox_t *) zmalloc (sizeof (shoal_outbox_t));
+    shoal_outbox_t *self =
+        (shoal_outbox_t *) aligned_alloc (_Alignof(shoal_outbox_t), sizeof (shoal_outbox_t));
+    if (!self)
+        return NULL;
+    memset (self, 0, sizeof *self);
     self->limit = limit ? limit : 4 * 1024 * 1024;
     pthread_mutex_init (&self->mutex, NULL);
     pthread_cond_init (&self->space, NULL);

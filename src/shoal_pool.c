@@ -16,7 +16,7 @@
        it was taken).
     2. A block is on one list at a time: `returned`, one thread's private
        list, or in use by the caller that got it.
-    3. `s_bytes` is the size of the blocks on every class's `returned`,
+    3. `s_stack.bytes` is the size of the blocks on every class's `returned`,
        give or take the puts and takes under way; a put that would take it
        past SHOAL_POOL_CAP_BYTES frees its block instead. So the pool keeps
        about that much put back, and each thread at most what it took.
@@ -43,13 +43,21 @@ typedef struct {
     bool registered;                      //  the key destructor will free them
 } s_local_t;
 
-static _Atomic (s_block_t *) s_returned[SHOAL_POOL_CLASSES]; //  put back, per class
-static atomic_long s_bytes;                                  //  on s_returned (invariant 3)
+//  Written by every put: a cache line of their own. The getting thread,
+//  on another core, reads s_setting on every get; were the two in one
+//  line, each put would take that line from it (false sharing).
+static struct {
+    _Alignas(64) _Atomic (s_block_t *) returned[SHOAL_POOL_CLASSES]; //  put back, per class
+    atomic_long bytes;                                               //  on returned (invariant 3)
+} s_stack;
+//  Set once, then only read.
+static struct {
+    _Alignas(64) atomic_bool inited; //  enabled is set: no pthread_once per get
+    bool enabled;                    //  set once by s_init
+    pthread_key_t key;               //  frees a thread's blocks at its end
+    pthread_once_t once;
+} s_setting = {.once = PTHREAD_ONCE_INIT};
 static _Thread_local s_local_t s_local;
-static pthread_once_t s_once = PTHREAD_ONCE_INIT;
-static pthread_key_t s_key;
-static bool s_enabled;       //  set once by s_init
-static atomic_bool s_inited; //  s_enabled is set: no pthread_once per get
 
 //  At a thread's end: frees the blocks it took and did not use.
 static void
@@ -79,23 +87,23 @@ static void
 s_init (void)
 {
 #if defined(S_ASAN)
-    s_enabled = false;
+    s_setting.enabled = false;
 #else
     const char *setting = getenv ("SHOAL_POOL");
-    s_enabled = !(setting && strcmp (setting, "0") == 0);
+    s_setting.enabled = !(setting && strcmp (setting, "0") == 0);
 #endif
     //  Without a key a thread's blocks could not be freed at its end.
-    if (s_enabled && pthread_key_create (&s_key, s_thread_end) != 0)
-        s_enabled = false;
-    atomic_store_explicit (&s_inited, true, memory_order_release);
+    if (s_setting.enabled && pthread_key_create (&s_setting.key, s_thread_end) != 0)
+        s_setting.enabled = false;
+    atomic_store_explicit (&s_setting.inited, true, memory_order_release);
 }
 
 bool
 shoal_pool_enabled (void)
 {
-    if (!atomic_load_explicit (&s_inited, memory_order_acquire))
-        pthread_once (&s_once, s_init);
-    return s_enabled;
+    if (!atomic_load_explicit (&s_setting.inited, memory_order_acquire))
+        pthread_once (&s_setting.once, s_init);
+    return s_setting.enabled;
 }
 
 size_t
@@ -127,8 +135,8 @@ shoal_pool_get (size_t size, int *class_p)
     s_local_t *local = &s_local;
     s_block_t **taken = &local->taken[block_class - 1];
     if (!*taken) {
-        s_block_t *all =
-            atomic_exchange_explicit (&s_returned[block_class - 1], NULL, memory_order_acquire);
+        s_block_t *all = atomic_exchange_explicit (&s_stack.returned[block_class - 1], NULL,
+                                                   memory_order_acquire);
         if (all) {
             //  A stack longer than twice the cap allows (puts racing the
             //  cap check add a few) is a loop: a block put twice, which an
@@ -142,10 +150,11 @@ shoal_pool_get (size_t size, int *class_p)
                     fflush (stderr);
                     abort ();
                 }
-            atomic_fetch_sub_explicit (&s_bytes, n * (long) shoal_pool_class_size (block_class),
+            atomic_fetch_sub_explicit (&s_stack.bytes,
+                                       n * (long) shoal_pool_class_size (block_class),
                                        memory_order_relaxed);
             if (!local->registered)
-                local->registered = pthread_setspecific (s_key, local) == 0;
+                local->registered = pthread_setspecific (s_setting.key, local) == 0;
             *taken = all;
         }
     }
@@ -168,23 +177,23 @@ shoal_pool_put (void *block, int block_class)
         return;
     }
     long size = (long) shoal_pool_class_size (block_class);
-    if (atomic_load_explicit (&s_bytes, memory_order_relaxed) + size > SHOAL_POOL_CAP_BYTES) {
+    if (atomic_load_explicit (&s_stack.bytes, memory_order_relaxed) + size > SHOAL_POOL_CAP_BYTES) {
         free (block);
         return;
     }
-    _Atomic (s_block_t *) *returned = &s_returned[block_class - 1];
+    _Atomic (s_block_t *) *returned = &s_stack.returned[block_class - 1];
     s_block_t *node = (s_block_t *) block;
     s_block_t *head = atomic_load_explicit (returned, memory_order_relaxed);
     do
         node->next = head;
     while (!atomic_compare_exchange_weak_explicit (returned, &head, node, memory_order_release,
                                                    memory_order_relaxed));
-    atomic_fetch_add_explicit (&s_bytes, size, memory_order_relaxed);
+    atomic_fetch_add_explicit (&s_stack.bytes, size, memory_order_relaxed);
 }
 
 size_t
 shoal_pool_returned (void)
 {
-    long bytes = atomic_load_explicit (&s_bytes, memory_order_relaxed);
+    long bytes = atomic_load_explicit (&s_stack.bytes, memory_order_relaxed);
     return bytes > 0 ? (size_t) bytes : 0;
 }
