@@ -15,13 +15,17 @@
        another thread may have changed (no ABA, no read of a block after
        it was taken).
     2. A block is on one list at a time: `returned`, one thread's private
-       list, or in use by the caller that got it.
-    3. `s_stack.bytes` is the size of the blocks on every class's `returned`,
-       give or take the puts and takes under way; a put that would take it
-       past SHOAL_POOL_CAP_BYTES frees its block instead. So the pool keeps
-       about that much put back, and each thread at most what it took.
-    4. A thread's private lists are freed when the thread ends (a
-       pthread key destructor, registered by the first take).
+       list, or in use by the caller that got it. A block on a list, and
+       only such a block, holds S_MARK in its second word: a put that
+       finds the mark is a block put twice, and aborts there.
+    3. `s_stack.bytes` is the size of the blocks put back and not yet
+       handed out again, on `returned` or on a private list, give or take
+       the last S_SETTLE gets of each thread and class (counted locally
+       first, so gets do not write the line every put writes). A put that
+       would take it past SHOAL_POOL_CAP_BYTES frees its block instead.
+    4. A thread's private lists are freed, and its local counts settled,
+       when the thread ends (a pthread key destructor, registered by the
+       first take).
     5. Whether the pool is on is decided once, before any block is
        pooled: off, every get is a malloc and every put a free.
     ========================================================================= */
@@ -30,16 +34,26 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+//  A block's first two words while it is on a list.
 typedef struct s_block_t {
     struct s_block_t *next; //  next block on the same list
+    uint64_t mark;          //  S_MARK while on a list, 0 once handed out
 } s_block_t;
+
+//  No live pointer is this (its top bit is set), and a block in use
+//  holds the caller's data, which S_MARK is as unlikely to be as any
+//  other 64-bit value.
+#define S_MARK 0xd1ce5ea1f00d0b0cULL
+#define S_SETTLE 64 //  gets a thread counts before it settles s_stack.bytes
 
 typedef struct {
     s_block_t *taken[SHOAL_POOL_CLASSES]; //  this thread's blocks, per class
+    long got[SHOAL_POOL_CLASSES];         //  gets from taken not yet off s_stack.bytes
     bool registered;                      //  the key destructor will free them
 } s_local_t;
 
@@ -59,17 +73,33 @@ static struct {
 } s_setting = {.once = PTHREAD_ONCE_INIT};
 static _Thread_local s_local_t s_local;
 
+//  Takes this thread's counted gets of class index i off s_stack.bytes.
+static void
+s_settle (s_local_t *local, int i)
+{
+    if (local->got[i]) {
+        atomic_fetch_sub_explicit (&s_stack.bytes,
+                                   local->got[i] * (long) shoal_pool_class_size (i + 1),
+                                   memory_order_relaxed);
+        local->got[i] = 0;
+    }
+}
+
 //  At a thread's end: frees the blocks it took and did not use.
 static void
 s_thread_end (void *arg)
 {
     s_local_t *local = (s_local_t *) arg;
-    for (int i = 0; i < SHOAL_POOL_CLASSES; i++)
+    for (int i = 0; i < SHOAL_POOL_CLASSES; i++) {
         while (local->taken[i]) {
             s_block_t *block = local->taken[i];
             local->taken[i] = block->next;
+            block->mark = 0;
             free (block);
+            local->got[i]++;
         }
+        s_settle (local, i);
+    }
     local->registered = false;
 }
 
@@ -132,37 +162,25 @@ shoal_pool_get (size_t size, int *class_p)
         *class_p = 0;
         return malloc (size ? size : 1);
     }
+    int i = block_class - 1;
     s_local_t *local = &s_local;
-    s_block_t **taken = &local->taken[block_class - 1];
-    if (!*taken) {
-        s_block_t *all = atomic_exchange_explicit (&s_stack.returned[block_class - 1], NULL,
-                                                   memory_order_acquire);
-        if (all) {
-            //  A stack longer than twice the cap allows (puts racing the
-            //  cap check add a few) is a loop: a block put twice, which an
-            //  event destroyed twice does. Stop rather than spin.
-            long n = 0,
-                 most = 2 * (long) (SHOAL_POOL_CAP_BYTES / shoal_pool_class_size (block_class));
-            for (s_block_t *block = all; block; block = block->next)
-                if (++n > most) {
-                    fprintf (stderr, "shoal: event memory pool corrupted (an event destroyed "
-                                     "twice?); run with SHOAL_POOL=0 to find it\n");
-                    fflush (stderr);
-                    abort ();
-                }
-            atomic_fetch_sub_explicit (&s_stack.bytes,
-                                       n * (long) shoal_pool_class_size (block_class),
-                                       memory_order_relaxed);
-            if (!local->registered)
-                local->registered = pthread_setspecific (s_setting.key, local) == 0;
-            *taken = all;
-        }
+    if (!local->taken[i]) {
+        s_settle (local, i);
+        local->taken[i] =
+            atomic_exchange_explicit (&s_stack.returned[i], NULL, memory_order_acquire);
+        if (local->taken[i] && !local->registered)
+            local->registered = pthread_setspecific (s_setting.key, local) == 0;
     }
-    s_block_t *block = *taken;
-    if (block)
-        *taken = block->next;
+    s_block_t *block = local->taken[i];
+    if (block) {
+        local->taken[i] = block->next;
+        if (++local->got[i] >= S_SETTLE)
+            s_settle (local, i);
+    }
     else
         block = (s_block_t *) malloc (shoal_pool_class_size (block_class));
+    if (block)
+        block->mark = 0;
     *class_p = block ? block_class : 0;
     return block;
 }
@@ -176,13 +194,20 @@ shoal_pool_put (void *block, int block_class)
         free (block);
         return;
     }
+    s_block_t *node = (s_block_t *) block;
+    if (node->mark == S_MARK) {
+        fprintf (stderr, "shoal: an event was destroyed twice (its memory was given back "
+                         "already); run with SHOAL_POOL=0 to find where\n");
+        fflush (stderr);
+        abort ();
+    }
     long size = (long) shoal_pool_class_size (block_class);
     if (atomic_load_explicit (&s_stack.bytes, memory_order_relaxed) + size > SHOAL_POOL_CAP_BYTES) {
         free (block);
         return;
     }
+    node->mark = S_MARK;
     _Atomic (s_block_t *) *returned = &s_stack.returned[block_class - 1];
-    s_block_t *node = (s_block_t *) block;
     s_block_t *head = atomic_load_explicit (returned, memory_order_relaxed);
     do
         node->next = head;

@@ -12,13 +12,13 @@
     Blocks come in four size classes, 512 B to 4 KiB; a bigger request is
     a plain malloc and its put a plain free. Any thread may put a block;
     a later get of its class, in any thread, reuses it (a thread first
-    uses up the blocks it took earlier). Put back and not yet taken, the
-    pool keeps at most 8 MiB (a subscriber's inbox of 10,000 small events
-    fits); past that, a put frees. Each getting thread may also hold up
-    to what it took last.
+    uses up the blocks it took earlier). Put back and not yet handed out
+    again, whether still shared or taken by a thread, the pool keeps
+    about 8 MiB (a subscriber's inbox of 10,000 small events fits); past
+    that, a put frees.
 
-    A block put twice (an event destroyed twice) corrupts the pool; the
-    next take that meets it aborts with a message instead of looping.
+    A block put twice (an event destroyed twice) is caught by the second
+    put, which aborts with a message instead of corrupting the pool.
     SHOAL_POOL=0 in the environment (read once) turns the pool off, so
     that memory checkers see every block as its own malloc; builds with
     AddressSanitizer (gcc's or clang's) have it off always.
@@ -53,8 +53,8 @@ size_t shoal_pool_class_size (int block_class);
 //  Whether gets are pooled. The first call reads SHOAL_POOL.
 bool shoal_pool_enabled (void);
 
-//  Bytes of the blocks put back and not taken yet, in every class (what
-//  threads took and hold is not counted). For the tests.
+//  Bytes of the blocks put back and not handed out again, in every
+//  class, give or take a thread's last few gets. For the tests.
 size_t shoal_pool_returned (void);
 
 #endif

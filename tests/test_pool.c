@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -86,6 +87,54 @@ test_other_thread (void)
     is_int ((intptr_t) slot[1], 1, "of class 1");
     ok (shoal_pool_returned () <= before, "the thread took every class 1 block put back");
     shoal_pool_put (slot[0], (int) (intptr_t) slot[1]);
+}
+
+//  A thread that gets one block of class 1, then waits until told to end.
+typedef struct {
+    pthread_barrier_t got;  //  it has its block
+    pthread_barrier_t done; //  it may end
+    void *block;            //  the block it got
+} s_holder_t;
+
+static void *
+s_hold (void *arg)
+{
+    s_holder_t *self = (s_holder_t *) arg;
+    int block_class = 0;
+    self->block = shoal_pool_get (512, &block_class);
+    pthread_barrier_wait (&self->got);
+    pthread_barrier_wait (&self->done);
+    return NULL;
+}
+
+static void
+test_held (void)
+{
+    //  Blocks a thread took and has not used still count toward the cap,
+    //  until the thread ends and frees them.
+    void *blocks[3];
+    int classes[3];
+    for (int i = 0; i < 3; i++)
+        blocks[i] = shoal_pool_get (512, &classes[i]);
+    size_t before = shoal_pool_returned ();
+    for (int i = 0; i < 3; i++)
+        shoal_pool_put (blocks[i], classes[i]);
+    s_holder_t holder;
+    pthread_barrier_init (&holder.got, NULL, 2);
+    pthread_barrier_init (&holder.done, NULL, 2);
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_hold, &holder);
+    pthread_barrier_wait (&holder.got);
+    ok (holder.block == blocks[2], "the holder got the last block put");
+    ok (shoal_pool_returned () >= before + 2 * 512,
+        "the two it took and holds still count (%zu bytes over %zu)",
+        shoal_pool_returned () - before, before);
+    pthread_barrier_wait (&holder.done);
+    pthread_join (thread, NULL);
+    is_int (shoal_pool_returned (), before, "its end frees them and settles its count");
+    pthread_barrier_destroy (&holder.got);
+    pthread_barrier_destroy (&holder.done);
+    shoal_pool_put (holder.block, 1);
 }
 
 static void
@@ -174,6 +223,18 @@ test_threads (void)
     free (blocks);
 }
 
+//  Empties class 1 (test_cap leaves the pool full, and a put into a full
+//  pool frees): a new thread takes all of it, and frees it as it ends.
+static void
+s_drain (void)
+{
+    void *drain[2] = {NULL, NULL};
+    pthread_t drainer;
+    pthread_create (&drainer, NULL, s_get_one, drain);
+    pthread_join (drainer, NULL);
+    free (drain[0]);
+}
+
 static void
 test_event_block (void)
 {
@@ -188,6 +249,7 @@ test_event_block (void)
         shoal_event_encoded_size (event) <= sizeof wire ? shoal_event_encode_to (event, wire) : 0;
     shoal_event_destroy (&event);
     ok (size > 0, "an event encoded");
+    s_drain ();
     shoal_event_t *first = shoal_event_decode (wire, size, 0, NULL);
     void *address = first;
     size_t before = shoal_pool_returned ();
@@ -229,26 +291,18 @@ test_event_block (void)
     shoal_event_destroy (&second);
 }
 
-//  A block put twice makes a loop in the stack; the next take stops the
-//  process with a message rather than spin. Run in a child, as it aborts.
+//  A block put twice would make a loop in the stack; the second put stops
+//  the process with a message. Run in a child, as it aborts.
 static void
 s_put_twice (void *arg)
 {
     (void) arg;
-    //  Empty the class first (test_cap left the pool full, and a put
-    //  into a full pool frees): a new thread takes it all.
-    void *drain[2] = {NULL, NULL};
-    pthread_t drainer;
-    pthread_create (&drainer, NULL, s_get_one, drain);
-    pthread_join (drainer, NULL);
+    s_drain ();
     int block_class = 0;
     void *block = shoal_pool_get (100, &block_class);
     shoal_pool_put (block, block_class);
     shoal_pool_put (block, block_class);
-    void *slot[2] = {NULL, NULL};
-    pthread_t thread;
-    pthread_create (&thread, NULL, s_get_one, slot);
-    pthread_join (thread, NULL);
+    fprintf (stderr, "the second put returned\n");
 }
 
 static void
@@ -257,8 +311,9 @@ test_double_put (void)
     char text[512];
     int status = tap_child (s_put_twice, NULL, text, sizeof text);
     ok (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT,
-        "a block put twice: the next take aborts (status %d)", status);
+        "a block put twice: the second put aborts (status %d)", status);
     ok (strstr (text, "destroyed twice") != NULL, "saying why: %s", text);
+    ok (strstr (text, "second put returned") == NULL, "before it returns");
 }
 
 //  Run again as a child with SHOAL_POOL=0: every get is plain.
@@ -302,6 +357,7 @@ main (int argc, char *argv[])
     test_classes ();
     test_returned ();
     test_other_thread ();
+    test_held ();
     test_threads ();
     test_cap ();
     test_double_put ();
