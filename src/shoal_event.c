@@ -18,11 +18,12 @@
     4. decode returns either a fully valid event or NULL with the one error
        code that names the first problem found; it never returns a partial
        event and never reads outside the given bytes.
-    5. A decoded event's strings and payload live in one allocation with
-       it, a tail right after the struct (its headers, when it has any, are
-       allocated apart). A string or payload pointer either points into
-       that tail (released with the event) or is an allocation of its own
-       (a setter's); s_release frees only the latter.
+    5. A decoded event's strings, payload and headers (their array, then
+       each name and value) live in one allocation with it, a tail right
+       after the struct. A string, payload, header array, header name or
+       header value pointer either points into that tail (released with
+       the event) or is an allocation of its own (a setter's); s_release
+       frees only the latter.
     6. A decoded event's allocation is a shoal_pool block (pool_class says
        which); every other event is a plain calloc (pool_class 0). Decoded
        events are made in an engine thread and destroyed in the
@@ -154,11 +155,24 @@ s_utf8_valid (const char *string)
 }
 
 //  Frees a string or payload unless it lives in the event's tail.
+static uintptr_t
+s_align_up (uintptr_t value, size_t alignment)
+{
+    return (value + alignment - 1) & ~(uintptr_t) (alignment - 1);
+}
+
+//  Whether pointer is in the event's tail (its decoded fields).
+static bool
+s_in_tail (const shoal_event_t *self, const void *pointer)
+{
+    const uint8_t *p = (const uint8_t *) pointer;
+    return p >= self->tail && p < self->tail + self->tail_size;
+}
+
 static void
 s_release (const shoal_event_t *self, void *pointer)
 {
-    const uint8_t *p = (const uint8_t *) pointer;
-    if (p && !(p >= self->tail && p < self->tail + self->tail_size))
+    if (pointer && !s_in_tail (self, pointer))
         free (pointer);
 }
 
@@ -198,10 +212,10 @@ static void
 s_clear_headers (shoal_event_t *self)
 {
     for (size_t i = 0; i < self->header_count; i++) {
-        free (self->headers[i].name);
-        free (self->headers[i].value);
+        s_release (self, self->headers[i].name);
+        s_release (self, self->headers[i].value);
     }
-    free (self->headers);
+    s_release (self, self->headers);
     self->headers = NULL;
     self->header_count = 0;
     self->header_alloc = 0;
@@ -247,8 +261,22 @@ shoal_event_dup (const shoal_event_t *self)
              | s_set_string (copy, &copy->causation_id, self->causation_id)
              | s_set_string (copy, &copy->content_type, self->content_type)
              | shoal_event_set_payload (copy, self->payload, self->payload_size);
-    for (size_t i = 0; rc == 0 && i < self->header_count; i++)
-        rc = shoal_event_set_header (copy, self->headers[i].name, self->headers[i].value);
+    //  The names are unique already: copied as they are, not set one by
+    //  one (each set looks for its name in the others).
+    if (rc == 0 && self->header_count) {
+        copy->headers = (s_header_t *) calloc (self->header_count, sizeof (s_header_t));
+        if (copy->headers)
+            copy->header_alloc = self->header_count;
+        else
+            rc = -1;
+        for (size_t i = 0; rc == 0 && i < self->header_count; i++) {
+            s_header_t *header = &copy->headers[copy->header_count++];
+            header->name = strdup (self->headers[i].name);
+            header->value = strdup (self->headers[i].value);
+            if (!header->name || !header->value)
+                rc = -1;
+        }
+    }
     if (rc != 0)
         shoal_event_destroy (&copy);
     return copy;
@@ -404,17 +432,23 @@ shoal_event_set_header (shoal_event_t *self, const char *name, const char *value
         return -1;
     s_header_t *header = s_find_header (self, name);
     if (header) {
-        free (header->value);
+        s_release (self, header->value);
         header->value = value_copy;
         return 0;
     }
     if (self->header_count == self->header_alloc) {
+        //  A decoded event's array is in its tail: it moves out to grow.
         size_t alloc = self->header_alloc ? self->header_alloc * 2 : 4;
-        s_header_t *headers = (s_header_t *) realloc (self->headers, alloc * sizeof (s_header_t));
+        bool in_tail = self->headers && s_in_tail (self, self->headers);
+        s_header_t *headers =
+            (s_header_t *) (in_tail ? malloc (alloc * sizeof (s_header_t))
+                                    : realloc (self->headers, alloc * sizeof (s_header_t)));
         if (!headers) {
             free (value_copy);
             return -1;
         }
+        if (in_tail)
+            memcpy (headers, self->headers, self->header_count * sizeof (s_header_t));
         self->headers = headers;
         self->header_alloc = alloc;
     }
@@ -435,8 +469,8 @@ shoal_event_unset_header (shoal_event_t *self, const char *name)
     s_header_t *header = name ? s_find_header (self, name) : NULL;
     if (!header)
         return -1;
-    free (header->name);
-    free (header->value);
+    s_release (self, header->name);
+    s_release (self, header->value);
     size_t index = (size_t) (header - self->headers);
     memmove (header, header + 1, (self->header_count - index - 1) * sizeof (s_header_t));
     self->header_count--;
@@ -941,25 +975,60 @@ s_tail_string (char **field, s_span_t span, uint8_t **cursor, bool utf8)
     return SHOAL_OK;
 }
 
-//  A string field as a new C string, with the checks of s_tail_string.
+typedef struct {
+    const char *name; //  a header's name
+    size_t index;     //  its place
+} s_name_at_t;
+
 static int
-s_take_string (char **field, s_span_t span)
+s_name_at_compare (const void *a, const void *b)
 {
-    if (span.size == 0)
+    const s_name_at_t *x = (const s_name_at_t *) a, *y = (const s_name_at_t *) b;
+    int order = strcmp (x->name, y->name);
+    return order ? order : (x->index > y->index) - (x->index < y->index);
+}
+
+//  Keeps one header per name, in its first place with its last value, as
+//  a protobuf map has it. Many headers are sorted by name rather than
+//  each looked for in the others: an event of 100,000 headers then costs
+//  milliseconds to decode, not minutes.
+static int
+s_unique_headers (s_header_t *headers, size_t *count_p)
+{
+    size_t count = *count_p;
+    if (count <= 8) {
+        size_t kept = 0;
+        for (size_t i = 0; i < count; i++) {
+            size_t j = 0;
+            while (j < kept && strcmp (headers[j].name, headers[i].name) != 0)
+                j++;
+            if (j < kept)
+                headers[j].value = headers[i].value;
+            else
+                headers[kept++] = headers[i];
+        }
+        *count_p = kept;
         return SHOAL_OK;
-    if (memchr (span.data, 0, span.size))
-        return SHOAL_ERR_BAD_UTF8;
-    char *copy = (char *) malloc (span.size + 1);
-    if (!copy)
-        return SHOAL_ERR_INVALID;
-    memcpy (copy, span.data, span.size);
-    copy[span.size] = 0;
-    if (!s_utf8_valid (copy)) {
-        free (copy);
-        return SHOAL_ERR_BAD_UTF8;
     }
-    free (*field);
-    *field = copy;
+    s_name_at_t *order = (s_name_at_t *) malloc (count * sizeof (s_name_at_t));
+    if (!order)
+        return SHOAL_ERR_INVALID;
+    for (size_t i = 0; i < count; i++)
+        order[i] = (s_name_at_t){headers[i].name, i};
+    qsort (order, count, sizeof (s_name_at_t), s_name_at_compare);
+    for (size_t i = 0; i < count;) {
+        size_t last = i;
+        while (last + 1 < count && strcmp (order[last + 1].name, order[i].name) == 0)
+            headers[order[++last].index].name = NULL;
+        headers[order[i].index].value = headers[order[last].index].value;
+        i = last + 1;
+    }
+    free (order);
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++)
+        if (headers[i].name)
+            headers[kept++] = headers[i];
+    *count_p = kept;
     return SHOAL_OK;
 }
 
@@ -997,19 +1066,31 @@ s_build (shoal_event_t *self, const s_fields_t *f)
         self->payload = cursor;
         self->payload_size = f->payload.size;
     }
-    for (size_t i = 0; i < f->header_count; i++) {
-        char *name = NULL, *value = NULL;
-        rc = s_take_string (&name, f->headers[2 * i]);
-        if (!rc)
-            rc = s_take_string (&value, f->headers[2 * i + 1]);
-        //  An empty header name is not a header; a repeated name: the last
-        //  entry wins, as in a protobuf map.
-        if (!rc && name && shoal_event_set_header (self, name, value ? value : ""))
-            rc = SHOAL_ERR_INVALID;
-        free (name);
-        free (value);
-        if (rc)
+    if (f->header_count) {
+        cursor += f->payload.size;
+        //  The array, then each name and value, in the tail too.
+        cursor = (uint8_t *) s_align_up ((uintptr_t) cursor, _Alignof(s_header_t));
+        s_header_t *headers = (s_header_t *) cursor;
+        cursor += f->header_count * sizeof (s_header_t);
+        size_t count = 0;
+        for (size_t i = 0; i < f->header_count; i++) {
+            char *name = NULL, *value = NULL;
+            if ((rc = s_tail_string (&name, f->headers[2 * i], &cursor, true))
+                || (rc = s_tail_string (&value, f->headers[2 * i + 1], &cursor, true)))
+                return rc;
+            if (!name)
+                continue; //  an empty header name is not a header
+            if (!value) {
+                value = (char *) cursor++;
+                *value = 0;
+            }
+            headers[count++] = (s_header_t){name, value};
+        }
+        if ((rc = s_unique_headers (headers, &count)))
             return rc;
+        self->headers = headers;
+        self->header_count = count;
+        self->header_alloc = f->header_count;
     }
     return SHOAL_OK;
 }
@@ -1044,6 +1125,11 @@ shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *erro
             size_t tail = fields.payload.size;
             for (int i = 0; i < 6; i++)
                 tail += fields.text[i].size ? fields.text[i].size + 1 : 0;
+            if (fields.header_count) {
+                tail += _Alignof(s_header_t) - 1 + fields.header_count * sizeof (s_header_t);
+                for (size_t i = 0; i < 2 * fields.header_count; i++)
+                    tail += fields.headers[i].size + 1;
+            }
             int pool_class = 0;
             self = (shoal_event_t *) shoal_pool_get (sizeof (shoal_event_t) + tail, &pool_class);
             if (self) {
