@@ -30,7 +30,9 @@
                                 arrives once, in order
         max_origins             heads and events of invented origins past
                                 it: dropped, origins_refused; own events
-                                still delivered
+                                still delivered; a head not remembered:
+                                a later "now" subscription places its
+                                origin by time and misses nothing
     ========================================================================= */
 
 #include "shoal.h"
@@ -654,6 +656,98 @@ test_max_origins (void)
 }
 
 static void
+s_two_origins (shoal_node_config_t *config)
+{
+    config->max_origins = 2;
+}
+
+//  Receives from subscription sub until an event comes or timeout_ms pass.
+static shoal_event_t *
+s_recv_from (shoal_node_t *node, int sub, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        int from = -1;
+        shoal_event_t *event = shoal_node_recv (node, 100, &from);
+        if (event && from == sub)
+            return event;
+        shoal_event_destroy (&event);
+    }
+    return NULL;
+}
+
+//  A node remembers the head of at most max_origins (origin, stream)
+//  pairs. One it could not remember is placed by time, not by seq, in a
+//  later subscription from "now": that subscription still gets exactly
+//  the events recorded after it started.
+static void
+test_heads_fallback (void)
+{
+    shoal_node_t *origin = s_node ("fallback-origin", NULL, 0, NULL);
+    s_publish (origin, "fill-a", 1, 10);
+    s_publish (origin, "fill-b", 1, 10);
+    const char *peers[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *node = s_node ("fallback-sub", peers, 1, s_two_origins);
+    //  The heads of fill-a and fill-b fill the table: their events arrive,
+    //  then a few heartbeats of each.
+    shoal_from_t beginning = {.kind = SHOAL_FROM_BEGINNING};
+    int fill_a = shoal_node_subscribe (node, "fill-a", NULL, &beginning);
+    int fill_b = shoal_node_subscribe (node, "fill-b", NULL, &beginning);
+    shoal_event_t *event = s_recv_from (node, fill_a, S_WAIT_MS);
+    ok (event != NULL, "the node follows the origin's first stream");
+    shoal_event_destroy (&event);
+    event = s_recv_from (node, fill_b, S_WAIT_MS);
+    ok (event != NULL, "and its second");
+    shoal_event_destroy (&event);
+    zclock_sleep (1000);
+    //  Then a third stream: its head is refused.
+    shoal_from_t now = {.kind = SHOAL_FROM_NOW};
+    int first = shoal_node_subscribe (node, "orders", NULL, &now);
+    s_stats (node); //  the subscription is made before the stream exists
+    s_publish (origin, "orders", 1, 10);
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (node).origins_refused == 0 && zclock_mono () < deadline)
+        zclock_sleep (50);
+    ok (s_stats (node).origins_refused > 0,
+        "max_origins 2: the head of a third (origin, stream) is not remembered (%" PRIu64 ")",
+        s_stats (node).origins_refused);
+    //  Events before the second subscription: the first one sees them.
+    uint64_t before = s_publish (origin, "orders", 3, 10);
+    uint64_t seen = 0;
+    while (seen < before && (event = s_recv_from (node, first, S_WAIT_MS))) {
+        seen = shoal_event_seq (event);
+        shoal_event_destroy (&event);
+    }
+    ok (seen == before, "the first subscription from now gets the events up to seq %" PRIu64,
+        before);
+    int second = shoal_node_subscribe (node, "orders", NULL, &now);
+    //  Its start must be behind it before the next events are stamped:
+    //  a Status round trip through the engine orders the two.
+    s_stats (node);
+    uint64_t last = s_publish (origin, "orders", 3, 10);
+    uint64_t expect = before + 1;
+    bool in_order = true;
+    while (expect <= last && (event = s_recv_from (node, second, S_WAIT_MS))) {
+        in_order &= shoal_event_seq (event) == expect;
+        expect = shoal_event_seq (event) + 1;
+        shoal_event_destroy (&event);
+    }
+    ok (in_order && expect == last + 1,
+        "a later subscription from now, placed by time, gets seqs %" PRIu64 " to %" PRIu64
+        " and nothing before (next was %" PRIu64 ")",
+        before + 1, last, expect);
+    event = s_recv_from (node, second, 500);
+    ok (event == NULL, "and nothing more");
+    shoal_event_destroy (&event);
+    shoal_node_unsubscribe (node, second);
+    shoal_node_unsubscribe (node, first);
+    shoal_node_unsubscribe (node, fill_b);
+    shoal_node_unsubscribe (node, fill_a);
+    shoal_node_destroy (&node);
+    shoal_node_destroy (&origin);
+}
+
+static void
 s_small_reorder (shoal_node_config_t *config)
 {
     config->reorder_limit = 8;
@@ -964,6 +1058,7 @@ main (void)
     test_replay_batches ();
     test_max_peers ();
     test_max_origins ();
+    test_heads_fallback ();
     test_reorder_limit ();
     test_store_limits ();
     test_replica_limits ();
