@@ -47,6 +47,7 @@ static const s_error_info_t s_errors[SHOAL_ERR_COUNT] = {
                           SHOAL_WIRE_STORAGE},
     [SHOAL_ERR_MISMATCH] = {"SHOAL_ERR_MISMATCH", "file belongs to another log or format version",
                             SHOAL_WIRE_STORAGE},
+    [SHOAL_ERR_CLOSED] = {"SHOAL_ERR_CLOSED", "the node is stopping", SHOAL_WIRE_BUSY},
 };
 
 static const s_error_info_t *

@@ -38,6 +38,7 @@ typedef enum {
     SHOAL_ERR_FAILED,    //  the log refuses appends after an I/O error until reopened
     SHOAL_ERR_LOCKED,    //  the data directory is in use by another process
     SHOAL_ERR_MISMATCH,  //  a file belongs to another origin, stream or format version
+    SHOAL_ERR_CLOSED,    //  the node is being destroyed
     SHOAL_ERR_COUNT      //  number of codes; not an error
 } shoal_error_t;
 

@@ -23,6 +23,7 @@
 
 #include <czmq.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 struct _shoal_node_t {
@@ -35,6 +36,7 @@ struct _shoal_node_t {
     char *strings[8];          //  owned copies of the config strings
     char **peers;              //  owned copy of config.peers
     char **replicate;          //  owned copy of config.replicate
+    atomic_int inside;         //  publish and wait_durable calls under way
 };
 
 static __thread char s_start_error[600];
@@ -227,9 +229,14 @@ shoal_node_destroy (shoal_node_t **self_p)
     if (!self_p || !*self_p)
         return;
     shoal_node_t *self = *self_p;
+    //  A publisher waiting for room in the outbox returns (failed), and the
+    //  engine closes the heads as it ends, so a wait_durable returns too:
+    //  the memory those calls use is freed once the last has left.
     shoal_inbox_close (self->args->inbox);
     shoal_outbox_close (self->args->outbox);
     zactor_destroy (&self->actor);
+    while (atomic_load_explicit (&self->inside, memory_order_acquire) > 0)
+        zclock_sleep (1);
     s_free (self);
     *self_p = NULL;
 }
@@ -264,8 +271,19 @@ shoal_node_router_endpoint (const shoal_node_t *self)
     return self->args->router_endpoint;
 }
 
+static int s_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p);
+
 int
 shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p)
+{
+    atomic_fetch_add_explicit (&self->inside, 1, memory_order_relaxed);
+    int rc = s_publish (self, event, seq_p, error_p);
+    atomic_fetch_sub_explicit (&self->inside, 1, memory_order_release);
+    return rc;
+}
+
+static int
+s_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p)
 {
     const char *stream = shoal_event_stream (event);
     int error = !shoal_stream_name_valid (stream)                   ? SHOAL_ERR_BAD_STREAM
@@ -289,10 +307,9 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
             shoal_event_set_seq (event, seq);
             //  The size with the real seq's varint in place of the largest.
             size_t size = worst - 10 + shoal_wire_varint_size (seq);
-            if (shoal_outbox_push (self->args->outbox, event, size)) {
+            error = shoal_outbox_push (self->args->outbox, event, size);
+            if (error)
                 shoal_heads_untake (self->args->heads, stream, seq);
-                error = SHOAL_ERR_FAILED;
-            }
         }
         shoal_heads_unlock (self->args->heads);
     }
@@ -308,7 +325,10 @@ shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, i
 int
 shoal_node_wait_durable (shoal_node_t *self, const char *stream, uint64_t seq, int timeout_ms)
 {
-    return shoal_heads_wait (self->args->heads, stream, seq, timeout_ms);
+    atomic_fetch_add_explicit (&self->inside, 1, memory_order_relaxed);
+    int rc = shoal_heads_wait (self->args->heads, stream, seq, timeout_ms);
+    atomic_fetch_sub_explicit (&self->inside, 1, memory_order_release);
+    return rc;
 }
 
 int

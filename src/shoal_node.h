@@ -132,7 +132,10 @@ void shoal_node_config_defaults (shoal_node_config_t *config);
 shoal_node_t *shoal_node_new (const shoal_node_config_t *config, int *error_p);
 
 //  Stops the node: flushes logs, sends a leaving beacon, closes
-//  everything. Idempotent; nulls the pointer.
+//  everything. Idempotent; nulls the pointer. Threads inside
+//  shoal_node_publish or shoal_node_wait_durable when it begins (waiting
+//  for room, or for durability) see those calls fail, and it returns
+//  once they have returned; a call begun after that is an error.
 void shoal_node_destroy (shoal_node_t **self_p);
 
 //  Why the last shoal_node_new of this thread failed.
@@ -148,8 +151,8 @@ const char *shoal_node_router_endpoint (const shoal_node_t *self);
 //  and type must be set; the node sets origin, seq and time, and an id
 //  when it has none. Returns 0 and the seq at once, before the event is
 //  durable; the event goes on the wire only once durable. -1 and
-//  *error_p on a bad event (BAD_STREAM, BAD_TYPE, TOO_LARGE) or a failed
-//  log (FAILED).
+//  *error_p on a bad event (BAD_STREAM, BAD_TYPE, TOO_LARGE), a failed
+//  log (FAILED), or a node being destroyed (CLOSED).
 int shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p);
 
 //  Waits until seq of this node's stream is durable. 0 when it is, -1 on

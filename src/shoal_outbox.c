@@ -29,6 +29,7 @@
 
 #include "shoal_outbox.h"
 #include "shoal_buffer.h"
+#include "shoal_error.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -100,16 +101,20 @@ shoal_outbox_push (shoal_outbox_t *self, const shoal_event_t *event, size_t size
     size_t stream_size = strlen (stream);
     size_t type_size = strlen (type);
     if (stream_size > SHOAL_STREAM_MAX || type_size > SHOAL_TYPE_MAX || size > UINT32_MAX)
-        return -1;
+        return SHOAL_ERR_INVALID;
     size_t record = S_HEADER + stream_size + 1 + type_size + size;
     pthread_mutex_lock (&self->mutex);
     while (!self->closed && self->filling.used > 0 && self->filling.used + record > self->limit)
         pthread_cond_wait (&self->space, &self->mutex);
     s_buffer_t *buffer = &self->filling;
-    if (self->closed
-        || shoal_buffer_reserve (&buffer->data, &buffer->alloc, buffer->used + record, 64 * 1024)) {
+    int error =
+        self->closed ? SHOAL_ERR_CLOSED
+        : shoal_buffer_reserve (&buffer->data, &buffer->alloc, buffer->used + record, 64 * 1024)
+            ? SHOAL_ERR_INVALID
+            : SHOAL_OK;
+    if (error) {
         pthread_mutex_unlock (&self->mutex);
-        return -1;
+        return error;
     }
     uint8_t *p = buffer->data + buffer->used;
     uint64_t seq = shoal_event_seq (event);
@@ -127,7 +132,7 @@ shoal_outbox_push (shoal_outbox_t *self, const shoal_event_t *event, size_t size
     p += type_size;
     if (shoal_event_encode_to (event, p) != size) {
         pthread_mutex_unlock (&self->mutex);
-        return -1;
+        return SHOAL_ERR_INVALID;
     }
     //  Only the push that ends emptiness needs to wake the engine.
     if (buffer->used == 0) {

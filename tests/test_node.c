@@ -9,6 +9,8 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -766,6 +768,129 @@ test_now_then_publish (void)
     shoal_node_destroy (&node);
 }
 
+//  A file system whose fsync waits while the gate is shut: the engine
+//  stops in its group commit, and the outbox fills behind it.
+static shoal_io_t s_gated;
+static pthread_mutex_t s_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_gate_open = PTHREAD_COND_INITIALIZER;
+static bool s_gate_shut;
+
+static int
+s_gated_fsync (shoal_io_t *io, int fd)
+{
+    (void) io;
+    pthread_mutex_lock (&s_gate_lock);
+    while (s_gate_shut)
+        pthread_cond_wait (&s_gate_open, &s_gate_lock);
+    pthread_mutex_unlock (&s_gate_lock);
+    return shoal_io_posix ()->fsync (shoal_io_posix (), fd);
+}
+
+static void
+s_gate (bool shut)
+{
+    pthread_mutex_lock (&s_gate_lock);
+    s_gate_shut = shut;
+    pthread_cond_broadcast (&s_gate_open);
+    pthread_mutex_unlock (&s_gate_lock);
+}
+
+static void
+s_on_gated_disk (shoal_node_config_t *config)
+{
+    config->io = &s_gated;
+}
+
+typedef struct {
+    shoal_node_t *node;   //  publishes here
+    atomic_int published; //  events published
+    int error;            //  error of the publish that failed
+    uint64_t seq;         //  what that publish said its seq was
+    int rc;               //  the wait's result
+    int64_t returned_ms;  //  when the call returned
+} s_caller_t;
+
+//  Publishes 64 KiB events until a publish fails.
+static void *
+s_publisher (void *arg)
+{
+    s_caller_t *self = (s_caller_t *) arg;
+    char *payload = (char *) calloc (1, 64 * 1024);
+    for (int i = 0; i < 100000; i++) {
+        shoal_event_t *event = shoal_event_new ();
+        shoal_event_set_stream (event, "blobs");
+        shoal_event_set_type (event, "Blob");
+        shoal_event_set_payload (event, payload, 64 * 1024);
+        self->seq = 99;
+        int rc = shoal_node_publish (self->node, event, &self->seq, &self->error);
+        shoal_event_destroy (&event);
+        if (rc)
+            break;
+        atomic_fetch_add (&self->published, 1);
+    }
+    self->returned_ms = zclock_mono ();
+    free (payload);
+    return NULL;
+}
+
+static void *
+s_waiter (void *arg)
+{
+    s_caller_t *self = (s_caller_t *) arg;
+    self->rc = shoal_node_wait_durable (self->node, "blobs", 1000000, 60000);
+    self->returned_ms = zclock_mono ();
+    return NULL;
+}
+
+static void *
+s_destroyer (void *arg)
+{
+    shoal_node_t *node = (shoal_node_t *) arg;
+    shoal_node_destroy (&node);
+    return NULL;
+}
+
+//  A node destroyed while one thread waits for room in its outbox (the
+//  engine held in an fsync) and another for durability: both calls fail,
+//  the publisher's without a seq, and destroy returns after them.
+static void
+test_destroy_under_callers (void)
+{
+    s_gated = *shoal_io_posix ();
+    s_gated.fsync = s_gated_fsync;
+    s_gate (false);
+    shoal_node_t *node = s_node ("destroyed", NULL, 0, s_on_gated_disk);
+    s_gate (true);
+    s_caller_t publisher = {.node = node}, waiter = {.node = node};
+    pthread_t publishing, waiting, destroying;
+    pthread_create (&publishing, NULL, s_publisher, &publisher);
+    pthread_create (&waiting, NULL, s_waiter, &waiter);
+    //  The publisher is stopped when its count stays put: the outbox holds
+    //  4 MiB and the largest event, about 80 of these.
+    int last = -1;
+    int64_t deadline = zclock_mono () + 10000;
+    while (zclock_mono () < deadline) {
+        zclock_sleep (200);
+        int now = atomic_load (&publisher.published);
+        if (now == last && now > 0)
+            break;
+        last = now;
+    }
+    ok (last > 50 && publisher.returned_ms == 0,
+        "the publisher waits for room, the engine held in an fsync (%d events in)", last);
+    int64_t destroyed_ms = zclock_mono ();
+    pthread_create (&destroying, NULL, s_destroyer, node);
+    pthread_join (publishing, NULL);
+    ok (publisher.error == SHOAL_ERR_CLOSED && publisher.seq == 0,
+        "destroy ends its wait: the publish fails (%s), with no seq (%" PRIu64 ")",
+        shoal_strerror (publisher.error), publisher.seq);
+    s_gate (false); //  the engine finishes its commit and stops
+    pthread_join (waiting, NULL);
+    pthread_join (destroying, NULL);
+    ok (waiter.rc == -1 && waiter.returned_ms - destroyed_ms < 30000,
+        "a wait for durability fails when the node stops, well before its timeout (%d)", waiter.rc);
+}
+
 int
 main (void)
 {
@@ -780,5 +905,6 @@ main (void)
     test_dead_origin_repaired_by_replica ();
     test_full_disk_shows_nothing ();
     test_now_then_publish ();
+    test_destroy_under_callers ();
     return done_testing ();
 }

@@ -171,7 +171,7 @@ test_close (void)
         "close releases a waiting writer; later pushes fail (%d in, %d refused)", writer.pushed,
         writer.refused);
     shoal_event_t *event = s_event ("orders", "T", 1, 10);
-    ok (s_push (outbox, event) == -1, "a push after close fails");
+    is_int (s_push (outbox, event), SHOAL_ERR_CLOSED, "a push after close fails: CLOSED");
     shoal_event_destroy (&event);
     shoal_outbox_destroy (&outbox);
 }
