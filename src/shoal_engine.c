@@ -104,6 +104,7 @@ shoal_engine_stats_fill (shoal_engine_t *self, shoal_node_stats_t *stats)
         self->secure ? self->beacons_refused + shoal_secure_refused (self->secure) : 0;
     stats->replays_evicted = shoal_replay_sessions_evicted (self->replay);
     stats->repairs_in_flight = zhashx_size (self->pending);
+    stats->replay_sessions = shoal_replay_sessions (self->replay);
     stats->peers = 0;
     int64_t now = shoal_engine_now ();
     for (shoal_peer_t *peer = (shoal_peer_t *) zlistx_first (self->peers); peer;

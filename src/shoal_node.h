@@ -114,6 +114,7 @@ typedef struct {
     uint64_t logs_refused;       //  new logs refused: max_logs reached
     uint64_t repairs_in_flight;  //  replays this node asked for and still awaits (now)
     uint64_t origins_refused;    //  events and heads of origins past max_origins, dropped
+    uint64_t replay_sessions;    //  replays this node serves (now), parked ones included
 } shoal_node_stats_t;
 
 typedef struct {

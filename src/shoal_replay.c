@@ -527,9 +527,11 @@ s_waits_for_credit (const s_session_t *session)
 
 //  The session that waits only for credit (nothing built, nothing to
 //  send) and has waited longest, of one client or (routing_id NULL) of
-//  any; NULL when none does. A node's subscription asks a new replay
-//  rather than sending Credit when one's credit is spent, so such
-//  sessions are the usual reason a limit is reached.
+//  any; NULL when none does. A node's repairs of a range of seqs ask for
+//  no more events than their credit, so they end by themselves; what
+//  parks is a thin client's replay awaiting its Credit, or a node's
+//  first seek by time of an origin (it never sends Credit: it asks again
+//  by seq once the first batch has placed the origin).
 static s_session_t *
 s_parked (shoal_replay_t *self, zframe_t *routing_id)
 {

@@ -713,6 +713,11 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
         if (credit == 0)
             credit = 1;
         repair->credit = (uint32_t) credit;
+        //  No longer than the credit: the replay ends with its last batch
+        //  (done) rather than wait, parked at the node that serves it, for
+        //  a Credit; the subscription asks again from where it stands.
+        if (repair->from_seq && repair->to_seq - repair->from_seq >= credit)
+            repair->to_seq = repair->from_seq + credit - 1;
         o->repairing = true;
         o->progress = false;
         o->repair_ms = now_ms;

@@ -802,6 +802,18 @@ test_reorder_limit (void)
     is_int ((int) s_stats (subscriber).repairs_in_flight, 0,
             "no repair is left awaited once everything arrived (%llu gaps repaired)",
             (unsigned long long) gaps);
+    //  Nor served: a repair of a range of seqs asks no more than its
+    //  credit, so its replay ends with its last batch instead of waiting
+    //  at the origin for a Credit that never comes (until its idle
+    //  timeout, 30 s). Only the first seek, from the beginning by time,
+    //  may still wait.
+    while (s_stats (origin).replay_sessions > 1 && zclock_mono () < deadline)
+        zclock_sleep (50);
+    ok (s_stats (origin).replay_sessions <= 1,
+        "and the origin holds no replay session for them, but the first seek (%llu open, %llu "
+        "served)",
+        (unsigned long long) s_stats (origin).replay_sessions,
+        (unsigned long long) s_stats (origin).replays_served);
     shoal_node_unsubscribe (subscriber, sub);
     shoal_node_destroy (&subscriber);
     shoal_node_destroy (&origin);

@@ -552,6 +552,26 @@ test_seq_jump (void)
     is_int (stats.duplicates_dropped, 1, "only the one duplicate was dropped");
     is_int (shoal_sub_next_repair (sub, 2, S_TIMEOUT_MS, &rq), 0, "a filled gap asks nothing more");
 
+    //  A gap wider than the room: the repair asks no more seqs than its
+    //  credit, so the replay ends by itself (done) rather than wait, at
+    //  the node serving it, for a Credit this subscription never sends.
+    {
+        s_log_t wide;
+        s_log_init (&wide, 2);
+        s_log_fill (&wide, 100, "A");
+        shoal_sub_t *narrow = s_sub_from_seq (NULL, 8);
+        s_live (narrow, &wide, 1);
+        shoal_sub_on_heartbeat (narrow, wide.id, 100);
+        shoal_sub_repair_t bounded = {0};
+        int asked = shoal_sub_next_repair (narrow, 0, S_TIMEOUT_MS, &bounded);
+        ok (asked == 1 && bounded.from_seq == 2 && bounded.credit > 0 && bounded.credit <= 8
+                && bounded.to_seq == bounded.from_seq + bounded.credit - 1,
+            "a repair of [2, 100] with room for 8 asks [2, %" PRIu64 "] with credit %u",
+            bounded.to_seq, bounded.credit);
+        shoal_sub_destroy (&narrow);
+        s_log_free (&wide);
+    }
+
     //  A second jump is a second gap.
     s_log_fill (&log, 10, "A");
     s_live (sub, &log, 10);
