@@ -711,7 +711,9 @@ test_full_disk_shows_nothing (void)
     shoal_event_set_type (after, "Fact");
     int error = 0;
     uint64_t seq_after = 0;
-    ok (shoal_node_publish (origin, after, &seq_after, &error) == -1 && error == SHOAL_ERR_FAILED,
+    seq_after = 99;
+    int rc = shoal_node_publish (origin, after, &seq_after, &error);
+    ok (rc == -1 && error == SHOAL_ERR_FAILED && seq_after == 0,
         "once its log failed, the stream hands out no seq: a publish fails at once (seq %" PRIu64
         ")",
         seq_after);
