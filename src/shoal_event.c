@@ -166,7 +166,7 @@ static bool
 s_in_tail (const shoal_event_t *self, const void *pointer)
 {
     const uint8_t *p = (const uint8_t *) pointer;
-    return p >= self->tail && p < self->tail + self->tail_size;
+    return self->tail && p >= self->tail && p < self->tail + self->tail_size;
 }
 
 static void

@@ -85,12 +85,14 @@ shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
 }
 
 //  The bytes of the length-delimited field number `want` in data. 0, or -1
-//  when malformed or when the field comes twice: protobuf merges repeated
-//  embedded messages, and a merge is nothing a strict reader should guess
-//  at (protobuf-c and this reader would see different events).
+//  when malformed, when a field of those in `types` (wire type by field
+//  number, -1 for any) has another wire type, as protobuf-c refuses it,
+//  or when `want` comes twice: protobuf merges repeated embedded
+//  messages, and a merge is nothing a strict reader should guess at
+//  (protobuf-c and this reader would see different events).
 static int
-s_only_bytes (const uint8_t *data, size_t size, uint32_t want, const uint8_t **bytes_p,
-              size_t *size_p)
+s_only_bytes (const uint8_t *data, size_t size, uint32_t want, const int *types, size_t type_count,
+              const uint8_t **bytes_p, size_t *size_p)
 {
     *bytes_p = NULL;
     *size_p = 0;
@@ -101,13 +103,48 @@ s_only_bytes (const uint8_t *data, size_t size, uint32_t want, const uint8_t **b
         const uint8_t *bytes = NULL;
         if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return -1;
-        if (field == want && type == 2) {
+        if (field < type_count && types[field] >= 0 && type != (uint32_t) types[field])
+            return -1;
+        if (field == want) {
             if (*bytes_p)
                 return -1;
             *bytes_p = bytes;
             *size_p = (size_t) value;
         }
     }
+    return 0;
+}
+
+//  Wire types of the fields of a Request (1 request_id, 2..8 the bodies)
+//  and of a PublishRequest (1 event, 2 wait_durable).
+static const int s_request_types[] = {-1, 0, 2, 2, 2, 2, 2, 2, 2};
+static const int s_publish_types[] = {-1, 2, 0};
+
+int
+shoal_wire_scan_request (const uint8_t *data, size_t size, uint64_t *request_id_p, uint32_t *body_p)
+{
+    *request_id_p = 0;
+    *body_p = 0;
+    size_t bodies = 0;
+    const uint8_t *p = data, *end = data + size;
+    while (p < end) {
+        uint32_t field, type;
+        uint64_t value = 0;
+        const uint8_t *bytes = NULL;
+        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
+            return -1;
+        if (field < sizeof s_request_types / sizeof s_request_types[0]
+            && type != (uint32_t) s_request_types[field])
+            return -1;
+        if (field == 1)
+            *request_id_p = value;
+        else if (field >= 2 && field <= 8) {
+            *body_p = field;
+            bodies++;
+        }
+    }
+    if (bodies > 1)
+        *body_p = 0; //  protobuf-c keeps the last, having checked them all
     return 0;
 }
 
@@ -119,9 +156,13 @@ shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **even
     size_t publish_size;
     *event_p = NULL;
     *event_size_p = 0;
-    if (s_only_bytes (data, size, 5, &publish, &publish_size))
+    if (s_only_bytes (data, size, 5, s_request_types,
+                      sizeof s_request_types / sizeof s_request_types[0], &publish, &publish_size))
         return -1;
-    return publish ? s_only_bytes (publish, publish_size, 1, event_p, event_size_p) : 0;
+    return publish ? s_only_bytes (publish, publish_size, 1, s_publish_types,
+                                   sizeof s_publish_types / sizeof s_publish_types[0], event_p,
+                                   event_size_p)
+                   : 0;
 }
 
 int

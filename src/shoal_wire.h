@@ -101,6 +101,14 @@ typedef struct {
 //  Scans a Response. 0, or -1 when the bytes are not one.
 int shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response);
 
+//  Scans a Request's envelope: *request_id_p (the last, as protobuf has
+//  it), and *body_p the field number of its body (2 hello .. 8 consumer),
+//  0 when it has none or several (protobuf-c would check each and keep
+//  the last: such a request is for protobuf-c to read). 0, or -1 when
+//  the bytes are malformed or a known field has another wire type.
+int shoal_wire_scan_request (const uint8_t *data, size_t size, uint64_t *request_id_p,
+                             uint32_t *body_p);
+
 //  Finds the bytes of the Event inside an encoded Request whose body is a
 //  PublishRequest (Request field 5, then its field 1), as the client sent
 //  them: a thin client's event is decoded from these by the strict codec,

@@ -14,7 +14,11 @@
     3. what decode accepts, protobuf-c's generic decoder accepts too, and
        peek finds the same stream and seq;
     4. the batch scanner yields at most the events it counted, each inside
-       the input.
+       the input;
+    5. the request scanner (which routes a thin client's publish without
+       protobuf-c) reads the same request id and body as protobuf-c from
+       a Request they both accept when it finds one body (a request it
+       refuses, or with no or several bodies, goes to protobuf-c).
     ========================================================================= */
 
 #include "fuzz.h"
@@ -85,10 +89,27 @@ s_check_response (const uint8_t *data, size_t size)
     }
 }
 
+static void
+s_check_request (const uint8_t *data, size_t size)
+{
+    uint64_t id = 0;
+    uint32_t body = 0;
+    int scanned = shoal_wire_scan_request (data, size, &id, &body);
+    Shoal__V1__Request *request = shoal__v1__request__unpack (NULL, size, data);
+    if (!request)
+        return;
+    if (scanned == 0 && body != 0) {
+        FUZZ_CHECK (id == request->request_id);
+        FUZZ_CHECK (body == (uint32_t) request->body_case);
+    }
+    shoal__v1__request__free_unpacked (request, NULL);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     s_check_event (data, size);
     s_check_response (data, size);
+    s_check_request (data, size);
     return 0;
 }

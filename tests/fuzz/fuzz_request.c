@@ -3,7 +3,8 @@
 
     The input is sent, as one frame, from a DEALER to the ROUTER of a real
     node running in this process, so it takes the path every client's
-    request takes: the engine's frame checks, the protobuf-c unpack, and
+    request takes: the engine's frame checks, the envelope scan (a
+    publish is read from its bytes) or the protobuf-c unpack, and
     the handler of its body (Hello, Status, Replay, Publish, Credit, Ping,
     Consumer) with the node's store, replay server and limits behind it.
     A Ping with a reserved request id follows it; the node answers in
