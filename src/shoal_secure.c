@@ -26,7 +26,9 @@
        first of them binds: ZeroMQ lets a handshake through when no
        handler is bound, so the order matters.
     2. The registry of nodes and their allow-lists is only touched with
-       s_lock held (the handler thread and the engine threads share it).
+       s_lock held (the handler thread and the engine threads share it);
+       an allow-list is kept sorted by key. The engine reads its keys
+       directory without the lock, then installs the list under it.
     3. A key that was in the allow-list and is no longer sets `revoked`
        until shoal_secure_check reports it.
     ========================================================================= */
@@ -57,6 +59,7 @@ struct _shoal_secure_t {
     bool loaded;               //  allowed was read at least once
     bool revoked;              //  a key went since the last check
     int64_t last_scan_ms;      //  when the directory was last read
+    uint64_t installs;         //  lists installed so far
     uint64_t refused;          //  handshakes refused
 };
 
@@ -173,20 +176,36 @@ s_scan_one (void *arg, const char *path, zcert_t *cert)
     return 0;
 }
 
-//  Reads the allow-list directory. Call with s_lock held.
-static void
-s_scan (shoal_secure_t *self)
+static int
+s_compare_keys (const void *a, const void *b)
+{
+    return strcmp (((const s_allowed_t *) a)->key, ((const s_allowed_t *) b)->key);
+}
+
+//  Reads the allow-list directory: a new list sorted by key, in *count_p.
+//  Needs no lock (it reads files only).
+static s_allowed_t *
+s_read_list (const char *keys_dir, size_t *count_p)
 {
     s_scan_t scan = {NULL, 0, 0};
-    shoal_secure_each_cert (self->keys_dir, s_scan_one, &scan);
-    s_allowed_t *list = scan.list;
-    size_t count = scan.count;
-    //  A key in the old list and not in the new one is a revocation.
-    for (size_t i = 0; self->loaded && i < self->allowed_count; i++) {
-        bool kept = false;
-        for (size_t j = 0; j < count && !kept; j++)
-            kept = streq (self->allowed[i].key, list[j].key);
-        if (!kept)
+    shoal_secure_each_cert (keys_dir, s_scan_one, &scan);
+    if (scan.count > 1)
+        qsort (scan.list, scan.count, sizeof (s_allowed_t), s_compare_keys);
+    *count_p = scan.count;
+    return scan.list;
+}
+
+//  Makes list (from s_read_list, now owned) the allow-list; a key in the
+//  old list and not in the new one is a revocation. Both are sorted, so
+//  one walk finds them. Call with s_lock held.
+static void
+s_install (shoal_secure_t *self, s_allowed_t *list, size_t count)
+{
+    for (size_t i = 0, j = 0; self->loaded && i < self->allowed_count; i++) {
+        int order = 1;
+        while (j < count && (order = strcmp (list[j].key, self->allowed[i].key)) < 0)
+            j++;
+        if (order != 0)
             self->revoked = true;
     }
     free (self->allowed);
@@ -194,23 +213,37 @@ s_scan (shoal_secure_t *self)
     self->allowed_count = count;
     self->loaded = true;
     self->last_scan_ms = zclock_mono ();
+    self->installs++;
 }
 
-//  Reads the allow-list again when the directory changed. Call with s_lock held.
+//  Whether keys_dir changed since it was last read (its times are then
+//  recorded as read). Call with s_lock held.
+static bool
+s_dir_changed (shoal_secure_t *self)
+{
+    struct stat info;
+    if (stat (self->keys_dir, &info))
+        memset (&info, 0, sizeof info);
+    if (self->loaded && info.st_ctim.tv_sec == self->dir_ctime.tv_sec
+        && info.st_ctim.tv_nsec == self->dir_ctime.tv_nsec
+        && info.st_mtim.tv_sec == self->dir_mtime.tv_sec
+        && info.st_mtim.tv_nsec == self->dir_mtime.tv_nsec)
+        return false;
+    self->dir_ctime = info.st_ctim;
+    self->dir_mtime = info.st_mtim;
+    return true;
+}
+
+//  Reads the allow-list again when the directory changed. Call with s_lock
+//  held: the ZAP handler's path, which cannot let go of the lock while it
+//  uses the node; the engine's periodic check reads without it.
 static void
 s_refresh (shoal_secure_t *self)
 {
-    struct stat info;
-    if (stat (self->keys_dir, &info)) {
-        memset (&info, 0, sizeof info);
-    }
-    if (!self->loaded || info.st_ctim.tv_sec != self->dir_ctime.tv_sec
-        || info.st_ctim.tv_nsec != self->dir_ctime.tv_nsec
-        || info.st_mtim.tv_sec != self->dir_mtime.tv_sec
-        || info.st_mtim.tv_nsec != self->dir_mtime.tv_nsec) {
-        self->dir_ctime = info.st_ctim;
-        self->dir_mtime = info.st_mtim;
-        s_scan (self);
+    if (s_dir_changed (self)) {
+        size_t count;
+        s_allowed_t *list = s_read_list (self->keys_dir, &count);
+        s_install (self, list, count);
     }
 }
 
@@ -219,10 +252,12 @@ static bool
 s_allowed (shoal_secure_t *self, const char *key)
 {
     s_refresh (self);
-    for (size_t i = 0; i < self->allowed_count; i++)
-        if (streq (self->allowed[i].key, key))
-            return true;
-    return false;
+    s_allowed_t wanted;
+    snprintf (wanted.key, sizeof wanted.key, "%s", key);
+    return self->allowed_count
+           && bsearch (&wanted, self->allowed, self->allowed_count, sizeof (s_allowed_t),
+                       s_compare_keys)
+                  != NULL;
 }
 
 //  Answers one ZAP request.
@@ -474,11 +509,22 @@ shoal_secure_allowed (shoal_secure_t *self, const char *key)
 int
 shoal_secure_check (shoal_secure_t *self)
 {
+    //  The directory is read without the lock, which every node's
+    //  handshakes wait on: a big allow-list slows only this engine.
     pthread_mutex_lock (&s_lock);
-    if (zclock_mono () - self->last_scan_ms >= S_RESCAN_MS)
-        s_scan (self);
+    bool due = s_dir_changed (self) || zclock_mono () - self->last_scan_ms >= S_RESCAN_MS;
+    uint64_t installs = self->installs;
+    pthread_mutex_unlock (&s_lock);
+    s_allowed_t *list = NULL;
+    size_t count = 0;
+    if (due)
+        list = s_read_list (self->keys_dir, &count);
+    pthread_mutex_lock (&s_lock);
+    //  The handler may have read a change meanwhile: its list is newer.
+    if (due && self->installs == installs)
+        s_install (self, list, count);
     else
-        s_refresh (self);
+        free (list);
     int revoked = self->revoked ? 1 : 0;
     self->revoked = false;
     pthread_mutex_unlock (&s_lock);

@@ -100,6 +100,59 @@ test_cert_walk (void)
         zcert_destroy (&certs[i]);
 }
 
+//  An allow-list of 2,000 keys: each is allowed, a stranger is not, and
+//  removing two of them (first and last by key) is one revocation.
+static void
+test_big_allow_list (const char *certs)
+{
+    enum { KEYS = 2000 };
+    char keys[4300], node_cert[4300], path[4400];
+    snprintf (keys, sizeof keys, "%s/big-keys", tap_tmpdir ());
+    snprintf (node_cert, sizeof node_cert, "%s/big-node.cert", certs);
+    mkdir (keys, 0755);
+    char (*texts)[SHOAL_KEY_TEXT_SIZE] = calloc (KEYS, SHOAL_KEY_TEXT_SIZE);
+    size_t lowest = 0, highest = 0;
+    for (size_t i = 0; i < KEYS; i++) {
+        zcert_t *cert = zcert_new ();
+        snprintf (texts[i], SHOAL_KEY_TEXT_SIZE, "%s", zcert_public_txt (cert));
+        snprintf (path, sizeof path, "%s/k%zu.cert", keys, i);
+        zcert_save_public (cert, path);
+        zcert_destroy (&cert);
+        if (strcmp (texts[i], texts[lowest]) < 0)
+            lowest = i;
+        if (strcmp (texts[i], texts[highest]) > 0)
+            highest = i;
+    }
+    shoal_secure_t *secure = shoal_secure_new (keys, node_cert, "big", "test-big");
+    ok (secure != NULL, "a node with %d keys in its allow-list", KEYS);
+    if (!secure) {
+        free (texts);
+        return;
+    }
+    size_t allowed = 0;
+    for (size_t i = 0; i < KEYS; i++)
+        allowed += shoal_secure_allowed (secure, texts[i]);
+    is_int (allowed, KEYS, "every one of them is allowed");
+    zcert_t *stranger = zcert_new ();
+    ok (!shoal_secure_allowed (secure, zcert_public_txt (stranger)), "a stranger is not");
+    zcert_destroy (&stranger);
+    is_int (shoal_secure_check (secure), 0, "nothing revoked");
+    snprintf (path, sizeof path, "%s/k%zu.cert", keys, lowest);
+    unlink (path);
+    snprintf (path, sizeof path, "%s/k%zu.cert", keys, highest);
+    unlink (path);
+    is_int (shoal_secure_check (secure), 1, "removing the first and the last key is a revocation");
+    ok (!shoal_secure_allowed (secure, texts[lowest])
+            && !shoal_secure_allowed (secure, texts[highest])
+            && shoal_secure_allowed (
+                secure,
+                texts[(lowest + 1) % KEYS == highest ? (lowest + 2) % KEYS : (lowest + 1) % KEYS]),
+        "they are refused, the others still allowed");
+    is_int (shoal_secure_check (secure), 0, "reported once");
+    shoal_secure_destroy (&secure);
+    free (texts);
+}
+
 int
 main (void)
 {
@@ -245,5 +298,6 @@ main (void)
     zcert_destroy (&bob);
     zcert_destroy (&mallory);
     test_cert_walk ();
+    test_big_allow_list (certs);
     return done_testing ();
 }
