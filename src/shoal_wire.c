@@ -84,18 +84,22 @@ shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
     return shoal_wire_pack_response (&response);
 }
 
-//  The bytes of the length-delimited field number `want` in data. 0, or -1
-//  when malformed, when a field of those in `types` (wire type by field
-//  number, -1 for any) has another wire type, as protobuf-c refuses it,
-//  or when `want` comes twice: protobuf merges repeated embedded
-//  messages, and a merge is nothing a strict reader should guess at
-//  (protobuf-c and this reader would see different events).
+//  What s_scan found of a message's fields 1 to S_FIELDS - 1: how often
+//  each came, and its last value (a varint, or a length) and bytes.
+#define S_FIELDS 9
+typedef struct {
+    unsigned count[S_FIELDS];
+    uint64_t value[S_FIELDS];
+    const uint8_t *bytes[S_FIELDS];
+} s_fields_t;
+
+//  Reads a message's fields. 0, or -1 when malformed or when a field of
+//  those in types (wire type by field number) has another wire type, as
+//  protobuf-c refuses it.
 static int
-s_only_bytes (const uint8_t *data, size_t size, uint32_t want, const int *types, size_t type_count,
-              const uint8_t **bytes_p, size_t *size_p)
+s_scan (const uint8_t *data, size_t size, const int types[S_FIELDS], s_fields_t *fields)
 {
-    *bytes_p = NULL;
-    *size_p = 0;
+    memset (fields, 0, sizeof *fields);
     const uint8_t *p = data, *end = data + size;
     while (p < end) {
         uint32_t field, type;
@@ -103,48 +107,59 @@ s_only_bytes (const uint8_t *data, size_t size, uint32_t want, const int *types,
         const uint8_t *bytes = NULL;
         if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
             return -1;
-        if (field < type_count && types[field] >= 0 && type != (uint32_t) types[field])
-            return -1;
-        if (field == want) {
-            if (*bytes_p)
+        if (field < S_FIELDS && types[field] >= 0) {
+            if (type != (uint32_t) types[field])
                 return -1;
-            *bytes_p = bytes;
-            *size_p = (size_t) value;
+            fields->count[field]++;
+            fields->value[field] = value;
+            fields->bytes[field] = bytes;
         }
     }
     return 0;
 }
 
 //  Wire types of the fields of a Request (1 request_id, 2..8 the bodies)
-//  and of a PublishRequest (1 event, 2 wait_durable).
-static const int s_request_types[] = {-1, 0, 2, 2, 2, 2, 2, 2, 2};
-static const int s_publish_types[] = {-1, 2, 0};
+//  and of a PublishRequest (1 event, 2 wait_durable); -1: not ours.
+static const int s_request_types[S_FIELDS] = {-1, 0, 2, 2, 2, 2, 2, 2, 2};
+static const int s_publish_types[S_FIELDS] = {-1, 2, 0, -1, -1, -1, -1, -1, -1};
 
 int
 shoal_wire_scan_request (const uint8_t *data, size_t size, uint64_t *request_id_p, uint32_t *body_p)
 {
+    s_fields_t fields;
     *request_id_p = 0;
     *body_p = 0;
-    size_t bodies = 0;
-    const uint8_t *p = data, *end = data + size;
-    while (p < end) {
-        uint32_t field, type;
-        uint64_t value = 0;
-        const uint8_t *bytes = NULL;
-        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
-            return -1;
-        if (field < sizeof s_request_types / sizeof s_request_types[0]
-            && type != (uint32_t) s_request_types[field])
-            return -1;
-        if (field == 1)
-            *request_id_p = value;
-        else if (field >= 2 && field <= 8) {
+    if (s_scan (data, size, s_request_types, &fields))
+        return -1;
+    *request_id_p = fields.value[1];
+    unsigned bodies = 0;
+    for (uint32_t field = 2; field < S_FIELDS; field++)
+        if (fields.count[field]) {
+            bodies += fields.count[field];
             *body_p = field;
-            bodies++;
         }
-    }
     if (bodies > 1)
         *body_p = 0; //  protobuf-c keeps the last, having checked them all
+    return 0;
+}
+
+//  The bytes of the length-delimited field `want` of a message scanned
+//  with types: 0, or -1 when it comes twice: protobuf merges repeated
+//  embedded messages, and a merge is nothing a strict reader should guess
+//  at (protobuf-c and this reader would see different events).
+static int
+s_only_bytes (const uint8_t *data, size_t size, uint32_t want, const int types[S_FIELDS],
+              const uint8_t **bytes_p, size_t *size_p)
+{
+    s_fields_t fields;
+    *bytes_p = NULL;
+    *size_p = 0;
+    if (s_scan (data, size, types, &fields) || fields.count[want] > 1)
+        return -1;
+    if (fields.count[want]) {
+        *bytes_p = fields.bytes[want];
+        *size_p = (size_t) fields.value[want];
+    }
     return 0;
 }
 
@@ -156,12 +171,9 @@ shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **even
     size_t publish_size;
     *event_p = NULL;
     *event_size_p = 0;
-    if (s_only_bytes (data, size, 5, s_request_types,
-                      sizeof s_request_types / sizeof s_request_types[0], &publish, &publish_size))
+    if (s_only_bytes (data, size, 5, s_request_types, &publish, &publish_size))
         return -1;
-    return publish ? s_only_bytes (publish, publish_size, 1, s_publish_types,
-                                   sizeof s_publish_types / sizeof s_publish_types[0], event_p,
-                                   event_size_p)
+    return publish ? s_only_bytes (publish, publish_size, 1, s_publish_types, event_p, event_size_p)
                    : 0;
 }
 
