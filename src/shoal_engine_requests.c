@@ -485,7 +485,7 @@ shoal_engine_handle_request (shoal_engine_t *self, zmsg_t *msg)
                 self->replay_busy = true;
             break;
         }
-        case SHOAL__V1__REQUEST__BODY_PUBLISH: //  (read above: not reached)
+        case SHOAL__V1__REQUEST__BODY_PUBLISH: //  the last of several bodies
             retry = s_handle_publish (self, routing_id, payload, id);
             break;
         case SHOAL__V1__REQUEST__BODY_CREDIT:

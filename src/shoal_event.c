@@ -65,7 +65,7 @@ struct _shoal_event_t {
     s_header_t *headers;           //  header list, header_count used
     size_t header_count;           //  headers in use
     size_t header_alloc;           //  headers allocated
-    uint8_t *tail;                 //  decoded strings and payload, in this allocation
+    uint8_t *tail;                 //  decoded strings, payload, headers: in this allocation
     size_t tail_size;              //  bytes in tail
     int pool_class;                //  shoal_pool class of this allocation, 0 = calloc
 };
@@ -154,7 +154,6 @@ s_utf8_valid (const char *string)
     return true;
 }
 
-//  Frees a string or payload unless it lives in the event's tail.
 static uintptr_t
 s_align_up (uintptr_t value, size_t alignment)
 {
@@ -169,6 +168,7 @@ s_in_tail (const shoal_event_t *self, const void *pointer)
     return self->tail && p >= self->tail && p < self->tail + self->tail_size;
 }
 
+//  Frees a string, payload or header part unless it lives in the tail.
 static void
 s_release (const shoal_event_t *self, void *pointer)
 {
@@ -227,6 +227,10 @@ shoal_event_destroy (shoal_event_t **self_p)
     if (!self_p || !*self_p)
         return;
     shoal_event_t *self = *self_p;
+    //  A decoded event destroyed twice: its block is back in the pool
+    //  already (and its first words are the pool's), so stop here.
+    if (self->pool_class)
+        shoal_pool_check (self, self->pool_class);
     s_release (self, self->stream);
     s_release (self, self->type);
     s_release (self, self->key);

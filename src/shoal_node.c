@@ -235,7 +235,7 @@ shoal_node_destroy (shoal_node_t **self_p)
     shoal_inbox_close (self->args->inbox);
     shoal_outbox_close (self->args->outbox);
     zactor_destroy (&self->actor);
-    while (atomic_load_explicit (&self->inside, memory_order_acquire) > 0)
+    while (atomic_load (&self->inside) > 0)
         zclock_sleep (1);
     s_free (self);
     *self_p = NULL;
@@ -276,9 +276,9 @@ static int s_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p,
 int
 shoal_node_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error_p)
 {
-    atomic_fetch_add_explicit (&self->inside, 1, memory_order_relaxed);
+    atomic_fetch_add (&self->inside, 1);
     int rc = s_publish (self, event, seq_p, error_p);
-    atomic_fetch_sub_explicit (&self->inside, 1, memory_order_release);
+    atomic_fetch_sub (&self->inside, 1);
     return rc;
 }
 
@@ -308,8 +308,11 @@ s_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error
             //  The size with the real seq's varint in place of the largest.
             size_t size = worst - 10 + shoal_wire_varint_size (seq);
             error = shoal_outbox_push (self->args->outbox, event, size);
-            if (error)
+            if (error) {
                 shoal_heads_untake (self->args->heads, stream, seq);
+                if (error != SHOAL_ERR_CLOSED)
+                    error = SHOAL_ERR_FAILED; //  out of memory, as documented
+            }
         }
         shoal_heads_unlock (self->args->heads);
     }
@@ -325,9 +328,9 @@ s_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error
 int
 shoal_node_wait_durable (shoal_node_t *self, const char *stream, uint64_t seq, int timeout_ms)
 {
-    atomic_fetch_add_explicit (&self->inside, 1, memory_order_relaxed);
+    atomic_fetch_add (&self->inside, 1);
     int rc = shoal_heads_wait (self->args->heads, stream, seq, timeout_ms);
-    atomic_fetch_sub_explicit (&self->inside, 1, memory_order_release);
+    atomic_fetch_sub (&self->inside, 1);
     return rc;
 }
 

@@ -186,6 +186,18 @@ shoal_pool_get (size_t size, int *class_p)
 }
 
 void
+shoal_pool_check (const void *block, int block_class)
+{
+    if (block && block_class >= 1 && block_class <= SHOAL_POOL_CLASSES
+        && ((const s_block_t *) block)->mark == S_MARK) {
+        fprintf (stderr, "shoal: an event was destroyed twice (its memory was given back "
+                         "already); run with SHOAL_POOL=0 to find where\n");
+        fflush (stderr);
+        abort ();
+    }
+}
+
+void
 shoal_pool_put (void *block, int block_class)
 {
     if (!block)
@@ -194,13 +206,8 @@ shoal_pool_put (void *block, int block_class)
         free (block);
         return;
     }
+    shoal_pool_check (block, block_class);
     s_block_t *node = (s_block_t *) block;
-    if (node->mark == S_MARK) {
-        fprintf (stderr, "shoal: an event was destroyed twice (its memory was given back "
-                         "already); run with SHOAL_POOL=0 to find where\n");
-        fflush (stderr);
-        abort ();
-    }
     long size = (long) shoal_pool_class_size (block_class);
     if (atomic_load_explicit (&s_stack.bytes, memory_order_relaxed) + size > SHOAL_POOL_CAP_BYTES) {
         free (block);

@@ -47,6 +47,11 @@ void *shoal_pool_get (size_t size, int *class_p);
 //  the pool is off) or the pool is full.
 void shoal_pool_put (void *block, int block_class);
 
+//  Aborts with a message when block (of block_class, 1 or more) is in the
+//  pool already: for its owner to call before it reads the block's
+//  fields, when it gives it back. A block of class 0 is not checked.
+void shoal_pool_check (const void *block, int block_class);
+
 //  Bytes in a block of the class (1 to SHOAL_POOL_CLASSES), 0 otherwise.
 size_t shoal_pool_class_size (int block_class);
 

@@ -195,11 +195,12 @@ s_read_list (const char *keys_dir, size_t *count_p)
     return scan.list;
 }
 
-//  Makes list (from s_read_list, now owned) the allow-list; a key in the
-//  old list and not in the new one is a revocation. Both are sorted, so
-//  one walk finds them. Call with s_lock held.
+//  Makes list (from s_read_list, now owned) the allow-list, read when
+//  keys_dir had the times in *dir; a key in the old list and not in the
+//  new one is a revocation. Both are sorted, so one walk finds them.
+//  Call with s_lock held.
 static void
-s_install (shoal_secure_t *self, s_allowed_t *list, size_t count)
+s_install (shoal_secure_t *self, s_allowed_t *list, size_t count, const struct stat *dir)
 {
     for (size_t i = 0, j = 0; self->loaded && i < self->allowed_count; i++) {
         int order = 1;
@@ -211,39 +212,40 @@ s_install (shoal_secure_t *self, s_allowed_t *list, size_t count)
     free (self->allowed);
     self->allowed = list;
     self->allowed_count = count;
+    self->dir_ctime = dir->st_ctim;
+    self->dir_mtime = dir->st_mtim;
     self->loaded = true;
     self->last_scan_ms = zclock_mono ();
     self->installs++;
 }
 
-//  Whether keys_dir changed since it was last read (its times are then
-//  recorded as read). Call with s_lock held.
+//  Whether keys_dir changed since the list was read; *dir gets its times.
+//  Call with s_lock held.
 static bool
-s_dir_changed (shoal_secure_t *self)
+s_dir_changed (shoal_secure_t *self, struct stat *dir)
 {
-    struct stat info;
-    if (stat (self->keys_dir, &info))
-        memset (&info, 0, sizeof info);
-    if (self->loaded && info.st_ctim.tv_sec == self->dir_ctime.tv_sec
-        && info.st_ctim.tv_nsec == self->dir_ctime.tv_nsec
-        && info.st_mtim.tv_sec == self->dir_mtime.tv_sec
-        && info.st_mtim.tv_nsec == self->dir_mtime.tv_nsec)
-        return false;
-    self->dir_ctime = info.st_ctim;
-    self->dir_mtime = info.st_mtim;
-    return true;
+    if (stat (self->keys_dir, dir))
+        memset (dir, 0, sizeof *dir);
+    return !self->loaded || dir->st_ctim.tv_sec != self->dir_ctime.tv_sec
+           || dir->st_ctim.tv_nsec != self->dir_ctime.tv_nsec
+           || dir->st_mtim.tv_sec != self->dir_mtime.tv_sec
+           || dir->st_mtim.tv_nsec != self->dir_mtime.tv_nsec;
 }
 
 //  Reads the allow-list again when the directory changed. Call with s_lock
 //  held: the ZAP handler's path, which cannot let go of the lock while it
-//  uses the node; the engine's periodic check reads without it.
+//  uses the node; the engine's periodic check reads without it. Until a
+//  list read after a change is installed, every refresh sees the change
+//  and reads for itself: a handshake never meets a list older than the
+//  directory it saw.
 static void
 s_refresh (shoal_secure_t *self)
 {
-    if (s_dir_changed (self)) {
+    struct stat dir;
+    if (s_dir_changed (self, &dir)) {
         size_t count;
         s_allowed_t *list = s_read_list (self->keys_dir, &count);
-        s_install (self, list, count);
+        s_install (self, list, count, &dir);
     }
 }
 
@@ -511,8 +513,9 @@ shoal_secure_check (shoal_secure_t *self)
 {
     //  The directory is read without the lock, which every node's
     //  handshakes wait on: a big allow-list slows only this engine.
+    struct stat dir;
     pthread_mutex_lock (&s_lock);
-    bool due = s_dir_changed (self) || zclock_mono () - self->last_scan_ms >= S_RESCAN_MS;
+    bool due = s_dir_changed (self, &dir) || zclock_mono () - self->last_scan_ms >= S_RESCAN_MS;
     uint64_t installs = self->installs;
     pthread_mutex_unlock (&s_lock);
     s_allowed_t *list = NULL;
@@ -522,7 +525,7 @@ shoal_secure_check (shoal_secure_t *self)
     pthread_mutex_lock (&s_lock);
     //  The handler may have read a change meanwhile: its list is newer.
     if (due && self->installs == installs)
-        s_install (self, list, count);
+        s_install (self, list, count, &dir);
     else
         free (list);
     int revoked = self->revoked ? 1 : 0;

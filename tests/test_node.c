@@ -844,11 +844,14 @@ s_waiter (void *arg)
     return NULL;
 }
 
+static int64_t s_destroyed_ms; //  when s_destroyer's destroy returned
+
 static void *
 s_destroyer (void *arg)
 {
     shoal_node_t *node = (shoal_node_t *) arg;
     shoal_node_destroy (&node);
+    s_destroyed_ms = zclock_mono ();
     return NULL;
 }
 
@@ -891,6 +894,8 @@ test_destroy_under_callers (void)
     pthread_join (destroying, NULL);
     ok (waiter.rc == -1 && waiter.returned_ms - destroyed_ms < 30000,
         "a wait for durability fails when the node stops, well before its timeout (%d)", waiter.rc);
+    ok (s_destroyed_ms >= publisher.returned_ms && s_destroyed_ms >= waiter.returned_ms,
+        "destroy returns after both calls have");
 }
 
 int
