@@ -46,6 +46,20 @@ node_util_client (shoal_node_t *node, int timeout_ms)
 }
 
 void
+node_util_publish_request (Shoal__V1__Request *request, Shoal__V1__PublishRequest *publish,
+                           Shoal__V1__Event *event, uint64_t request_id)
+{
+    Shoal__V1__PublishRequest publish_init = SHOAL__V1__PUBLISH_REQUEST__INIT;
+    Shoal__V1__Request request_init = SHOAL__V1__REQUEST__INIT;
+    *publish = publish_init;
+    publish->event = event;
+    *request = request_init;
+    request->request_id = request_id;
+    request->body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
+    request->publish = publish;
+}
+
+void
 node_util_send (zsock_t *client, const Shoal__V1__Request *request)
 {
     size_t size = shoal__v1__request__get_packed_size (request);

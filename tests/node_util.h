@@ -26,6 +26,11 @@ shoal_node_t *node_util_new (const shoal_node_config_t *config);
 //  A thin client on node's ROUTER whose receives give up after timeout_ms.
 zsock_t *node_util_client (shoal_node_t *node, int timeout_ms);
 
+//  Makes request (with publish, both the caller's) a thin client's publish
+//  of event: a PublishRequest in a Request.
+void node_util_publish_request (Shoal__V1__Request *request, Shoal__V1__PublishRequest *publish,
+                                Shoal__V1__Event *event, uint64_t request_id);
+
 //  Sends request as one frame.
 void node_util_send (zsock_t *client, const Shoal__V1__Request *request);
 

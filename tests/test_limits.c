@@ -181,12 +181,9 @@ test_event_size (void)
     big.type = "Big";
     big.payload.data = (uint8_t *) payload;
     big.payload.len = 5000;
-    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
-    publish.event = &big;
-    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-    request.request_id = 1;
-    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
-    request.publish = &publish;
+    Shoal__V1__PublishRequest publish;
+    Shoal__V1__Request request;
+    node_util_publish_request (&request, &publish, &big, 1);
     uint64_t bad_before = s_stats (node).bad_requests;
     node_util_send (client, &request);
     is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_TOO_LARGE,
@@ -835,12 +832,9 @@ s_thin_publish (zsock_t *client, uint64_t request_id, const char *stream)
     Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
     event.stream = (char *) stream;
     event.type = "Tick";
-    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
-    publish.event = &event;
-    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-    request.request_id = request_id;
-    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
-    request.publish = &publish;
+    Shoal__V1__PublishRequest publish;
+    Shoal__V1__Request request;
+    node_util_publish_request (&request, &publish, &event, request_id);
     node_util_send (client, &request);
     Shoal__V1__Response *response = node_util_recv (client);
     if (!response)
@@ -1016,12 +1010,9 @@ s_publish_id (zsock_t *client, uint8_t id, bool *duplicate)
     event.type = "Tick";
     event.id.data = event_id;
     event.id.len = sizeof event_id;
-    Shoal__V1__PublishRequest publish = SHOAL__V1__PUBLISH_REQUEST__INIT;
-    publish.event = &event;
-    Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
-    request.request_id = 70 + id;
-    request.body_case = SHOAL__V1__REQUEST__BODY_PUBLISH;
-    request.publish = &publish;
+    Shoal__V1__PublishRequest publish;
+    Shoal__V1__Request request;
+    node_util_publish_request (&request, &publish, &event, 70 + id);
     node_util_send (client, &request);
     Shoal__V1__Response *response = node_util_recv (client);
     uint64_t seq = 0;
