@@ -118,29 +118,42 @@ s_scan (const uint8_t *data, size_t size, const int types[S_FIELDS], s_fields_t 
     return 0;
 }
 
-//  Wire types of the fields of a Request (1 request_id, 2..8 the bodies)
-//  and of a PublishRequest (1 event, 2 wait_durable); -1: not ours.
-static const int s_request_types[S_FIELDS] = {-1, 0, 2, 2, 2, 2, 2, 2, 2};
+//  Wire types by field number, -1 for a field not read here: the envelope
+//  a Request and a Response share (1 request_id, 2 to 8 the members of the
+//  body's oneof), a PublishRequest (1 event, 2 wait_durable) and a
+//  ReplayBatch (1 events, 2 next_seq, 3 done, 4 head_seq).
+static const int s_envelope_types[S_FIELDS] = {-1, 0, 2, 2, 2, 2, 2, 2, 2};
 static const int s_publish_types[S_FIELDS] = {-1, 2, 0, -1, -1, -1, -1, -1, -1};
+static const int s_batch_types[S_FIELDS] = {-1, 2, 0, 0, 0, -1, -1, -1, -1};
+
+//  Reads an envelope: the request id, and the body's field number when it
+//  has exactly one body, else 0 (protobuf-c would check each and keep
+//  the last: such a message is for protobuf-c to read).
+static int
+s_envelope (const uint8_t *data, size_t size, uint64_t *request_id_p, uint32_t *body_p,
+            s_fields_t *fields)
+{
+    *request_id_p = 0;
+    *body_p = 0;
+    if (s_scan (data, size, s_envelope_types, fields))
+        return -1;
+    *request_id_p = fields->value[1];
+    unsigned bodies = 0;
+    for (uint32_t field = 2; field < S_FIELDS; field++)
+        if (fields->count[field]) {
+            bodies += fields->count[field];
+            *body_p = field;
+        }
+    if (bodies > 1)
+        *body_p = 0;
+    return 0;
+}
 
 int
 shoal_wire_scan_request (const uint8_t *data, size_t size, uint64_t *request_id_p, uint32_t *body_p)
 {
     s_fields_t fields;
-    *request_id_p = 0;
-    *body_p = 0;
-    if (s_scan (data, size, s_request_types, &fields))
-        return -1;
-    *request_id_p = fields.value[1];
-    unsigned bodies = 0;
-    for (uint32_t field = 2; field < S_FIELDS; field++)
-        if (fields.count[field]) {
-            bodies += fields.count[field];
-            *body_p = field;
-        }
-    if (bodies > 1)
-        *body_p = 0; //  protobuf-c keeps the last, having checked them all
-    return 0;
+    return s_envelope (data, size, request_id_p, body_p, &fields);
 }
 
 //  The bytes of the length-delimited field `want` of a message scanned
@@ -171,7 +184,7 @@ shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **even
     size_t publish_size;
     *event_p = NULL;
     *event_size_p = 0;
-    if (s_only_bytes (data, size, 5, s_request_types, &publish, &publish_size))
+    if (s_only_bytes (data, size, 5, s_envelope_types, &publish, &publish_size))
         return -1;
     return publish ? s_only_bytes (publish, publish_size, 1, s_publish_types, event_p, event_size_p)
                    : 0;
@@ -180,21 +193,13 @@ shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **even
 int
 shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response)
 {
+    s_fields_t fields;
     memset (response, 0, sizeof *response);
-    const uint8_t *p = data, *end = data + size;
-    while (p < end) {
-        uint32_t field, type;
-        uint64_t value = 0;
-        const uint8_t *bytes = NULL;
-        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
-            return -1;
-        if (field == 1 && type == 0)
-            response->request_id = value;
-        else if (field >= 2 && field <= 7 && type == 2) {
-            response->body = field;
-            response->data = bytes;
-            response->size = (size_t) value;
-        }
+    if (s_envelope (data, size, &response->request_id, &response->body, &fields))
+        return -1;
+    if (response->body) {
+        response->data = fields.bytes[response->body];
+        response->size = (size_t) fields.value[response->body];
     }
     return 0;
 }
@@ -202,25 +207,16 @@ shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_
 int
 shoal_wire_scan_batch (const uint8_t *data, size_t size, shoal_wire_batch_t *batch)
 {
+    s_fields_t fields;
     memset (batch, 0, sizeof *batch);
     batch->data = batch->cursor = data;
     batch->end = data + size;
-    const uint8_t *p = data, *end = data + size;
-    while (p < end) {
-        uint32_t field, type;
-        uint64_t value = 0;
-        const uint8_t *bytes = NULL;
-        if (shoal_wire_field (&p, end, &field, &type, &value, &bytes))
-            return -1;
-        if (field == 1 && type == 2)
-            batch->events++;
-        else if (field == 2 && type == 0)
-            batch->next_seq = value;
-        else if (field == 3 && type == 0)
-            batch->done = value != 0;
-        else if (field == 4 && type == 0)
-            batch->head_seq = value;
-    }
+    if (s_scan (data, size, s_batch_types, &fields))
+        return -1;
+    batch->events = fields.count[1];
+    batch->next_seq = fields.value[2];
+    batch->done = fields.value[3] != 0;
+    batch->head_seq = fields.value[4];
     return 0;
 }
 

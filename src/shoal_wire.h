@@ -89,8 +89,9 @@ zframe_t *shoal_wire_pack_response (const Shoal__V1__Response *response);
 //  (at most 599 bytes).
 zframe_t *shoal_wire_error (uint64_t request_id, uint32_t code, const char *message);
 
-//  The outline of a Response: its request_id and which body it has
-//  (the field number: 2 hello .. 7 pong; 0 none) with the body's bytes.
+//  The outline of a Response: its request_id and which body it has (the
+//  field number: 2 hello .. 8 consumer; 0 none, or several, which are for
+//  protobuf-c to read) with the body's bytes.
 typedef struct {
     uint64_t request_id; //  echoed request id
     uint32_t body;       //  field number of the body, 0 when absent
@@ -98,7 +99,8 @@ typedef struct {
     size_t size;         //  their count
 } shoal_wire_response_t;
 
-//  Scans a Response. 0, or -1 when the bytes are not one.
+//  Scans a Response. 0, or -1 when the bytes are malformed or a known
+//  field has another wire type (protobuf-c refuses those too).
 int shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response);
 
 //  Scans a Request's envelope: *request_id_p (the last, as protobuf has
@@ -130,7 +132,8 @@ typedef struct {
     size_t events;         //  events in the batch
 } shoal_wire_batch_t;
 
-//  Reads the scalar fields and counts the events. 0, or -1 when malformed.
+//  Reads the scalar fields and counts the events. 0, or -1 when malformed
+//  or a known field has another wire type.
 int shoal_wire_scan_batch (const uint8_t *data, size_t size, shoal_wire_batch_t *batch);
 
 //  The next event's bytes: 1 and *event_p/*size_p, 0 at the end.
