@@ -110,17 +110,8 @@ s_acker (shoal_durable_t *durable, const uint8_t *origin, bool create)
 static void
 s_acker_push (s_acker_t *acker, uint64_t seq)
 {
-    if (acker->count == acker->alloc) {
-        //  Grow the ring and unwrap it: the entries from head to the old
-        //  end move to the new end.
-        size_t alloc = acker->alloc ? 2 * acker->alloc : 64;
-        acker->ring = (s_delivery_t *) shoal_grow (acker->ring, alloc * sizeof (s_delivery_t));
-        size_t tail = acker->alloc - acker->head;
-        memmove (acker->ring + alloc - tail, acker->ring + acker->head,
-                 tail * sizeof (s_delivery_t));
-        acker->head = acker->count ? alloc - tail : 0;
-        acker->alloc = alloc;
-    }
+    acker->ring = (s_delivery_t *) shoal_ring_room (acker->ring, sizeof (s_delivery_t),
+                                                    &acker->alloc, &acker->head, acker->count, 64);
     acker->ring[(acker->head + acker->count++) % acker->alloc] = (s_delivery_t){seq, false};
 }
 

@@ -475,6 +475,8 @@ shoal_engine_replicate_stream (shoal_engine_t *self, const char *stream)
          sub = (shoal_sub_t *) zlistx_next (self->subs))
         if (shoal_sub_id (sub) < 0 && streq (shoal_sub_stream (sub), stream))
             return; //  already
+    if (zhashx_lookup (self->logs_refused, stream))
+        return; //  refused, and a refusal stands (s_log_refused)
     size_t count = shoal_store_log_count (self->store);
     uint8_t (*origins)[SHOAL_ID_SIZE] =
         (uint8_t (*)[SHOAL_ID_SIZE]) zmalloc ((count + 1) * SHOAL_ID_SIZE);

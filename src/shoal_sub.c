@@ -267,7 +267,7 @@ s_index_put (shoal_sub_t *self, size_t position)
 
 //  Adds an origin, placed by the start position when that gives a seq,
 //  else left unplaced for a seek replay at seek_time_ns. NULL, counted,
-//  when max_origins are followed already (or memory is out).
+//  when max_origins are followed already.
 static s_origin_t *
 s_add (shoal_sub_t *self, const uint8_t *origin)
 {
@@ -276,14 +276,9 @@ s_add (shoal_sub_t *self, const uint8_t *origin)
         return NULL;
     }
     if (self->origin_count == self->origin_alloc) {
-        size_t alloc = self->origin_alloc ? 2 * self->origin_alloc : 8;
-        s_origin_t *grown = (s_origin_t *) realloc (self->origins, alloc * sizeof (s_origin_t));
-        if (!grown) {
-            self->stats.origins_refused++;
-            return NULL;
-        }
-        self->origins = grown;
-        self->origin_alloc = alloc;
+        self->origin_alloc = self->origin_alloc ? 2 * self->origin_alloc : 8;
+        self->origins =
+            (s_origin_t *) shoal_grow (self->origins, self->origin_alloc * sizeof (s_origin_t));
     }
     if (2 * (self->origin_count + 1) > self->index_size) {
         //  Rebuilt twice as big: every origin placed again.
@@ -359,17 +354,9 @@ static void
 s_accept (shoal_sub_t *self, s_origin_t *o, shoal_event_t *event, bool replayed)
 {
     if (event) {
-        if (self->ready_count == self->ready_alloc) {
-            //  Grow the ring and unwrap it: the entries from head to the
-            //  old end move to the new end.
-            size_t alloc = self->ready_alloc ? 2 * self->ready_alloc : 64;
-            self->ready = (shoal_event_t **) shoal_grow (self->ready, alloc * sizeof (void *));
-            size_t tail = self->ready_alloc - self->ready_head;
-            memmove (self->ready + alloc - tail, self->ready + self->ready_head,
-                     tail * sizeof (void *));
-            self->ready_head = self->ready_count ? alloc - tail : 0;
-            self->ready_alloc = alloc;
-        }
+        self->ready = (shoal_event_t **) shoal_ring_room (self->ready, sizeof (shoal_event_t *),
+                                                          &self->ready_alloc, &self->ready_head,
+                                                          self->ready_count, 64);
         self->ready[(self->ready_head + self->ready_count++) % self->ready_alloc] = event;
         self->stats.delivered++;
         if (replayed)
