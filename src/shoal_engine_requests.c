@@ -257,8 +257,10 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
     int error = 0;
     shoal_event_t *event = shoal_event_decode (raw, raw_size, self->config->max_event_size, &error);
     //  As recorded (with origin, seq, time and id) it must still fit, or
-    //  no peer could decode it: it would be a gap nobody can repair.
-    if (event && shoal_event_stamp (event, self->id) > self->config->max_event_size) {
+    //  no peer could decode it: it would be a gap nobody can repair. The
+    //  size counts the longest seq, so it is also the room to encode it.
+    size_t worst = event ? shoal_event_stamp (event, self->id) : 0;
+    if (event && worst > self->config->max_event_size) {
         shoal_event_destroy (&event);
         error = SHOAL_ERR_TOO_LARGE;
     }
@@ -303,12 +305,11 @@ s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
     shoal_engine_outbox_read (self);
     uint64_t seq = shoal_heads_take (self->args->heads, stream);
     shoal_event_set_seq (event, seq);
-    size_t size = shoal_event_encoded_size (event);
     int rc = seq == 0
                  ? -1
-                 : shoal_buffer_reserve (&self->encode_buffer, &self->encode_alloc, size, 4096);
+                 : shoal_buffer_reserve (&self->encode_buffer, &self->encode_alloc, worst, 4096);
     if (rc == 0) {
-        shoal_event_encode_to (event, self->encode_buffer);
+        size_t size = shoal_event_encode_to (event, self->encode_buffer);
         const char *type = shoal_event_type (event);
         rc = shoal_engine_own_append (self, own, seq, self->encode_buffer, size,
                                       shoal_event_time_ns (event), type, strlen (type));
