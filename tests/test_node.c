@@ -761,6 +761,34 @@ test_now_then_publish (void)
     shoal_node_destroy (&node);
 }
 
+//  A node restarted with a log of its own: a local subscription from
+//  "now", made before it publishes again, gets the next event and none of
+//  those recorded before the restart (its own origin is placed after the
+//  head of the log it reopened).
+static void
+test_now_after_restart (void)
+{
+    shoal_node_t *node = s_node ("now-restart", NULL, 0, NULL);
+    for (int i = 0; i < 3; i++)
+        s_publish (node, "kept", "Old", i);
+    ok (shoal_node_wait_durable (node, "kept", 3, 5000) == 0, "three events recorded");
+    shoal_node_destroy (&node);
+    node = s_node ("now-restart", NULL, 0, NULL);
+    shoal_from_t now = {.kind = SHOAL_FROM_NOW};
+    int sub = shoal_node_subscribe (node, "kept", NULL, &now);
+    uint64_t seq = s_publish (node, "kept", "New", 3);
+    shoal_event_t *event = shoal_node_recv (node, 5000, NULL);
+    ok (seq == 4 && event && shoal_event_seq (event) == 4
+            && strcmp (shoal_event_type (event), "New") == 0,
+        "restarted, a subscription from now gets the next event, seq %" PRIu64, seq);
+    shoal_event_destroy (&event);
+    event = shoal_node_recv (node, 500, NULL);
+    ok (event == NULL, "and none recorded before the restart");
+    shoal_event_destroy (&event);
+    shoal_node_unsubscribe (node, sub);
+    shoal_node_destroy (&node);
+}
+
 //  A file system whose fsync waits while the gate is shut: the engine
 //  stops in its group commit, and the outbox fills behind it.
 static shoal_io_t s_gated;
@@ -903,6 +931,7 @@ main (void)
     test_dead_origin_repaired_by_replica ();
     test_full_disk_shows_nothing ();
     test_now_then_publish ();
+    test_now_after_restart ();
     test_destroy_under_callers ();
     return done_testing ();
 }
