@@ -63,10 +63,15 @@ typedef struct {
 } shoal_engine_own_t;
 
 //  A replay this node asked a peer for, on behalf of a subscription.
+//  Parked: it spent its credit short of its end and waits at the peer,
+//  served by nobody, for the Credit that continues it (shoal_sub's
+//  resume); it is not in flight.
 typedef struct {
     int sub_id;                    //  subscription
     uint8_t origin[SHOAL_ID_SIZE]; //  whose log
-    int64_t sent_ms;               //  when it was asked
+    int64_t sent_ms;               //  when it was asked, or last given credit
+    bool parked;                   //  waits for a Credit
+    uint8_t peer[SHOAL_ID_SIZE];   //  the node serving it, when parked
 } shoal_engine_pending_t;
 
 //  The engine: everything its files share.

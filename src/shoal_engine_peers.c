@@ -400,7 +400,12 @@ shoal_engine_handle_response (shoal_engine_t *self, shoal_peer_t *peer, zframe_t
     if (outline.body == SHOAL__V1__RESPONSE__BODY_BATCH && pending) {
         bool finished = false;
         s_handle_batch (self, pending, &outline, &finished);
-        if (finished)
+        shoal_sub_t *sub = finished ? shoal_engine_sub_by_id (self, pending->sub_id) : NULL;
+        if (sub && shoal_peer_has_id (peer) && shoal_sub_resumable (sub, pending->origin)) {
+            pending->parked = true; //  the subscription's next repair continues it
+            memcpy (pending->peer, shoal_peer_id (peer), SHOAL_ID_SIZE);
+        }
+        else if (finished)
             zhashx_delete (self->pending, key);
         return;
     }

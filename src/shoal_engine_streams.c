@@ -682,6 +682,45 @@ s_repair_local (shoal_engine_t *self, shoal_sub_t *sub, shoal_log_t *log,
     shoal_sub_on_batch (sub, repair->origin, next, next > to, durable);
 }
 
+//  Continues sub's parked replay of origin with a Credit of credit, when
+//  its peer is still connected; false when there is none to continue.
+//  A parked replay not continued is forgotten here: the peer ends it at
+//  its idle timeout.
+static bool
+s_resume (shoal_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *repair, int64_t now)
+{
+    shoal_engine_pending_t *pending;
+    for (pending = (shoal_engine_pending_t *) zhashx_first (self->pending); pending;
+         pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
+        if (pending->parked && pending->sub_id == shoal_sub_id (sub)
+            && memcmp (pending->origin, repair->origin, SHOAL_ID_SIZE) == 0)
+            break;
+    if (!pending)
+        return false;
+    const char *key = (const char *) zhashx_cursor (self->pending);
+    shoal_peer_t *peer = repair->resume ? shoal_engine_peer_by_id (self, pending->peer) : NULL;
+    if (peer
+        && shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms)
+               == SHOAL_PEER_CONNECTED) {
+        Shoal__V1__Credit body = SHOAL__V1__CREDIT__INIT;
+        body.replay_id = strtoull (key, NULL, 10);
+        body.credit = repair->credit;
+        Shoal__V1__Request request = SHOAL__V1__REQUEST__INIT;
+        request.request_id = ++self->next_request_id;
+        request.body_case = SHOAL__V1__REQUEST__BODY_CREDIT;
+        request.credit = &body;
+        zframe_t *frame = shoal_wire_pack_request (&request);
+        if (shoal_peer_send (peer, &frame) == 0) {
+            pending->parked = false;
+            pending->sent_ms = now;
+            self->stats.repairs_resumed++;
+            return true;
+        }
+    }
+    zhashx_delete (self->pending, key);
+    return false;
+}
+
 //  Sends the repairs the subscriptions want.
 void
 shoal_engine_repairs (shoal_engine_t *self)
@@ -695,6 +734,8 @@ shoal_engine_repairs (shoal_engine_t *self)
         shoal_sub_repair_t repair;
         int rounds = 0;
         while (rounds++ < 64 && shoal_sub_next_repair (sub, now, timeout, &repair)) {
+            if (s_resume (self, sub, &repair, now))
+                continue;
             //  From the origin while it answers; else from a replica: this
             //  node's own, or a peer's that replicates the stream.
             shoal_peer_t *peer = NULL;

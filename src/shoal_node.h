@@ -115,6 +115,7 @@ typedef struct {
     uint64_t repairs_in_flight;  //  replays this node asked for and still awaits (now)
     uint64_t origins_refused;    //  events and heads of origins past max_origins, dropped
     uint64_t replay_sessions;    //  replays this node serves (now), parked ones included
+    uint64_t repairs_resumed;    //  replays this node asked for, continued with a Credit
 } shoal_node_stats_t;
 
 typedef struct {

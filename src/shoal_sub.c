@@ -10,7 +10,8 @@
         held        events above next, sorted by seq, each held once; an
                     entry with no event marks a seq the type filter drops
         repair      at most one replay in flight: its credit, what came
-                    back, whether it made progress
+                    back, whether it made progress; and whether the last
+                    one spent its credit short of its end (resumable)
 
     and for the whole subscription a ready queue of events in delivery
     order, and a limit on held + ready events. Origins are found by an
@@ -40,6 +41,10 @@
        repair in flight, or one waiting only for room, for the retry
        delay, or for a timeout; so every gap is eventually repaired while
        a node holding the log is reachable.
+    5. A replay is continued (resumed) only while next is at or above the
+       next_seq of its last batch: it goes on from there, so it skips no
+       seq the subscription lacks (one deferred from that batch left next
+       below it), and what it sends again below next is a duplicate.
     ========================================================================= */
 
 #include "shoal_sub.h"
@@ -87,6 +92,8 @@ typedef struct {
     int64_t retry_at_ms;           //  not before this after a failure
     uint32_t repair_credit;        //  credit of the repair in flight
     uint32_t repair_got;           //  events it brought so far
+    bool resumable;                //  the last replay spent its credit short of its end
+    uint64_t resume_next;          //  and stopped there (its last batch's next_seq)
 } s_origin_t;
 
 struct _shoal_sub_t {
@@ -605,9 +612,20 @@ shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint
             o->next = o->held_count && o->held[0].seq < limit ? o->held[0].seq : limit;
     }
     s_drain (self, o);
-    if (done || o->repair_got >= o->repair_credit)
+    if (done || o->repair_got >= o->repair_credit) {
         o->repairing = false;
+        //  Short of its end, the replay waits at the node serving it.
+        o->resumable = !done;
+        o->resume_next = next_seq;
+    }
     return o->repairing;
+}
+
+bool
+shoal_sub_resumable (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE])
+{
+    s_origin_t *o = s_find (self, origin);
+    return o && o->resumable && o->next >= o->resume_next;
 }
 
 void
@@ -617,6 +635,7 @@ shoal_sub_on_repair_error (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE
     if (!o)
         return;
     o->repairing = false;
+    o->resumable = false;
     o->failed = true;
     if (code == SHOAL_WIRE_UNAVAILABLE && o->next != 0 && o->next <= o->known_head) {
         //  The range was trimmed by retention: start again from the first
@@ -705,6 +724,10 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
         //  a Credit; the subscription asks again from where it stands.
         if (repair->from_seq && repair->to_seq - repair->from_seq >= credit)
             repair->to_seq = repair->from_seq + credit - 1;
+        //  A replay left short of its end goes on from where it stopped
+        //  (invariant 5) rather than wait, served by nobody, at its node.
+        repair->resume = o->resumable && o->next >= o->resume_next;
+        o->resumable = false;
         o->repairing = true;
         o->progress = false;
         o->repair_ms = now_ms;

@@ -34,6 +34,9 @@ typedef struct {
     int64_t from_time_ns;          //  used when from_seq is 0
     uint64_t to_seq;               //  last seq wanted, 0 = up to the head
     uint32_t credit;               //  events the subscription has room for
+    bool resume;                   //  continue, with a Credit of credit, the replay
+                                   //  that last spent its credit short of its end;
+                                   //  when it cannot, ask from_seq..to_seq anew
 } shoal_sub_repair_t;
 
 //  What shoal_sub_on_event did with an event.
@@ -92,8 +95,16 @@ void shoal_sub_on_heartbeat (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SI
 //  through on_event first): every seq below next_seq has been sent or
 //  filtered out; done ends the repair, and so does a spent credit.
 //  Returns true while the repair goes on (more batches are awaited).
+//  A replay whose credit is spent short of its end (a seek, whose range
+//  no credit can bound) waits at the node serving it: see resumable.
 bool shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq,
                          bool done, uint64_t head);
+
+//  True when origin's last replay spent its credit short of its end and
+//  the subscription still stands where it stopped: the next repair of
+//  origin continues it (resume) instead of leaving it to wait, served by
+//  nobody, until the serving node's idle timeout.
+bool shoal_sub_resumable (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE]);
 
 //  The repair for origin failed with a wire error code (or 0 for a
 //  timeout or a lost peer); it is tried again later.

@@ -894,6 +894,94 @@ test_trimmed (void)
 //  A replay's events dropped for lack of room must keep a later batch of
 //  the same replay from vouching past them, even after next passed a lower
 //  one that came back another way.
+//  Answers the continuation of a replay that stopped at from: the session
+//  at the server goes on over its own range, to_seq, with credit more.
+static void
+s_continue (shoal_sub_t *sub, const s_log_t *log, uint64_t from, uint64_t to_seq, uint32_t credit)
+{
+    shoal_sub_repair_t session = {.from_seq = from, .to_seq = to_seq, .credit = credit};
+    memcpy (session.origin, log->id, SHOAL_ID_SIZE);
+    s_serve (sub, log, &session, NULL);
+}
+
+static void
+test_resume (void)
+{
+    //  A seek cannot be bounded by its credit, as a range of seqs is: the
+    //  replay stops short of its end and waits at the server for Credit.
+    s_log_t log;
+    s_log_init (&log, 1);
+    s_log_fill (&log, 40, "A");
+    shoal_sub_repair_t rq;
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (1000), 8, 0);
+    s_live (sub, &log, 40);
+    ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.from_seq == 0
+            && rq.to_seq == 39 && rq.credit == 7 && !rq.resume,
+        "resume: the seek is a new replay, for the room (7)");
+    is_int (shoal_sub_resumable (sub, log.id), 0, "resume: nothing to continue while it runs");
+    s_serve (sub, &log, &rq, NULL);
+    ok (shoal_sub_resumable (sub, log.id), "resume: a seek whose credit ran out can be continued");
+    is_str (s_pop_all (sub), s_range (1, 7), "resume: what it brought is delivered");
+    ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.resume && rq.from_seq == 8
+            && rq.credit == 7,
+        "resume: the next repair continues it from where it stopped, for the room");
+    is_int (shoal_sub_resumable (sub, log.id), 0, "resume: and it runs again");
+    s_continue (sub, &log, 8, 39, 7);
+    is_str (s_pop_all (sub), s_range (8, 14), "resume: the continued replay delivers what follows");
+
+    //  Live events take room while the replay runs: the end of its batch
+    //  is deferred, next stays below where the replay stopped, and going
+    //  on from there would skip what was deferred.
+    ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.resume && rq.from_seq == 15,
+        "resume: continued again");
+    for (uint64_t seq = 35; seq <= 37; seq++)
+        s_live (sub, &log, seq);
+    s_continue (sub, &log, 15, 39, 7);
+    is_str (s_pop_all (sub), s_range (15, 18), "resume: four fit in the room left");
+    is_int (shoal_sub_resumable (sub, log.id), 0,
+            "resume: with events deferred below where it stopped, it is not continued");
+    ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && !rq.resume && rq.from_seq == 19,
+        "resume: a new replay asks from the first deferred seq instead");
+    s_serve (sub, &log, &rq, NULL);
+    is_str (s_pop_all (sub), s_range (19, 22), "resume: which it brings");
+
+    //  A replay that failed, or made no progress, is asked anew.
+    shoal_sub_destroy (&sub);
+    sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (1000), 8, 0);
+    s_live (sub, &log, 40);
+    shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq);
+    s_serve (sub, &log, &rq, NULL);
+    s_pop_all (sub);
+    shoal_sub_on_repair_error (sub, log.id, 0);
+    is_int (shoal_sub_resumable (sub, log.id), 0, "resume: not after an error");
+    shoal_sub_next_repair (sub, 1000, S_TIMEOUT_MS, &rq); //  starts the retry delay
+    ok (shoal_sub_next_repair (sub, 2000, S_TIMEOUT_MS, &rq) == 1 && !rq.resume && rq.from_seq == 8
+            && rq.to_seq == 14,
+        "resume: after an error the repair is a new replay");
+    s_serve (sub, &log, &rq, NULL);
+    s_pop_all (sub);
+    is_int (shoal_sub_resumable (sub, log.id), 0,
+            "resume: a range of seqs bounded by its credit ends done, with nothing to continue");
+    ok (shoal_sub_next_repair (sub, 2000, S_TIMEOUT_MS, &rq) == 1 && !rq.resume
+            && rq.from_seq == 15,
+        "resume: the next one is a new replay too");
+    shoal_sub_destroy (&sub);
+
+    sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (1000), 8, 0);
+    s_live (sub, &log, 40);
+    shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq);
+    s_serve (sub, &log, &rq, NULL);
+    s_pop_all (sub);
+    ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.resume,
+        "resume: continued (and the Credit goes unanswered)");
+    ok (shoal_sub_next_repair (sub, S_TIMEOUT_MS, S_TIMEOUT_MS, &rq) == 1 && !rq.resume
+            && rq.from_seq == 8,
+        "resume: a continued replay with no progress for the timeout is asked anew");
+    shoal_sub_destroy (&sub);
+    s_log_free (&log);
+}
+
 static void
 test_replayed_dropped (void)
 {
@@ -1775,6 +1863,7 @@ main (void)
     test_trimmed ();
     test_trimmed_deferred ();
     test_unplaced ();
+    test_resume ();
     test_property (seed, rounds);
     return done_testing ();
 }
