@@ -3,8 +3,8 @@
 
     The allow-list of a node is a list of (key, name) read from its keys
     directory: every regular file not starting with '.' and not ending in
-    "_secret" that zcert_load reads as a certificate gives its public key
-    and its name (metadata `name`, else the file name without ".cert").
+    "_secret" that reads as a public certificate gives its public key and
+    its name (metadata `name`, else the file name without ".cert").
     The list is read again whenever the directory's change time moves
     (adding, removing or renaming a file does that), checked on every ZAP
     request, every allow-list question and every shoal_secure_check.
@@ -85,23 +85,41 @@ shoal_secure_cert_name (zcert_t *cert, const char *path, char *name, size_t size
     snprintf (name, size, "%.*s", (int) length, base);
 }
 
-//  True when path is a regular file that may be a certificate: small, and
-//  naming a public key. zcert_load of anything else logs a syntax error
-//  and leaks (czmq's zconfig_load), on every rescan of the allow-list.
-static bool
-s_maybe_cert (const char *path)
+//  The certificate at path, read once: a regular file of at most 16 KiB
+//  naming a public key (anything else is not parsed: czmq's ZPL reader
+//  logs a syntax error for it, on every rescan of the allow-list), with
+//  a valid Z85 key of 40 characters and the file's metadata. Unlike
+//  zcert_load it never reads path's "_secret" sibling: the allow-list is
+//  the public files. NULL when it is not one.
+static zcert_t *
+s_load_cert (const char *path)
 {
     struct stat info;
     if (stat (path, &info) || !S_ISREG (info.st_mode) || info.st_size > 16384)
-        return false;
+        return NULL;
     FILE *file = fopen (path, "r");
     if (!file)
-        return false;
+        return NULL;
     char text[16385];
     size_t size = fread (text, 1, sizeof text - 1, file);
     fclose (file);
     text[size] = 0;
-    return strstr (text, "public-key") != NULL;
+    if (!strstr (text, "public-key"))
+        return NULL;
+    zconfig_t *root = zconfig_str_load (text);
+    const char *key = root ? zconfig_get (root, "/curve/public-key", NULL) : NULL;
+    uint8_t public_key[SHOAL_KEY_SIZE], secret_key[SHOAL_KEY_SIZE] = {0};
+    zcert_t *cert = NULL;
+    if (key && strlen (key) == SHOAL_KEY_TEXT_SIZE - 1 && zmq_z85_decode (public_key, key)) {
+        cert = zcert_new_from (public_key, secret_key);
+        zconfig_t *metadata = zconfig_locate (root, "/metadata");
+        for (zconfig_t *item = metadata ? zconfig_child (metadata) : NULL; cert && item;
+             item = zconfig_next (item))
+            zcert_set_meta (cert, zconfig_name (item), "%s",
+                            zconfig_value (item) ? zconfig_value (item) : "");
+    }
+    zconfig_destroy (&root);
+    return cert;
 }
 
 static int
@@ -136,13 +154,15 @@ shoal_secure_each_cert (const char *dir_path, shoal_secure_cert_fn *fn, void *ar
         count++;
     }
     closedir (dir);
+    //  In name order: the CLI lists them so, and readdir's order is the
+    //  file system's.
     if (count > 1)
         qsort (names, count, sizeof *names, s_compare_names);
     int rc = 0;
     for (size_t i = 0; i < count; i++) {
         char path[4096];
         snprintf (path, sizeof path, "%s/%s", dir_path, names[i]);
-        zcert_t *cert = rc == 0 && s_maybe_cert (path) ? zcert_load (path) : NULL;
+        zcert_t *cert = rc == 0 ? s_load_cert (path) : NULL;
         if (cert)
             rc = fn (arg, path, cert);
         zcert_destroy (&cert);

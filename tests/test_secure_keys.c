@@ -100,6 +100,47 @@ test_cert_walk (void)
         zcert_destroy (&certs[i]);
 }
 
+static int
+s_collect_keys (void *arg, const char *path, zcert_t *cert)
+{
+    (void) path;
+    strcat ((char *) arg, zcert_public_txt (cert));
+    strcat ((char *) arg, " ");
+    return 0;
+}
+
+//  Each file is read once, as a public certificate: a "_secret" beside it
+//  (which zcert_load would read instead) plays no part, and a key that is
+//  not Z85 is no key.
+static void
+test_cert_read (void)
+{
+    char dir[4096], path[4200];
+    snprintf (dir, sizeof dir, "%s/read", tap_tmpdir ());
+    mkdir (dir, 0700);
+    zcert_t *public_cert = s_cert (dir, "p.cert", "pat");
+    zcert_t *other = zcert_new ();
+    snprintf (path, sizeof path, "%s/p.cert_secret", dir);
+    if (zcert_save_secret (other, path)) //  another key beside it
+        bail ("cannot save %s", path);
+    snprintf (path, sizeof path, "%s/z.cert", dir);
+    FILE *file = fopen (path, "w");
+    if (file) { //  40 characters, but '~' is not Z85
+        fputs ("curve\n    public-key = \"~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\"\n", file);
+        fclose (file);
+    }
+    char keys[512] = "", expect[512];
+    is_int (shoal_secure_each_cert (dir, s_collect_keys, keys), 0, "each_cert reads the directory");
+    snprintf (expect, sizeof expect, "%s ", zcert_public_txt (public_cert));
+    is_str (keys, expect,
+            "the public file's key, not its _secret sibling's; a key that is not Z85 is skipped");
+    char names[512] = "";
+    shoal_secure_each_cert (dir, s_collect, names);
+    is_str (names, "pat ", "and the public file's metadata names it");
+    zcert_destroy (&public_cert);
+    zcert_destroy (&other);
+}
+
 //  An allow-list of 2,000 keys: each is allowed, a stranger is not, and
 //  removing two of them (first and last by key) is one revocation.
 static void
@@ -298,6 +339,7 @@ main (void)
     zcert_destroy (&bob);
     zcert_destroy (&mallory);
     test_cert_walk ();
+    test_cert_read ();
     test_big_allow_list (certs);
     return done_testing ();
 }
