@@ -141,6 +141,86 @@ test_cert_read (void)
     zcert_destroy (&other);
 }
 
+//  Sends one ZAP request of frames (NULL ends them; a frame "#key" is
+//  key's 32 bytes) to the process's handler; returns the reply's status
+//  code, and its request id and user id in the buffers ("" when absent).
+static char *
+s_zap (const char **frames, zcert_t *key, char *request_id, char *user_id)
+{
+    static char status[16];
+    snprintf (status, sizeof status, "none");
+    request_id[0] = user_id[0] = 0;
+    zsock_t *client = zsock_new_req ("inproc://zeromq.zap.01");
+    zsock_set_rcvtimeo (client, 2000);
+    zmsg_t *msg = zmsg_new ();
+    for (size_t i = 0; frames[i]; i++)
+        if (streq (frames[i], "#key"))
+            zmsg_addmem (msg, zcert_public_key (key), 32);
+        else
+            zmsg_addstr (msg, frames[i]);
+    zmsg_send (&msg, client);
+    zmsg_t *reply = zmsg_recv (client);
+    if (reply && zmsg_size (reply) == 6) {
+        char *version = zmsg_popstr (reply), *id = zmsg_popstr (reply), *code = zmsg_popstr (reply),
+             *text = zmsg_popstr (reply), *user = zmsg_popstr (reply);
+        snprintf (status, sizeof status, "%s", streq (version, "1.0") ? code : "version");
+        snprintf (request_id, 32, "%s", id);
+        snprintf (user_id, SHOAL_KEY_TEXT_SIZE, "%s", user);
+        zstr_free (&version);
+        zstr_free (&id);
+        zstr_free (&code);
+        zstr_free (&text);
+        zstr_free (&user);
+    }
+    zmsg_destroy (&reply);
+    zsock_destroy (&client);
+    return status;
+}
+
+//  The ZAP handler itself, as libzmq speaks to it (RFC 27): a key in the
+//  domain's allow-list gets 200 and its key as user id; anything else,
+//  well formed or not, gets 400 and no user id, and the handler goes on.
+static void
+test_zap_handler (const char *certs)
+{
+    char keys[4300], node_cert[4300];
+    snprintf (keys, sizeof keys, "%s/zap-keys", tap_tmpdir ());
+    snprintf (node_cert, sizeof node_cert, "%s/zap-node.cert", certs);
+    mkdir (keys, 0755);
+    zcert_t *friend = s_cert (keys, "friend.cert", NULL);
+    zcert_t *stranger = zcert_new ();
+    shoal_secure_t *secure = shoal_secure_new (keys, node_cert, "zap", "test-zap");
+    ok (secure != NULL, "zap: a secure node registers with the handler");
+    if (!secure)
+        return;
+    char id[32], user[SHOAL_KEY_TEXT_SIZE];
+    const char *good[] = {"1.0", "7", "test-zap", "127.0.0.1", "", "CURVE", "#key", NULL};
+    is_str (s_zap (good, friend, id, user), "200", "zap: an allowed key in its domain gets 200");
+    is_str (id, "7", "zap: the reply echoes the request id");
+    is_str (user, zcert_public_txt (friend), "zap: the user id is the key's Z85 text");
+    is_str (s_zap (good, stranger, id, user), "400", "zap: a key not in the list gets 400");
+    is_str (user, "", "zap: and no user id");
+    const char *other_domain[] = {"1.0", "8", "test-other", "127.0.0.1", "", "CURVE", "#key", NULL};
+    is_str (s_zap (other_domain, friend, id, user), "400",
+            "zap: an allowed key in a domain no node has gets 400");
+    const char *plain[] = {"1.0", "9", "test-zap", "127.0.0.1", "", "PLAIN", "#key", NULL};
+    is_str (s_zap (plain, friend, id, user), "400", "zap: another mechanism gets 400");
+    const char *version[] = {"2.0", "10", "test-zap", "127.0.0.1", "", "CURVE", "#key", NULL};
+    is_str (s_zap (version, friend, id, user), "400", "zap: another version gets 400");
+    const char *short_key[] = {"1.0", "11", "test-zap", "127.0.0.1", "", "CURVE", "abc", NULL};
+    is_str (s_zap (short_key, friend, id, user), "400",
+            "zap: credentials of the wrong size get 400");
+    const char *cut[] = {"1.0", "12", NULL};
+    is_str (s_zap (cut, friend, id, user), "400", "zap: a request cut short gets 400");
+    is_str (id, "12", "zap: still with its request id");
+    is_str (s_zap (good, friend, id, user), "200", "zap: the handler still answers after all that");
+    is_int ((int) shoal_secure_refused (secure), 1,
+            "zap: refusals of the node's own domain are counted (the stranger)");
+    shoal_secure_destroy (&secure);
+    zcert_destroy (&friend);
+    zcert_destroy (&stranger);
+}
+
 //  An allow-list of 2,000 keys: each is allowed, a stranger is not, and
 //  removing two of them (first and last by key) is one revocation.
 static void
@@ -341,5 +421,6 @@ main (void)
     test_cert_walk ();
     test_cert_read ();
     test_big_allow_list (certs);
+    test_zap_handler (certs);
     return done_testing ();
 }
