@@ -31,11 +31,11 @@
 #include "shoal_crc.h"
 #include "shoal_error.h"
 #include "shoal_log.h"
+#include "../tests/remove_tree.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -152,30 +152,11 @@ s_commas (double value)
     return out;
 }
 
-static int
-s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    if (remove (path) != 0 && errno != ENOENT)
-        s_error ("cannot remove %s: %s", path, strerror (errno));
-    return 0;
-}
-
-//  Removes path and everything under it.
-static void
-s_rmtree (const char *path)
-{
-    if (access (path, F_OK) == 0)
-        nftw (path, s_remove_entry, 32, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 s_cleanup (void)
 {
     if (s_base[0])
-        s_rmtree (s_base);
+        remove_tree (s_base);
     s_base[0] = 0;
 }
 
@@ -376,7 +357,7 @@ s_append_log (const char *dir, shoal_fsync_t policy, size_t payload_size, const 
               uint64_t count, double cap, s_run_t *run)
 {
     memset (run, 0, sizeof *run);
-    s_rmtree (dir);
+    remove_tree (dir);
     s_settle ();
     shoal_log_t *log = s_log_open (dir, policy, true);
     if (!log)
@@ -413,7 +394,7 @@ s_append_log (const char *dir, shoal_fsync_t policy, size_t payload_size, const 
     run->write_s = s_counted.write_s;
     run->fsync_s = s_counted.fsync_s;
     shoal_log_close (&log);
-    s_rmtree (dir);
+    remove_tree (dir);
     return s_stop ? s_error ("interrupted") : rc;
 }
 
@@ -532,7 +513,7 @@ s_cpu_profile (const char *dir, size_t payload_size, uint64_t count, s_cpu_t *cp
     shoal_log_config_defaults (&config);
     config.fsync = SHOAL_FSYNC_NEVER;
     config.io = s_null_io ();
-    s_rmtree (dir);
+    remove_tree (dir);
     int error = 0;
     shoal_log_t *log = shoal_log_open (dir, s_origin, "bench", true, &config, &error);
     if (!log)
@@ -555,7 +536,7 @@ s_cpu_profile (const char *dir, size_t payload_size, uint64_t count, s_cpu_t *cp
         rc = s_error ("flush failed: %s", shoal_log_error_text (log));
     cpu->append_ns = (s_now () - start) * 1e9 / (double) count;
     shoal_log_close (&log);
-    s_rmtree (dir);
+    remove_tree (dir);
 
     uint32_t crc = 0;
     start = s_now ();

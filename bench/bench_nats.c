@@ -484,7 +484,7 @@ s_recovery (void)
             bench_child_stop (&server.child, 20000);
         }
     }
-    bench_remove_tree (store);
+    remove_tree (store);
     bench_result ("recovery", "nats", ms, "ms");
 }
 
@@ -533,7 +533,7 @@ s_footprint (void)
         s_disconnect (&connection, &js);
         bench_child_stop (&server.child, 20000);
     }
-    bench_remove_tree (store);
+    remove_tree (store);
     bench_result ("rss_idle", "nats", idle >= 0 ? idle / 1024.0 : -1, "MiB");
     bench_result ("rss_10k", "nats", busy >= 0 ? busy / 1024.0 : -1, "MiB");
     long size = bench_stripped_size (NATS_SERVER_PATH);

@@ -531,7 +531,7 @@ s_recovery (void)
             bench_child_stop (&shoald, 20000);
         }
     }
-    bench_remove_tree (dir);
+    remove_tree (dir);
     bench_result ("recovery", "shoal", ms, "ms");
 }
 

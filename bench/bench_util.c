@@ -89,22 +89,6 @@ bench_median (const double *values, int count)
     return valid[n / 2];
 }
 
-static int
-s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    remove (path);
-    return 0;
-}
-
-void
-bench_remove_tree (const char *path)
-{
-    nftw (path, s_remove_entry, 32, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 s_at_exit (void)
 {
@@ -118,7 +102,7 @@ s_at_exit (void)
         }
     for (int i = 0; i < S_MAX_DIRS; i++)
         if (s_dirs[i][0]) {
-            bench_remove_tree (s_dirs[i]);
+            remove_tree (s_dirs[i]);
             s_dirs[i][0] = 0;
         }
     if (s_results)

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../tests/remove_tree.h" //  remove_tree
+
 //  A child process started by bench_spawn.
 typedef struct {
     pid_t pid;         //  process id, 0 when none
@@ -57,9 +59,6 @@ double bench_median (const double *values, int count);
 //  removed at exit with everything in it. Returns its path (static) or
 //  NULL.
 const char *bench_dir (const char *prefix);
-
-//  Removes a directory tree (or a file).
-void bench_remove_tree (const char *path);
 
 //  Opens (appends to) the results file; NULL = no file, figures are only
 //  printed. 0 or -1.

@@ -8,9 +8,9 @@
 
 #define _XOPEN_SOURCE 700
 #include "tap.h"
+#include "remove_tree.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,22 +169,11 @@ tap_failures (void)
     return s_failed;
 }
 
-static int
-s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    if (remove (path) != 0)
-        fprintf (stderr, "tap: cannot remove %s: %s\n", path, strerror (errno));
-    return 0;
-}
-
 static void
 s_remove_tmpdir (void)
 {
     if (s_tmpdir[0] && getpid () == s_tmpdir_owner)
-        nftw (s_tmpdir, s_remove_entry, 32, FTW_DEPTH | FTW_PHYS);
+        remove_tree (s_tmpdir);
 }
 
 const char *

@@ -26,12 +26,12 @@
     ========================================================================= */
 
 #include "fuzz.h"
+#include "../remove_tree.h"
 #include "shoal.pb-c.h"
 #include "shoal_crc.h"
 #include "shoal_node.h"
 
 #include <czmq.h>
-#include <ftw.h>
 
 #define S_RECYCLE 20000
 #define S_TIMEOUT_MS 20000
@@ -48,22 +48,13 @@ static unsigned s_generation;
 static unsigned s_inputs;
 static bool s_verbose; //  SHOAL_FUZZ_VERBOSE set: print each response
 
-static int
-s_remove_entry (const char *path, const struct stat *info, int flag, struct FTW *ftw)
-{
-    (void) info;
-    (void) flag;
-    (void) ftw;
-    return remove (path);
-}
-
 static void
 s_stop (void)
 {
     zsock_destroy (&s_dealer);
     shoal_node_destroy (&s_node);
     if (s_dir[0])
-        nftw (s_dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree (s_dir);
     s_dir[0] = 0;
 }
 

@@ -13,9 +13,9 @@
 #include "shoal_beacon.h"
 #include "shoal_event.h"
 #include "shoal_log.h"
+#include "../remove_tree.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,15 +248,6 @@ s_beacons (void)
     s_write ("beacon", "secure", out, shoal_beacon_encode (&msg, out));
 }
 
-static int
-s_remove_entry (const char *path, const struct stat *info, int flag, struct FTW *ftw)
-{
-    (void) info;
-    (void) flag;
-    (void) ftw;
-    return remove (path);
-}
-
 //  Appends one file of a log directory to a fuzz_log input.
 static size_t
 s_pack_file (uint8_t *out, size_t at, const char *dir, const char *name, bool is_index)
@@ -326,7 +317,7 @@ s_log_seed (const char *name, int count, uint64_t segment_size, bool with_index,
         at -= cut;
     s_write ("log", name, out, at);
     free (out);
-    nftw (dir, s_remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    remove_tree (dir);
 }
 
 int
