@@ -216,6 +216,14 @@ char *shoal_engine_peer_spec (shoal_engine_t *self, shoal_peer_t *peer);
 shoal_peer_t *shoal_engine_peer_add (shoal_engine_t *self, const char *router_endpoint,
                                      bool is_static);
 
+//  Adds a node that told of itself (a Hello, a beacon) as a peer: its
+//  ROUTER at ip:router_port (with "#KEY" when key is not NULL, secure
+//  mode), its id and name (NULL when not told), its PUB port. NULL when
+//  it was not added (max_peers).
+shoal_peer_t *shoal_engine_peer_learn (shoal_engine_t *self, const uint8_t *id, const char *name,
+                                       const char *ip, uint32_t router_port, uint32_t pub_port,
+                                       const char *key);
+
 //  Connects SUB to the PUB port a peer announces; a peer that restarted
 //  on the same ROUTER endpoint may announce another one, and then the old
 //  connection hears nothing more (no events, no heartbeats).

@@ -112,6 +112,21 @@ shoal_engine_peer_spec (shoal_engine_t *self, shoal_peer_t *peer)
 }
 
 shoal_peer_t *
+shoal_engine_peer_learn (shoal_engine_t *self, const uint8_t *id, const char *name, const char *ip,
+                         uint32_t router_port, uint32_t pub_port, const char *key)
+{
+    char endpoint[160];
+    snprintf (endpoint, sizeof endpoint, "tcp://%s:%u%s%s", ip, router_port, key ? "#" : "",
+              key ? key : "");
+    shoal_peer_t *peer = shoal_engine_peer_add (self, endpoint, false);
+    if (peer) {
+        shoal_peer_set_identity (peer, id, name);
+        shoal_engine_peer_pub_update (self, peer, pub_port);
+    }
+    return peer;
+}
+
+shoal_peer_t *
 shoal_engine_peer_add (shoal_engine_t *self, const char *router_endpoint, bool is_static)
 {
     if (s_known_endpoint (self, router_endpoint))
@@ -298,15 +313,8 @@ shoal_engine_on_beacon (shoal_engine_t *self, const char *ip, const shoal_beacon
     s_gone_t *gone = (s_gone_t *) zhashx_lookup (self->gone, hex);
     if (gone && shoal_engine_now () < gone->hold_until_ms)
         return; //  flapping: held off for now
-    if (*key) {
-        size_t length = strlen (endpoint);
-        snprintf (endpoint + length, sizeof endpoint - length, "#%s", key);
-    }
-    peer = shoal_engine_peer_add (self, endpoint, false);
-    if (peer) {
-        shoal_peer_set_identity (peer, msg->node, NULL);
-        shoal_engine_peer_pub_update (self, peer, msg->pub_port);
-    }
+    shoal_engine_peer_learn (self, msg->node, NULL, ip, msg->router_port, msg->pub_port,
+                             *key ? key : NULL);
 }
 
 void

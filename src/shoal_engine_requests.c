@@ -65,20 +65,13 @@ s_handle_hello (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload, u
             shoal_engine_peer_pub_update (self, peer, hello->pub_port);
         }
         else {
-            char endpoint[96];
-            snprintf (endpoint, sizeof endpoint, "tcp://%s:%u", address, hello->router_port);
             //  Secure mode: the caller's key is the one ZAP checked.
             const char *key = self->secure ? zframe_meta (payload, "User-Id") : NULL;
-            if (key && shoal_secure_key_valid (key)) {
-                size_t length = strlen (endpoint);
-                snprintf (endpoint + length, sizeof endpoint - length, "#%s", key);
-            }
-            peer = shoal_engine_peer_add (self, endpoint, false);
-            if (peer) {
-                shoal_peer_set_identity (peer, hello->node.data, hello->name);
+            peer = shoal_engine_peer_learn (self, hello->node.data, hello->name, address,
+                                            hello->router_port, hello->pub_port,
+                                            key && shoal_secure_key_valid (key) ? key : NULL);
+            if (peer)
                 shoal_peer_set_replicates (peer, hello->replicates, hello->n_replicates);
-                shoal_engine_peer_pub_update (self, peer, hello->pub_port);
-            }
         }
     }
     size_t count = zlistx_size (self->peers);
