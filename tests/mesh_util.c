@@ -315,16 +315,31 @@ mesh_stop (mesh_proc_t **proc_p)
     *proc_p = NULL;
 }
 
+//  argv of the build tree's program name with args, in the caller's argv.
+static void
+s_bin_argv (const char *name, const char *const *args, const char *argv[64])
+{
+    size_t n = 0;
+    argv[n++] = mesh_bin (name);
+    for (size_t i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+}
+
+mesh_proc_t *
+mesh_start_bin (const char *name, const char *const *args, const char *const env[], bool own_group)
+{
+    const char *argv[64];
+    s_bin_argv (name, args, argv);
+    return mesh_start (argv, env, own_group);
+}
+
 int
 mesh_run_bin (const char *name, const char *const *args, const char *const env[], const char *input,
               double timeout_s, char **out, char **err)
 {
     const char *argv[64];
-    size_t n = 0;
-    argv[n++] = mesh_bin (name);
-    for (size_t i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
+    s_bin_argv (name, args, argv);
     return mesh_run (argv, env, input, timeout_s, out, err);
 }
 

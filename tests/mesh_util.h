@@ -41,6 +41,11 @@ typedef struct {
 //  Bails on failure.
 mesh_proc_t *mesh_start (const char *const argv[], const char *const env[], bool own_group);
 
+//  mesh_start of the build tree's program name (mesh_bin) with args
+//  (NULL-terminated, at most 62 of them).
+mesh_proc_t *mesh_start_bin (const char *name, const char *const *args, const char *const env[],
+                             bool own_group);
+
 //  Reads stdout until it holds a whole line that starts with prefix;
 //  copies that line (without newline) into line. 0, or -1 on timeout or
 //  end of output.

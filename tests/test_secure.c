@@ -80,27 +80,26 @@ s_start (s_node_t *node, const char *name, const char *keys, const char *cert,
          const char *const *extra)
 {
     snprintf (node->data, sizeof node->data, "%s/%s", tap_tmpdir (), name);
-    const char *argv[64];
+    const char *args[63];
     size_t n = 0;
-    argv[n++] = mesh_bin ("shoald");
     const char *base[] = {"--data",         node->data, "--name",        name,
                           "--mesh",         s_mesh,     "--beacon-port", s_beacon_port,
                           "--heartbeat-ms", "200",      "--log-level",   "info"};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
-        argv[n++] = base[i];
+        args[n++] = base[i];
     if (keys) {
-        argv[n++] = "--secure";
-        argv[n++] = "--keys";
-        argv[n++] = keys;
+        args[n++] = "--secure";
+        args[n++] = "--keys";
+        args[n++] = keys;
     }
     if (cert) {
-        argv[n++] = "--cert";
-        argv[n++] = cert;
+        args[n++] = "--cert";
+        args[n++] = cert;
     }
-    for (size_t i = 0; extra && extra[i] && n < 63; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    node->proc = mesh_start (argv, NULL, false);
+    for (size_t i = 0; extra && extra[i] && n < 62; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    node->proc = mesh_start_bin ("shoald", args, NULL, false);
     char line[4500];
     if (mesh_wait_line (node->proc, "shoald: node ", line, sizeof line, 10) != 0
         || sscanf (line, "shoald: node %63s %32s pub %127s router %127s", node->name, node->id,

@@ -52,13 +52,7 @@ s_parse_ready (const char *line, s_ready_t *ready)
 static mesh_proc_t *
 s_start_node (const char *const *args, const char *const env[], s_ready_t *ready)
 {
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = mesh_bin ("shoald");
-    for (size_t i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    mesh_proc_t *proc = mesh_start (argv, env, false);
+    mesh_proc_t *proc = mesh_start_bin ("shoald", args, env, false);
     char line[4500];
     if (mesh_wait_line (proc, "shoald: node ", line, sizeof line, S_START_TIMEOUT) == 0
         && s_parse_ready (line, ready) == 0)
