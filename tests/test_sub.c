@@ -904,6 +904,21 @@ s_continue (shoal_sub_t *sub, const s_log_t *log, uint64_t from, uint64_t to_seq
     s_serve (sub, log, &session, NULL);
 }
 
+//  A subscription from the beginning, room 8, whose seek of log (an
+//  event of 40 held live) spent its credit on 1..7, all taken.
+static shoal_sub_t *
+s_seek_spent (const s_log_t *log)
+{
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    shoal_sub_t *sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (1000), 8, 0);
+    s_live (sub, log, 40);
+    shoal_sub_repair_t rq;
+    shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq);
+    s_serve (sub, log, &rq, NULL);
+    s_pop_all (sub);
+    return sub;
+}
+
 static void
 test_resume (void)
 {
@@ -948,11 +963,7 @@ test_resume (void)
 
     //  A replay that failed, or made no progress, is asked anew.
     shoal_sub_destroy (&sub);
-    sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (1000), 8, 0);
-    s_live (sub, &log, 40);
-    shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq);
-    s_serve (sub, &log, &rq, NULL);
-    s_pop_all (sub);
+    sub = s_seek_spent (&log);
     shoal_sub_on_repair_error (sub, log.id, 0);
     is_int (shoal_sub_resumable (sub, log.id), 0, "resume: not after an error");
     shoal_sub_next_repair (sub, 1000, S_TIMEOUT_MS, &rq); //  starts the retry delay
@@ -968,11 +979,7 @@ test_resume (void)
         "resume: the next one is a new replay too");
     shoal_sub_destroy (&sub);
 
-    sub = shoal_sub_new (1, S_STREAM, NULL, &from, s_time (1000), 8, 0);
-    s_live (sub, &log, 40);
-    shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq);
-    s_serve (sub, &log, &rq, NULL);
-    s_pop_all (sub);
+    sub = s_seek_spent (&log);
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.resume,
         "resume: continued (and the Credit goes unanswered)");
     ok (shoal_sub_next_repair (sub, S_TIMEOUT_MS, S_TIMEOUT_MS, &rq) == 1 && !rq.resume
