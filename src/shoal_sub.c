@@ -42,9 +42,11 @@
        delay, or for a timeout; so every gap is eventually repaired while
        a node holding the log is reachable.
     5. A replay is continued (resumed) only while next is at or above the
-       next_seq of its last batch: it goes on from there, so it skips no
-       seq the subscription lacks (one deferred from that batch left next
-       below it), and what it sends again below next is a duplicate.
+       next_seq of its last batch: it goes on from there, so what it sends
+       is what the subscription lacks (or a duplicate, below next). With
+       next below (a seq deferred from that batch), it would pass over the
+       deferred seqs, which invariant 1 then keeps next from passing: a
+       new replay from next is asked instead.
     ========================================================================= */
 
 #include "shoal_sub.h"

@@ -1343,6 +1343,9 @@ typedef struct {
     int64_t lo_time;    //  ... recorded at or after this time
     uint64_t last;      //  last seq popped, 0 = none
     uint64_t safe_head; //  head when no live copy of older events can be in flight
+    bool parked;        //  a replay of it spent its credit short of its end ...
+    uint64_t park_next; //  ... and waits at the server from this seq ...
+    uint64_t park_end;  //  ... to this one, for a Credit
 } s_porigin_t;
 
 typedef struct {
@@ -1357,6 +1360,7 @@ typedef struct {
     int failures;         //  violations seen
     bool over_limit;      //  held + ready exceeded the limit
     bool bad_request;     //  a repair asked something impossible
+    int resumed;          //  replays continued by a Credit
 } s_prun_t;
 
 static void s_violation (s_prun_t *run, const char *format, ...) TAP_PRINTF (2, 3);
@@ -1417,8 +1421,22 @@ s_check_pop (s_prun_t *run, shoal_event_t *event)
 static void
 s_pserve (s_prun_t *run, s_net_t *net, const s_msg_t *msg)
 {
-    const s_porigin_t *po = &run->origins[msg->origin];
+    s_porigin_t *po = &run->origins[msg->origin];
+    shoal_sub_repair_t rq = msg->repair;
     unsigned roll = (unsigned) s_between (0, 99);
+    if (rq.resume && po->parked) {
+        //  A Credit: the parked replay goes on over its own range, from
+        //  where it stopped. A Credit has no reply: lost, the replay stays
+        //  parked and the subscription times out.
+        if (roll < 14)
+            return;
+        rq.from_seq = po->park_next;
+        rq.to_seq = po->park_end;
+        run->resumed++;
+    }
+    //  Anything else is a new replay (the engine forgets a parked one
+    //  that is not continued; the server ends it at its idle timeout).
+    po->parked = false;
     if (roll < 8)
         return; //  lost: the subscription times out
     if (roll < 14) {
@@ -1428,8 +1446,8 @@ s_pserve (s_prun_t *run, s_net_t *net, const s_msg_t *msg)
     }
     s_batch_t *batches;
     size_t count;
-    uint32_t code = s_log_answer (&po->log, &msg->repair, run->type, (size_t) s_between (1, 16),
-                                  &batches, &count);
+    uint32_t code =
+        s_log_answer (&po->log, &rq, run->type, (size_t) s_between (1, 16), &batches, &count);
     if (code) {
         if (code != SHOAL_WIRE_UNAVAILABLE)
             run->bad_request = true;
@@ -1445,6 +1463,11 @@ s_pserve (s_prun_t *run, s_net_t *net, const s_msg_t *msg)
     bool cut = s_chance (5);
     if (cut)
         keep = (size_t) s_between (0, count - 1);
+    else if (!batches[count - 1].done) { //  credit spent short of the end: parked
+        po->parked = true;
+        po->park_next = batches[count - 1].next_seq;
+        po->park_end = rq.to_seq && rq.to_seq < po->log.head ? rq.to_seq : po->log.head;
+    }
     for (size_t i = 0; i < count; i++) {
         if (i < keep) {
             s_msg_t *reply = s_net_send (net, M_BATCH, msg->origin, delay);
@@ -1692,8 +1715,9 @@ test_property (uint64_t seed, int rounds)
 {
     const shoal_from_kind_t kinds[] = {SHOAL_FROM_BEGINNING, SHOAL_FROM_NOW, SHOAL_FROM_SEQ,
                                        SHOAL_FROM_TIME};
+    int resumed_all = 0;
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        int failed = 0, over_limit = 0, bad_request = 0;
+        int failed = 0, over_limit = 0, bad_request = 0, resumed = 0;
         for (int round = 0; round < rounds; round++) {
             //  Each round has a seed of its own, so one can be replayed alone.
             uint64_t round_seed = seed + 1000003ULL * k + (uint64_t) round;
@@ -1711,6 +1735,7 @@ test_property (uint64_t seed, int rounds)
                       round, run.limit, run.type ? run.type : "all", run.pop_percent, run.failure);
             over_limit += run.over_limit;
             bad_request += run.bad_request;
+            resumed += run.resumed;
         }
         ok (failed == 0,
             "%s: lossy, duplicating, reordering live stream and flaky repairs over %d runs: "
@@ -1719,7 +1744,13 @@ test_property (uint64_t seed, int rounds)
         ok (over_limit == 0, "%s: held + ready never exceeded the limit", s_kind_name (kinds[k]));
         ok (bad_request == 0, "%s: every repair asked a valid range and credit",
             s_kind_name (kinds[k]));
+        resumed_all += resumed;
+        diag ("%s: %d replays whose credit ran out were continued", s_kind_name (kinds[k]),
+              resumed);
     }
+    ok (resumed_all > 0,
+        "the runs above continued replays whose credit ran out (%d times), as the engine does",
+        resumed_all);
 }
 
 //  The ready queue is a ring that grows: taking some events out, then
