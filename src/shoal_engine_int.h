@@ -69,7 +69,7 @@ typedef struct {
 typedef struct {
     int sub_id;                    //  subscription
     uint8_t origin[SHOAL_ID_SIZE]; //  whose log
-    int64_t sent_ms;               //  when it was asked, or last given credit
+    int64_t sent_ms;               //  when it was asked, given credit, or parked
     bool parked;                   //  waits for a Credit
     uint8_t peer[SHOAL_ID_SIZE];   //  the node serving it, when parked
 } shoal_engine_pending_t;
@@ -188,6 +188,9 @@ void shoal_engine_unsubscribe (shoal_engine_t *self, int id);
 
 //  Moves ready events of every subscription into the inbox.
 void shoal_engine_deliver (shoal_engine_t *self);
+
+//  Forgets the replay parked for sub_id's repairs of origin, if any.
+void shoal_engine_forget_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin);
 
 //  Sends the repairs the subscriptions want.
 void shoal_engine_repairs (shoal_engine_t *self);

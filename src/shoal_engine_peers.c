@@ -348,10 +348,14 @@ shoal_engine_check_peers (shoal_engine_t *self)
 //  --------------------------------------------------------------------------
 //  DEALER: responses from peers
 
+//  Feeds a batch of pending's replay to its subscription; *finished when
+//  the subscription awaits no more of it, *stopped_at the batch's next_seq
+//  (0 for a bad batch).
 static void
 s_handle_batch (shoal_engine_t *self, shoal_engine_pending_t *pending,
-                const shoal_wire_response_t *outline, bool *finished)
+                const shoal_wire_response_t *outline, bool *finished, uint64_t *stopped_at)
 {
+    *stopped_at = 0;
     shoal_wire_batch_t batch;
     shoal_sub_t *sub = shoal_engine_sub_by_id (self, pending->sub_id);
     if (shoal_wire_scan_batch (outline->data, outline->size, &batch)) {
@@ -387,9 +391,11 @@ s_handle_batch (shoal_engine_t *self, shoal_engine_pending_t *pending,
     bool more = false;
     if (sub && bad)
         shoal_sub_on_repair_error (sub, pending->origin, 0);
-    else if (sub)
+    else if (sub) {
         more =
             shoal_sub_on_batch (sub, pending->origin, batch.next_seq, batch.done, batch.head_seq);
+        *stopped_at = batch.next_seq;
+    }
     *finished = !more;
 }
 
@@ -407,10 +413,16 @@ shoal_engine_handle_response (shoal_engine_t *self, shoal_peer_t *peer, zframe_t
     shoal_engine_pending_t *pending = (shoal_engine_pending_t *) zhashx_lookup (self->pending, key);
     if (outline.body == SHOAL__V1__RESPONSE__BODY_BATCH && pending) {
         bool finished = false;
-        s_handle_batch (self, pending, &outline, &finished);
+        uint64_t stopped_at;
+        s_handle_batch (self, pending, &outline, &finished, &stopped_at);
         shoal_sub_t *sub = finished ? shoal_engine_sub_by_id (self, pending->sub_id) : NULL;
-        if (sub && shoal_peer_has_id (peer) && shoal_sub_resumable (sub, pending->origin)) {
-            pending->parked = true; //  the subscription's next repair continues it
+        if (sub && shoal_peer_has_id (peer)
+            && shoal_sub_resumable (sub, pending->origin, stopped_at)) {
+            //  The subscription's next repair continues it: the only one
+            //  parked for its origin.
+            shoal_engine_forget_parked (self, pending->sub_id, pending->origin);
+            pending->parked = true;
+            pending->sent_ms = shoal_engine_now ();
             memcpy (pending->peer, shoal_peer_id (peer), SHOAL_ID_SIZE);
         }
         else if (finished)

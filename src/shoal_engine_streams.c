@@ -27,6 +27,9 @@
 #include "shoal_buffer.h"
 
 #define S_REPAIR_TIMEOUT_MS 2000 //  a repair with no progress this long is asked again
+#define S_PARKED_MAX_MS                                                                            \
+    10000 //  a replay parked longer is asked anew: the node serving it
+          //  may have ended it (its idle timeout, 30 s by default)
 
 //  --------------------------------------------------------------------------
 //  Small helpers
@@ -682,23 +685,43 @@ s_repair_local (shoal_engine_t *self, shoal_sub_t *sub, shoal_log_t *log,
     shoal_sub_on_batch (sub, repair->origin, next, next > to, durable);
 }
 
+//  The replay parked for sub_id's repairs of origin (at most one), or
+//  NULL; *key_p gets its key.
+static shoal_engine_pending_t *
+s_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin, const char **key_p)
+{
+    for (shoal_engine_pending_t *pending = (shoal_engine_pending_t *) zhashx_first (self->pending);
+         pending; pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
+        if (pending->parked && pending->sub_id == sub_id
+            && memcmp (pending->origin, origin, SHOAL_ID_SIZE) == 0) {
+            *key_p = (const char *) zhashx_cursor (self->pending);
+            return pending;
+        }
+    return NULL;
+}
+
+void
+shoal_engine_forget_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin)
+{
+    const char *key;
+    if (s_parked (self, sub_id, origin, &key))
+        zhashx_delete (self->pending, key);
+}
+
 //  Continues sub's parked replay of origin with a Credit of credit, when
-//  its peer is still connected; false when there is none to continue.
-//  A parked replay not continued is forgotten here: the peer ends it at
-//  its idle timeout.
+//  it is recent and its peer still connected; false when there is none
+//  to continue. A parked replay not continued is forgotten here: the
+//  peer ends it at its idle timeout.
 static bool
 s_resume (shoal_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *repair, int64_t now)
 {
-    shoal_engine_pending_t *pending;
-    for (pending = (shoal_engine_pending_t *) zhashx_first (self->pending); pending;
-         pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
-        if (pending->parked && pending->sub_id == shoal_sub_id (sub)
-            && memcmp (pending->origin, repair->origin, SHOAL_ID_SIZE) == 0)
-            break;
+    const char *key;
+    shoal_engine_pending_t *pending = s_parked (self, shoal_sub_id (sub), repair->origin, &key);
     if (!pending)
         return false;
-    const char *key = (const char *) zhashx_cursor (self->pending);
-    shoal_peer_t *peer = repair->resume ? shoal_engine_peer_by_id (self, pending->peer) : NULL;
+    shoal_peer_t *peer = repair->resume && now - pending->sent_ms < S_PARKED_MAX_MS
+                             ? shoal_engine_peer_by_id (self, pending->peer)
+                             : NULL;
     if (peer
         && shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms)
                == SHOAL_PEER_CONNECTED) {

@@ -624,10 +624,10 @@ shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint
 }
 
 bool
-shoal_sub_resumable (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE])
+shoal_sub_resumable (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq)
 {
     s_origin_t *o = s_find (self, origin);
-    return o && o->resumable && o->next >= o->resume_next;
+    return o && o->resumable && o->resume_next == next_seq && o->next >= o->resume_next;
 }
 
 void

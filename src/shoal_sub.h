@@ -100,11 +100,14 @@ void shoal_sub_on_heartbeat (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SI
 bool shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq,
                          bool done, uint64_t head);
 
-//  True when origin's last replay spent its credit short of its end and
-//  the subscription still stands where it stopped: the next repair of
-//  origin continues it (resume) instead of leaving it to wait, served by
-//  nobody, until the serving node's idle timeout.
-bool shoal_sub_resumable (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE]);
+//  True when origin's last replay spent its credit short of its end, with
+//  a last batch that ended at next_seq, and the subscription stands at or
+//  past there: the next repair of origin continues it (resume) instead of
+//  leaving it to wait, served by nobody, until the serving node's idle
+//  timeout. next_seq tells that replay from an older one, given up on,
+//  whose batches still come.
+bool shoal_sub_resumable (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE],
+                          uint64_t next_seq);
 
 //  The repair for origin failed with a wire error code (or 0 for a
 //  timeout or a lost peer); it is tried again later.

@@ -891,9 +891,6 @@ test_trimmed (void)
     s_log_free (&log);
 }
 
-//  A replay's events dropped for lack of room must keep a later batch of
-//  the same replay from vouching past them, even after next passed a lower
-//  one that came back another way.
 //  Answers the continuation of a replay that stopped at from: the session
 //  at the server goes on over its own range, to_seq, with credit more.
 static void
@@ -902,6 +899,16 @@ s_continue (shoal_sub_t *sub, const s_log_t *log, uint64_t from, uint64_t to_seq
     shoal_sub_repair_t session = {.from_seq = from, .to_seq = to_seq, .credit = credit};
     memcpy (session.origin, log->id, SHOAL_ID_SIZE);
     s_serve (sub, log, &session, NULL);
+}
+
+//  Whether origin log's replay is to be continued where it stopped.
+static bool
+s_resumable (shoal_sub_t *sub, const s_log_t *log)
+{
+    for (uint64_t seq = 1; seq <= log->head + 1; seq++)
+        if (shoal_sub_resumable (sub, log->id, seq))
+            return true;
+    return false;
 }
 
 //  A subscription from the beginning, room 8, whose seek of log (an
@@ -934,14 +941,17 @@ test_resume (void)
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.from_seq == 0
             && rq.to_seq == 39 && rq.credit == 7 && !rq.resume,
         "resume: the seek is a new replay, for the room (7)");
-    is_int (shoal_sub_resumable (sub, log.id), 0, "resume: nothing to continue while it runs");
+    is_int (s_resumable (sub, &log), 0, "resume: nothing to continue while it runs");
     s_serve (sub, &log, &rq, NULL);
-    ok (shoal_sub_resumable (sub, log.id), "resume: a seek whose credit ran out can be continued");
+    ok (shoal_sub_resumable (sub, log.id, 8),
+        "resume: a seek whose credit ran out can be continued from where it stopped (8)");
+    ok (!shoal_sub_resumable (sub, log.id, 5) && !shoal_sub_resumable (sub, log.id, 9),
+        "resume: a replay whose last batch ended elsewhere is not that one");
     is_str (s_pop_all (sub), s_range (1, 7), "resume: what it brought is delivered");
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && rq.resume && rq.from_seq == 8
             && rq.credit == 7,
         "resume: the next repair continues it from where it stopped, for the room");
-    is_int (shoal_sub_resumable (sub, log.id), 0, "resume: and it runs again");
+    is_int (s_resumable (sub, &log), 0, "resume: and it runs again");
     s_continue (sub, &log, 8, 39, 7);
     is_str (s_pop_all (sub), s_range (8, 14), "resume: the continued replay delivers what follows");
 
@@ -954,7 +964,7 @@ test_resume (void)
         s_live (sub, &log, seq);
     s_continue (sub, &log, 15, 39, 7);
     is_str (s_pop_all (sub), s_range (15, 18), "resume: four fit in the room left");
-    is_int (shoal_sub_resumable (sub, log.id), 0,
+    is_int (s_resumable (sub, &log), 0,
             "resume: with events deferred below where it stopped, it is not continued");
     ok (shoal_sub_next_repair (sub, 0, S_TIMEOUT_MS, &rq) == 1 && !rq.resume && rq.from_seq == 19,
         "resume: a new replay asks from the first deferred seq instead");
@@ -965,14 +975,14 @@ test_resume (void)
     shoal_sub_destroy (&sub);
     sub = s_seek_spent (&log);
     shoal_sub_on_repair_error (sub, log.id, 0);
-    is_int (shoal_sub_resumable (sub, log.id), 0, "resume: not after an error");
+    is_int (s_resumable (sub, &log), 0, "resume: not after an error");
     shoal_sub_next_repair (sub, 1000, S_TIMEOUT_MS, &rq); //  starts the retry delay
     ok (shoal_sub_next_repair (sub, 2000, S_TIMEOUT_MS, &rq) == 1 && !rq.resume && rq.from_seq == 8
             && rq.to_seq == 14,
         "resume: after an error the repair is a new replay");
     s_serve (sub, &log, &rq, NULL);
     s_pop_all (sub);
-    is_int (shoal_sub_resumable (sub, log.id), 0,
+    is_int (s_resumable (sub, &log), 0,
             "resume: a range of seqs bounded by its credit ends done, with nothing to continue");
     ok (shoal_sub_next_repair (sub, 2000, S_TIMEOUT_MS, &rq) == 1 && !rq.resume
             && rq.from_seq == 15,
@@ -989,6 +999,9 @@ test_resume (void)
     s_log_free (&log);
 }
 
+//  A replay's events dropped for lack of room must keep a later batch of
+//  the same replay from vouching past them, even after next passed a lower
+//  one that came back another way.
 static void
 test_replayed_dropped (void)
 {
@@ -1748,9 +1761,12 @@ test_property (uint64_t seed, int rounds)
         diag ("%s: %d replays whose credit ran out were continued", s_kind_name (kinds[k]),
               resumed);
     }
-    ok (resumed_all > 0,
-        "the runs above continued replays whose credit ran out (%d times), as the engine does",
-        resumed_all);
+    if (rounds >= 20) //  too few runs (under valgrind) may hold no seek cut short
+        ok (resumed_all > 0,
+            "the runs above continued replays whose credit ran out (%d times), as the engine does",
+            resumed_all);
+    else
+        skip (1, "%d runs per start kind are too few to count on a continued replay", rounds);
 }
 
 //  The ready queue is a ring that grows: taking some events out, then
