@@ -3146,7 +3146,7 @@ s_keys_new (s_cli_t *cli, int argc, char **argv)
 static int
 s_keys_allow (const char *dir, const char *file)
 {
-    zcert_t *cert = zcert_load (file);
+    zcert_t *cert = shoal_secure_load_cert (file);
     if (!cert) {
         fprintf (stderr, "shoal: %s is not a certificate (make one with `shoal keys new NAME`)\n",
                  file);

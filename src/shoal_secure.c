@@ -36,6 +36,7 @@
 #include "shoal_secure.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -85,24 +86,22 @@ shoal_secure_cert_name (zcert_t *cert, const char *path, char *name, size_t size
     snprintf (name, size, "%.*s", (int) length, base);
 }
 
-//  The certificate at path, read once: a regular file of at most 16 KiB
-//  naming a public key (anything else is not parsed: czmq's ZPL reader
-//  logs a syntax error for it, on every rescan of the allow-list), with
-//  a valid Z85 key of 40 characters and the file's metadata. Unlike
-//  zcert_load it never reads path's "_secret" sibling: the allow-list is
-//  the public files. NULL when it is not one.
-static zcert_t *
-s_load_cert (const char *path)
+zcert_t *
+shoal_secure_load_cert (const char *path)
 {
+    //  Opened before it is looked at, without blocking: a FIFO put in its
+    //  place after a stat would hang the rescan in fopen.
+    int fd = open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
     struct stat info;
-    if (stat (path, &info) || !S_ISREG (info.st_mode) || info.st_size > 16384)
-        return NULL;
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return NULL;
     char text[16385];
-    size_t size = fread (text, 1, sizeof text - 1, file);
-    fclose (file);
+    ssize_t size = -1;
+    if (fstat (fd, &info) == 0 && S_ISREG (info.st_mode) && info.st_size < (off_t) sizeof text)
+        size = read (fd, text, sizeof text - 1);
+    close (fd);
+    if (size < 0)
+        return NULL;
     text[size] = 0;
     if (!strstr (text, "public-key"))
         return NULL;
@@ -162,7 +161,7 @@ shoal_secure_each_cert (const char *dir_path, shoal_secure_cert_fn *fn, void *ar
     for (size_t i = 0; i < count; i++) {
         char path[4096];
         snprintf (path, sizeof path, "%s/%s", dir_path, names[i]);
-        zcert_t *cert = rc == 0 ? s_load_cert (path) : NULL;
+        zcert_t *cert = rc == 0 ? shoal_secure_load_cert (path) : NULL;
         if (cert)
             rc = fn (arg, path, cert);
         zcert_destroy (&cert);

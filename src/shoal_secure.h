@@ -91,6 +91,14 @@ int shoal_secure_split (shoal_secure_t *self, const char *spec, char *endpoint,
 //  True when text is the Z85 text of a 32-byte key.
 bool shoal_secure_key_valid (const char *text);
 
+//  The certificate in the file at path, read once as a public one: a
+//  regular file of at most 16 KiB with a valid Z85 public key of 40
+//  characters, and its metadata (anything without "public-key" is not
+//  parsed: czmq's reader logs a syntax error for it). Unlike zcert_load it
+//  never reads path's "_secret" sibling instead; the secret key is zero.
+//  NULL when it is none. Caller owns return value.
+zcert_t *shoal_secure_load_cert (const char *path);
+
 //  Calls fn for each public certificate in dir, in name order: regular
 //  files that load as certificates, not dotfiles, not *_secret. The node's
 //  allow-list and `shoal keys` both read a directory this way. Stops at

@@ -137,6 +137,18 @@ test_cert_read (void)
     char names[512] = "";
     shoal_secure_each_cert (dir, s_collect, names);
     is_str (names, "pat ", "and the public file's metadata names it");
+    snprintf (path, sizeof path, "%s/p.cert", dir);
+    zcert_t *loaded = shoal_secure_load_cert (path);
+    ok (loaded && streq (zcert_public_txt (loaded), zcert_public_txt (public_cert)),
+        "load_cert (as `shoal keys allow` reads a file) gives the public file's key too");
+    zcert_destroy (&loaded);
+    //  A FIFO is no certificate, and reading the directory does not wait
+    //  on it (nor would it if one took a file's place mid-read).
+    snprintf (path, sizeof path, "%s/f.cert", dir);
+    ok (mkfifo (path, 0600) == 0 && !shoal_secure_load_cert (path), "a FIFO is not a certificate");
+    keys[0] = 0;
+    shoal_secure_each_cert (dir, s_collect_keys, keys); //  a wait would hang the test here
+    is_str (keys, expect, "and each_cert passes over it");
     zcert_destroy (&public_cert);
     zcert_destroy (&other);
 }
