@@ -103,10 +103,13 @@ shoal_engine_stats_fill (shoal_engine_t *self, shoal_node_stats_t *stats)
     stats->auth_refused =
         self->secure ? self->beacons_refused + shoal_secure_refused (self->secure) : 0;
     stats->replays_evicted = shoal_replay_sessions_evicted (self->replay);
-    stats->repairs_in_flight = 0;
+    stats->repairs_in_flight = stats->repairs_parked = 0;
     for (shoal_engine_pending_t *pending = (shoal_engine_pending_t *) zhashx_first (self->pending);
          pending; pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
-        stats->repairs_in_flight += !pending->parked;
+        if (pending->parked)
+            stats->repairs_parked++;
+        else
+            stats->repairs_in_flight++;
     stats->replay_sessions = shoal_replay_sessions (self->replay);
     stats->peers = 0;
     int64_t now = shoal_engine_now ();

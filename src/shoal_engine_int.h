@@ -189,7 +189,8 @@ void shoal_engine_unsubscribe (shoal_engine_t *self, int id);
 //  Moves ready events of every subscription into the inbox.
 void shoal_engine_deliver (shoal_engine_t *self);
 
-//  Forgets the replay parked for sub_id's repairs of origin, if any.
+//  Forgets the replay parked for sub_id's repairs of origin, if any (of
+//  every origin when origin is NULL).
 void shoal_engine_forget_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin);
 
 //  Sends the repairs the subscriptions want.

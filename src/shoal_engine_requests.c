@@ -159,6 +159,7 @@ s_handle_status (shoal_engine_t *self, zframe_t *routing_id, uint64_t request_id
         {"origins_refused", stats.origins_refused},
         {"replay_sessions", stats.replay_sessions},
         {"repairs_resumed", stats.repairs_resumed},
+        {"repairs_parked", stats.repairs_parked},
     };
     size_t counter_count = sizeof counters / sizeof counters[0];
     Shoal__V1__StatusReply__CountersEntry entries[sizeof counters / sizeof counters[0]];

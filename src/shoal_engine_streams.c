@@ -613,6 +613,7 @@ shoal_engine_unsubscribe (shoal_engine_t *self, int id)
     zlistx_delete (self->subs, zlistx_cursor (self->subs));
     if (s_durable_by_sub (self, id))
         zlistx_delete (self->durables, zlistx_cursor (self->durables));
+    shoal_engine_forget_parked (self, id, NULL);
 }
 
 //  Moves ready events of every subscription into the inbox.
@@ -685,15 +686,15 @@ s_repair_local (shoal_engine_t *self, shoal_sub_t *sub, shoal_log_t *log,
     shoal_sub_on_batch (sub, repair->origin, next, next > to, durable);
 }
 
-//  The replay parked for sub_id's repairs of origin (at most one), or
-//  NULL; *key_p gets its key.
+//  The replay parked for sub_id's repairs of origin (at most one; of any
+//  origin when origin is NULL), or NULL; *key_p gets its key.
 static shoal_engine_pending_t *
 s_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin, const char **key_p)
 {
     for (shoal_engine_pending_t *pending = (shoal_engine_pending_t *) zhashx_first (self->pending);
          pending; pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
         if (pending->parked && pending->sub_id == sub_id
-            && memcmp (pending->origin, origin, SHOAL_ID_SIZE) == 0) {
+            && (!origin || memcmp (pending->origin, origin, SHOAL_ID_SIZE) == 0)) {
             *key_p = (const char *) zhashx_cursor (self->pending);
             return pending;
         }
@@ -704,7 +705,7 @@ void
 shoal_engine_forget_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin)
 {
     const char *key;
-    if (s_parked (self, sub_id, origin, &key))
+    while (s_parked (self, sub_id, origin, &key))
         zhashx_delete (self->pending, key);
 }
 

@@ -116,6 +116,7 @@ typedef struct {
     uint64_t origins_refused;    //  events and heads of origins past max_origins, dropped
     uint64_t replay_sessions;    //  replays this node serves (now), parked ones included
     uint64_t repairs_resumed;    //  replays this node asked for, continued with a Credit
+    uint64_t repairs_parked;     //  replays this node asked for that await its Credit (now)
 } shoal_node_stats_t;
 
 typedef struct {

@@ -765,6 +765,11 @@ test_reorder_limit (void)
     int64_t deadline = zclock_mono () + S_WAIT_MS;
     while (s_stats (subscriber).delivered < 8 && zclock_mono () < deadline)
         zclock_sleep (20);
+    while (s_stats (subscriber).repairs_parked == 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    is_int (
+        (int) s_stats (subscriber).repairs_parked, 1,
+        "reorder_limit: the seek's credit ran out at the room: it is parked, awaiting a Credit");
     //  The rest of what arrives is dropped for room (to be fetched again).
     while (s_stats (subscriber).events_deferred == 0 && zclock_mono () < deadline) {
         s_publish (origin, "backlog", 1, 10);
@@ -818,10 +823,32 @@ test_reorder_limit (void)
     is_int ((int) s_stats (origin).replay_sessions, 0,
             "and the origin holds no replay session for them (%llu served)",
             (unsigned long long) s_stats (origin).replays_served);
+    is_int ((int) s_stats (subscriber).repairs_parked, 0, "nor is one parked at the subscriber");
     ok (s_stats (subscriber).repairs_resumed > 0,
         "the seek whose credit ran out was continued with Credits (%llu), not left waiting",
         (unsigned long long) s_stats (subscriber).repairs_resumed);
     shoal_node_unsubscribe (subscriber, sub);
+    shoal_node_destroy (&subscriber);
+    shoal_node_destroy (&origin);
+}
+
+//  A subscription that goes away with a replay parked for it forgets it.
+static void
+test_unsubscribe_parked (void)
+{
+    shoal_node_t *origin = s_node ("parked-origin", NULL, 0, NULL);
+    s_publish (origin, "backlog", 30, 10);
+    const char *peers[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *subscriber = s_node ("parked-sub", peers, 1, s_small_reorder);
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    int sub = shoal_node_subscribe (subscriber, "backlog", NULL, &from);
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (s_stats (subscriber).repairs_parked == 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    is_int ((int) s_stats (subscriber).repairs_parked, 1,
+            "a seek cut short by the room is parked while nobody reads");
+    shoal_node_unsubscribe (subscriber, sub);
+    is_int ((int) s_stats (subscriber).repairs_parked, 0, "unsubscribing forgets it");
     shoal_node_destroy (&subscriber);
     shoal_node_destroy (&origin);
 }
@@ -1068,6 +1095,7 @@ main (void)
     test_live_event_size ();
     test_big_own_events ();
     test_replay_sessions ();
+    test_unsubscribe_parked ();
     test_replay_batches ();
     test_max_peers ();
     test_max_origins ();
