@@ -750,23 +750,37 @@ s_small_reorder (shoal_node_config_t *config)
     config->reorder_limit = 8;
 }
 
+//  An origin with count events of stream backlog, and a subscriber (room
+//  8) from the beginning that nobody reads: its seek brings 8, then waits
+//  at the origin for a Credit. Returns the subscription.
+static int
+s_parked_seek (const char *name, uint64_t count, shoal_node_t **origin_p,
+               shoal_node_t **subscriber_p)
+{
+    char origin_name[64], subscriber_name[64];
+    snprintf (origin_name, sizeof origin_name, "%s-origin", name);
+    snprintf (subscriber_name, sizeof subscriber_name, "%s-sub", name);
+    *origin_p = s_node (origin_name, NULL, 0, NULL);
+    s_publish (*origin_p, "backlog", count, 10);
+    const char *peers[] = {shoal_node_router_endpoint (*origin_p)};
+    *subscriber_p = s_node (subscriber_name, peers, 1, s_small_reorder);
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    int sub = shoal_node_subscribe (*subscriber_p, "backlog", NULL, &from);
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while ((s_stats (*subscriber_p).delivered < 8 || s_stats (*subscriber_p).repairs_parked == 0)
+           && zclock_mono () < deadline)
+        zclock_sleep (20);
+    return sub;
+}
+
 static void
 test_reorder_limit (void)
 {
-    shoal_node_t *origin = s_node ("reorder-origin", NULL, 0, NULL);
-    s_publish (origin, "backlog", 60, 10);
-    const char *peers[] = {shoal_node_router_endpoint (origin)};
-    shoal_node_t *subscriber = s_node ("reorder-sub", peers, 1, s_small_reorder);
-    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
-    int sub = shoal_node_subscribe (subscriber, "backlog", NULL, &from);
-    //  Nobody reads: the seek from the beginning brings 8 (the room), and
-    //  then waits at the origin for a Credit. Live events only from then
-    //  on, so that none takes room from the seek's first batch.
+    //  Live events only once the seek is parked, so that none takes room
+    //  from its first batch.
+    shoal_node_t *origin, *subscriber;
+    int sub = s_parked_seek ("reorder", 60, &origin, &subscriber);
     int64_t deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (subscriber).delivered < 8 && zclock_mono () < deadline)
-        zclock_sleep (20);
-    while (s_stats (subscriber).repairs_parked == 0 && zclock_mono () < deadline)
-        zclock_sleep (20);
     is_int (
         (int) s_stats (subscriber).repairs_parked, 1,
         "reorder_limit: the seek's credit ran out at the room: it is parked, awaiting a Credit");
@@ -836,15 +850,8 @@ test_reorder_limit (void)
 static void
 test_unsubscribe_parked (void)
 {
-    shoal_node_t *origin = s_node ("parked-origin", NULL, 0, NULL);
-    s_publish (origin, "backlog", 30, 10);
-    const char *peers[] = {shoal_node_router_endpoint (origin)};
-    shoal_node_t *subscriber = s_node ("parked-sub", peers, 1, s_small_reorder);
-    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
-    int sub = shoal_node_subscribe (subscriber, "backlog", NULL, &from);
-    int64_t deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (subscriber).repairs_parked == 0 && zclock_mono () < deadline)
-        zclock_sleep (20);
+    shoal_node_t *origin, *subscriber;
+    int sub = s_parked_seek ("parked", 30, &origin, &subscriber);
     is_int ((int) s_stats (subscriber).repairs_parked, 1,
             "a seek cut short by the room is parked while nobody reads");
     shoal_node_unsubscribe (subscriber, sub);
