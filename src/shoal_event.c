@@ -28,6 +28,11 @@
        which); every other event is a plain calloc (pool_class 0). Decoded
        events are made in an engine thread and destroyed in the
        application's, which the pool serves better than malloc.
+    7. An event of more than S_INDEX_MIN headers has a header index: each
+       header's position by its name, under a keyed hash (SipHash, a key
+       of its own), so a name is found without a scan and a stranger's
+       names collide only by chance. Appending a header adds it; anything
+       else that moves headers builds the index again.
     ========================================================================= */
 
 #include "shoal_event.h"
@@ -45,6 +50,15 @@ typedef struct {
     char *name;  //  header name, unique within the event, non-empty
     char *value; //  header value, may be empty
 } s_header_t;
+
+#define S_INDEX_MIN 16 //  up to this many headers, a scan finds a name
+
+//  Open addressing, linear probing, at most half full.
+typedef struct {
+    uint8_t key[crypto_shorthash_KEYBYTES]; //  SipHash key, random
+    size_t size;                            //  slots, a power of two
+    uint32_t slots[];                       //  header position + 1, 0 = empty
+} s_index_t;
 
 struct _shoal_event_t {
     char *stream;                  //  stream name, or NULL when unset
@@ -65,6 +79,7 @@ struct _shoal_event_t {
     s_header_t *headers;           //  header list, header_count used
     size_t header_count;           //  headers in use
     size_t header_alloc;           //  headers allocated
+    s_index_t *header_index;       //  when header_count > S_INDEX_MIN, else NULL
     uint8_t *tail;                 //  decoded strings, payload, headers: in this allocation
     size_t tail_size;              //  bytes in tail
     int pool_class;                //  shoal_pool class of this allocation, 0 = calloc
@@ -200,6 +215,54 @@ s_set_text (shoal_event_t *self, char **field, const char *value)
 }
 
 //  --------------------------------------------------------------------------
+//  The header index (invariant 7)
+
+static void s_sodium_ready (void);
+
+static size_t
+s_index_slot (const s_index_t *index, const char *name)
+{
+    uint8_t hash[crypto_shorthash_BYTES];
+    crypto_shorthash (hash, (const unsigned char *) name, strlen (name), index->key);
+    uint64_t value;
+    memcpy (&value, hash, sizeof value);
+    return (size_t) value & (index->size - 1);
+}
+
+static void
+s_index_add (s_index_t *index, const s_header_t *headers, size_t position)
+{
+    size_t slot = s_index_slot (index, headers[position].name);
+    while (index->slots[slot])
+        slot = (slot + 1) & (index->size - 1);
+    index->slots[slot] = (uint32_t) position + 1;
+}
+
+//  Gives self the index its header count calls for, built anew (none up
+//  to S_INDEX_MIN headers). Out of memory, it has none: names are found
+//  by a scan, as in a small event.
+static void
+s_index_update (shoal_event_t *self)
+{
+    free (self->header_index);
+    self->header_index = NULL;
+    if (self->header_count <= S_INDEX_MIN || self->header_count > UINT32_MAX / 4)
+        return;
+    size_t size = 64;
+    while (size < 4 * self->header_count) //  room to double before a rebuild
+        size *= 2;
+    s_index_t *index = (s_index_t *) calloc (1, sizeof (s_index_t) + size * sizeof (uint32_t));
+    if (!index)
+        return;
+    s_sodium_ready ();
+    randombytes_buf (index->key, sizeof index->key);
+    index->size = size;
+    for (size_t i = 0; i < self->header_count; i++)
+        s_index_add (index, self->headers, i);
+    self->header_index = index;
+}
+
+//  --------------------------------------------------------------------------
 //  Construction
 
 shoal_event_t *
@@ -219,6 +282,8 @@ s_clear_headers (shoal_event_t *self)
     self->headers = NULL;
     self->header_count = 0;
     self->header_alloc = 0;
+    free (self->header_index);
+    self->header_index = NULL;
 }
 
 void
@@ -280,6 +345,8 @@ shoal_event_dup (const shoal_event_t *self)
             if (!header->name || !header->value)
                 rc = -1;
         }
+        if (rc == 0)
+            s_index_update (copy);
     }
     if (rc != 0)
         shoal_event_destroy (&copy);
@@ -420,9 +487,19 @@ shoal_event_set_payload (shoal_event_t *self, const void *payload, size_t size)
 static s_header_t *
 s_find_header (const shoal_event_t *self, const char *name)
 {
-    for (size_t i = 0; i < self->header_count; i++)
-        if (strcmp (self->headers[i].name, name) == 0)
-            return &self->headers[i];
+    const s_index_t *index = self->header_index;
+    if (!index) {
+        for (size_t i = 0; i < self->header_count; i++)
+            if (strcmp (self->headers[i].name, name) == 0)
+                return &self->headers[i];
+        return NULL;
+    }
+    for (size_t slot = s_index_slot (index, name); index->slots[slot];
+         slot = (slot + 1) & (index->size - 1)) {
+        s_header_t *header = &self->headers[index->slots[slot] - 1];
+        if (strcmp (header->name, name) == 0)
+            return header;
+    }
     return NULL;
 }
 
@@ -464,6 +541,11 @@ shoal_event_set_header (shoal_event_t *self, const char *name, const char *value
     self->headers[self->header_count].name = name_copy;
     self->headers[self->header_count].value = value_copy;
     self->header_count++;
+    if (self->header_index && 2 * self->header_count <= self->header_index->size) {
+        s_index_add (self->header_index, self->headers, self->header_count - 1);
+        return 0;
+    }
+    s_index_update (self);
     return 0;
 }
 
@@ -478,6 +560,7 @@ shoal_event_unset_header (shoal_event_t *self, const char *name)
     size_t index = (size_t) (header - self->headers);
     memmove (header, header + 1, (self->header_count - index - 1) * sizeof (s_header_t));
     self->header_count--;
+    s_index_update (self);
     return 0;
 }
 
@@ -521,11 +604,17 @@ s_sodium_init_once (void)
 }
 
 static void
+s_sodium_ready (void)
+{
+    pthread_once (&s_sodium_once, s_sodium_init_once);
+}
+
+static void
 s_id_pool_refill (void)
 {
     static const uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
     if (!s_id_keyed) {
-        pthread_once (&s_sodium_once, s_sodium_init_once);
+        s_sodium_ready ();
         randombytes_buf (s_id_key, sizeof s_id_key);
         s_id_keyed = true;
     }
@@ -646,6 +735,12 @@ shoal_event_header (const shoal_event_t *self, const char *name)
 {
     s_header_t *header = name ? s_find_header (self, name) : NULL;
     return header ? header->value : NULL;
+}
+
+bool
+shoal_event_header_indexed (const shoal_event_t *self)
+{
+    return self->header_index != NULL;
 }
 
 size_t
@@ -1095,6 +1190,7 @@ s_build (shoal_event_t *self, const s_fields_t *f)
         self->headers = headers;
         self->header_count = count;
         self->header_alloc = f->header_count;
+        s_index_update (self);
     }
     return SHOAL_OK;
 }
@@ -1146,6 +1242,7 @@ shoal_event_decode (const uint8_t *data, size_t size, size_t max_size, int *erro
                 self->payload_size = 0;
                 self->headers = NULL;
                 self->header_count = self->header_alloc = 0;
+                self->header_index = NULL;
                 self->tail = (uint8_t *) (self + 1);
                 self->tail_size = tail;
             }

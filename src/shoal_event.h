@@ -90,6 +90,9 @@ const char *shoal_event_header (const shoal_event_t *self, const char *name);
 size_t shoal_event_header_count (const shoal_event_t *self);
 const char *shoal_event_header_name (const shoal_event_t *self, size_t index);
 const char *shoal_event_header_value (const shoal_event_t *self, size_t index);
+//  For the tests: whether names are found by the header index (an event
+//  of more than 16 headers) rather than a scan.
+bool shoal_event_header_indexed (const shoal_event_t *self);
 
 //  Checks the whole event as decode would: 0 if valid, else a shoal_error_t.
 //  max_size 0 means SHOAL_EVENT_MAX_SIZE_DEFAULT.

@@ -267,6 +267,76 @@ test_decoded_headers (void)
     free (many);
 }
 
+//  Past 16 headers a name is found through an index, not a scan: an
+//  event of many headers is built, read and compared in linear time.
+static void
+test_header_index (void)
+{
+    shoal_event_t *event = shoal_event_new ();
+    char name[32], value[32];
+    for (int i = 0; i < 16; i++) {
+        snprintf (name, sizeof name, "k%d", i);
+        shoal_event_set_header (event, name, name);
+    }
+    ok (!shoal_event_header_indexed (event), "16 headers: found by a scan");
+    shoal_event_set_header (event, "k16", "k16");
+    ok (shoal_event_header_indexed (event), "17: through the index");
+    shoal_event_unset_header (event, "k3");
+    ok (!shoal_event_header_indexed (event) && shoal_event_header (event, "k16")
+            && !shoal_event_header (event, "k3"),
+        "back to 16: a scan again, and it finds the rest");
+    shoal_event_destroy (&event);
+
+    //  20,000 headers (a scan for each set would be 200 million compares).
+    enum { MANY = 20000 };
+    event = shoal_event_new ();
+    shoal_event_set_stream (event, "s");
+    shoal_event_set_type (event, "T");
+    bool set = true;
+    for (int i = 0; i < MANY; i++) {
+        snprintf (name, sizeof name, "name-%d", i);
+        snprintf (value, sizeof value, "v%d", i);
+        set &= shoal_event_set_header (event, name, value) == 0;
+    }
+    set &= shoal_event_set_header (event, "name-77", "again") == 0; //  a replacement
+    ok (set && shoal_event_header_count (event) == MANY && shoal_event_header_indexed (event),
+        "%d headers set, one replaced, indexed", MANY);
+    //  Every other one removed from the front half: positions shift.
+    bool unset = true;
+    for (int i = 0; i < 200; i += 2) {
+        snprintf (name, sizeof name, "name-%d", i);
+        unset &= shoal_event_unset_header (event, name) == 0;
+    }
+    ok (unset && shoal_event_unset_header (event, "name-0") == -1, "100 removed, once each");
+    bool found = true;
+    for (int i = 0; i < MANY; i++) {
+        snprintf (name, sizeof name, "name-%d", i);
+        snprintf (value, sizeof value, "v%d", i);
+        const char *got = shoal_event_header (event, name);
+        if (i < 200 && i % 2 == 0)
+            found &= got == NULL;
+        else
+            found &= got && strcmp (got, i == 77 ? "again" : value) == 0;
+    }
+    ok (found, "each name finds its own value after appends, a replacement and removals");
+    is_str (shoal_event_header_name (event, 0), "name-1", "and the order is kept");
+    uint8_t *bytes = NULL;
+    size_t size = 0;
+    shoal_event_t *decoded = shoal_event_encode (event, &bytes, &size) == 0
+                                 ? shoal_event_decode (bytes, size, 4 << 20, NULL)
+                                 : NULL;
+    shoal_event_t *copy = shoal_event_dup (event);
+    ok (decoded && shoal_event_header_indexed (decoded) && copy
+            && shoal_event_header_indexed (copy),
+        "a decoded event and a copy have their index too");
+    ok (decoded && shoal_event_eq (decoded, event) && copy && shoal_event_eq (copy, event),
+        "and compare equal, header by header through it");
+    shoal_event_destroy (&decoded);
+    shoal_event_destroy (&copy);
+    free (bytes);
+    shoal_event_destroy (&event);
+}
+
 static void
 test_setters_refuse (void)
 {
@@ -855,6 +925,7 @@ main (void)
     plan_lazy ();
     test_round_trip ();
     test_decoded_headers ();
+    test_header_index ();
     test_setters_refuse ();
     test_decode_errors ();
     test_truncated ();
