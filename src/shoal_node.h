@@ -116,7 +116,8 @@ typedef struct {
     uint64_t origins_refused;    //  events and heads of origins past max_origins, dropped
     uint64_t replay_sessions;    //  replays this node serves (now), parked ones included
     uint64_t repairs_resumed;    //  replays this node asked for, continued with a Credit
-    uint64_t repairs_parked;     //  replays this node asked for that await its Credit (now)
+    uint64_t repairs_parked;     //  replays this node asked for that await its Credit (now;
+                                 //  one parked over 10 s is asked anew, not continued)
 } shoal_node_stats_t;
 
 typedef struct {

@@ -89,12 +89,15 @@ shoal_secure_cert_name (zcert_t *cert, const char *path, char *name, size_t size
 zcert_t *
 shoal_secure_load_cert (const char *path)
 {
-    //  Opened before it is looked at, without blocking: a FIFO put in its
-    //  place after a stat would hang the rescan in fopen.
-    int fd = open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    //  Only regular files are opened, and without blocking (nor taking a
+    //  terminal): what is opened is looked at again, since a FIFO put in
+    //  the file's place after the stat would hang the rescan.
+    struct stat info;
+    if (stat (path, &info) || !S_ISREG (info.st_mode))
+        return NULL;
+    int fd = open (path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
-    struct stat info;
     char text[16385];
     ssize_t size = -1;
     if (fstat (fd, &info) == 0 && S_ISREG (info.st_mode) && info.st_size < (off_t) sizeof text)

@@ -523,6 +523,191 @@ test_router_contract (void)
     shoal_node_destroy (&a);
 }
 
+//  A fake origin for test_batch_after_parked: a ROUTER that answers Hello,
+//  and the first ReplayRequest with a batch of its credit then a batch of
+//  nothing that moves no further; and remembers what else it was sent.
+typedef struct {
+    zsock_t *router;     //  the fake's ROUTER
+    uint8_t id[16];      //  its node id
+    int pub_port;        //  its PUB's port
+    int router_port;     //  its ROUTER's port
+    uint64_t replay_id;  //  the request id of the first replay, 0 = none yet
+    int replays;         //  ReplayRequests received
+    uint64_t credit_for; //  replay_id of the last Credit, 0 = none
+} s_fake_t;
+
+static void
+s_fake_send (s_fake_t *fake, zframe_t *routing, Shoal__V1__Response *response)
+{
+    size_t size = shoal__v1__response__get_packed_size (response);
+    uint8_t *data = malloc (size + 1);
+    shoal__v1__response__pack (response, data);
+    zframe_send (&routing, fake->router, ZFRAME_MORE | ZFRAME_REUSE);
+    zmq_send (zsock_resolve (fake->router), data, size, 0);
+    free (data);
+}
+
+static void
+s_fake_serve (s_fake_t *fake, int timeout_ms)
+{
+    zpoller_t *poller = zpoller_new (fake->router, NULL);
+    while (zpoller_wait (poller, timeout_ms)) {
+        zmsg_t *msg = zmsg_recv (fake->router);
+        zframe_t *routing = msg ? zmsg_pop (msg) : NULL;
+        zframe_t *body = msg ? zmsg_first (msg) : NULL;
+        Shoal__V1__Request *request =
+            body ? shoal__v1__request__unpack (NULL, zframe_size (body), zframe_data (body)) : NULL;
+        Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
+        response.request_id = request ? request->request_id : 0;
+        if (request && request->body_case == SHOAL__V1__REQUEST__BODY_HELLO) {
+            Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
+            hello.node.data = fake->id;
+            hello.node.len = 16;
+            hello.mesh = "test-node";
+            hello.name = "fake-origin";
+            hello.pub_port = (uint32_t) fake->pub_port;
+            hello.router_port = (uint32_t) fake->router_port;
+            response.body_case = SHOAL__V1__RESPONSE__BODY_HELLO;
+            response.hello = &hello;
+            s_fake_send (fake, routing, &response);
+        }
+        else if (request && request->body_case == SHOAL__V1__REQUEST__BODY_REPLAY
+                 && fake->replays++ == 0) {
+            fake->replay_id = request->request_id;
+            uint32_t credit = request->replay->credit < 64 ? request->replay->credit : 64;
+            Shoal__V1__Event events[64], *pointers[64];
+            char payload[64][16];
+            for (uint32_t i = 0; i < credit; i++) {
+                shoal__v1__event__init (&events[i]);
+                events[i].origin.data = fake->id;
+                events[i].origin.len = 16;
+                events[i].stream = "faked";
+                events[i].type = "Faked";
+                events[i].seq = i + 1;
+                events[i].time_ns = shoal_time_ns ();
+                events[i].id.data = (uint8_t *) "0123456789abcdef";
+                events[i].id.len = 16;
+                snprintf (payload[i], sizeof payload[i], "p%u", i + 1);
+                events[i].payload.data = (uint8_t *) payload[i];
+                events[i].payload.len = strlen (payload[i]);
+                pointers[i] = &events[i];
+            }
+            Shoal__V1__ReplayBatch batch = SHOAL__V1__REPLAY_BATCH__INIT;
+            batch.n_events = credit;
+            batch.events = pointers;
+            batch.next_seq = credit + 1;
+            batch.head_seq = 100;
+            response.body_case = SHOAL__V1__RESPONSE__BODY_BATCH;
+            response.batch = &batch;
+            s_fake_send (fake, routing, &response);
+            //  Then a batch of nothing, not done, that stops where the
+            //  first did (a server may end batches where it likes).
+            batch.n_events = 0;
+            s_fake_send (fake, routing, &response);
+        }
+        else if (request && request->body_case == SHOAL__V1__REQUEST__BODY_CREDIT)
+            fake->credit_for = request->credit->replay_id;
+        if (request)
+            shoal__v1__request__free_unpacked (request, NULL);
+        zframe_destroy (&routing);
+        zmsg_destroy (&msg);
+        timeout_ms = 50;
+    }
+    zpoller_destroy (&poller);
+}
+
+static shoal_node_stats_t
+s_stats_of (shoal_node_t *node)
+{
+    shoal_node_stats_t stats;
+    shoal_node_stats (node, &stats);
+    return stats;
+}
+
+static void
+s_room_8 (shoal_node_config_t *config)
+{
+    config->reorder_limit = 8;
+}
+
+//  A batch that comes for a replay already parked (its credit spent, in
+//  the subscription's eyes) leaves it parked, and the next repair
+//  continues it with a Credit. (The engine once dropped the parked replay
+//  there, and wrote into it after.)
+static void
+test_batch_after_parked (void)
+{
+    shoal_node_t *a = s_node ("parked", NULL, 0, s_room_8);
+    //  The inbox (8) full of the node's own events, unread: what the fake
+    //  sends stays in the subscription, whose room the first batch fills.
+    int local = shoal_node_subscribe (a, "local", NULL, NULL);
+    for (int i = 0; i < 8; i++)
+        s_publish (a, "local", "Own", i);
+    s_fake_t fake = {.id = {0xFA, 0x4E, 0x01}};
+    fake.router = zsock_new (ZMQ_ROUTER);
+    fake.router_port = zsock_bind (fake.router, "tcp://127.0.0.1:*");
+    zsock_t *pub = zsock_new (ZMQ_PUB);
+    fake.pub_port = zsock_bind (pub, "tcp://127.0.0.1:*");
+    zsock_t *dealer = node_util_client (a, 2000);
+    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
+    hello.node.data = fake.id;
+    hello.node.len = 16;
+    hello.mesh = "test-node";
+    hello.name = "fake-origin";
+    hello.pub_port = (uint32_t) fake.pub_port;
+    hello.router_port = (uint32_t) fake.router_port;
+    Shoal__V1__Request greet = SHOAL__V1__REQUEST__INIT;
+    greet.request_id = 1;
+    greet.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
+    greet.hello = &hello;
+    Shoal__V1__Response *response = s_call_request (dealer, &greet);
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    int sub = shoal_node_subscribe (a, "faked", NULL, &from);
+    //  Heartbeats tell of the fake's log (head 100) until its replay is asked.
+    Shoal__V1__Heartbeat heartbeat = SHOAL__V1__HEARTBEAT__INIT;
+    heartbeat.origin.data = fake.id;
+    heartbeat.origin.len = 16;
+    heartbeat.stream = "faked";
+    heartbeat.head_seq = 100;
+    uint8_t beat[128];
+    size_t beat_size = shoal__v1__heartbeat__pack (&heartbeat, beat);
+    int64_t deadline = zclock_mono () + 5000;
+    while (fake.replays == 0 && zclock_mono () < deadline) {
+        zsock_send (pub, "sb", "faked/", beat, beat_size);
+        s_fake_serve (&fake, 100);
+    }
+    ok (fake.replays == 1, "the subscription seeks the fake origin's log");
+    deadline = zclock_mono () + 5000;
+    while (s_stats_of (a).repairs_parked == 0 && zclock_mono () < deadline)
+        s_fake_serve (&fake, 50);
+    s_fake_serve (&fake, 300); //  and the empty batch after
+    is_int ((int) s_stats_of (a).repairs_parked, 1,
+            "after its credit's worth and a batch of nothing, the replay is still parked");
+    //  Reading frees the room: the parked replay is continued.
+    int got = 0;
+    for (int i = 0; i < 16; i++) {
+        int which = 0;
+        shoal_event_t *event = shoal_node_recv (a, 2000, &which);
+        got += event && which == sub;
+        shoal_event_destroy (&event);
+        s_fake_serve (&fake, 1);
+    }
+    is_int (got, 8, "the 8 events of the first batch are delivered");
+    deadline = zclock_mono () + 3000;
+    while (fake.credit_for == 0 && zclock_mono () < deadline)
+        s_fake_serve (&fake, 100);
+    ok (fake.credit_for == fake.replay_id && fake.replays == 1,
+        "the replay is continued with a Credit (for %llu; replays asked %d)",
+        (unsigned long long) fake.credit_for, fake.replays);
+    (void) local;
+    zsock_destroy (&dealer);
+    zsock_destroy (&pub);
+    zsock_destroy (&fake.router);
+    shoal_node_destroy (&a);
+}
+
 static void
 s_loopback (shoal_node_config_t *config)
 {
@@ -933,5 +1118,6 @@ main (void)
     test_now_then_publish ();
     test_now_after_restart ();
     test_destroy_under_callers ();
+    test_batch_after_parked ();
     return done_testing ();
 }
