@@ -1358,7 +1358,8 @@ typedef struct {
     uint64_t safe_head; //  head when no live copy of older events can be in flight
     bool parked;        //  a replay of it spent its credit short of its end ...
     uint64_t park_next; //  ... and waits at the server from this seq ...
-    uint64_t park_end;  //  ... to this one, for a Credit
+    uint64_t park_end;  //  ... to this one, for a Credit;
+    int64_t park_last;  //  its last batch arrives then (ms): what a Credit brings follows
 } s_porigin_t;
 
 typedef struct {
@@ -1437,7 +1438,8 @@ s_pserve (s_prun_t *run, s_net_t *net, const s_msg_t *msg)
     s_porigin_t *po = &run->origins[msg->origin];
     shoal_sub_repair_t rq = msg->repair;
     unsigned roll = (unsigned) s_between (0, 99);
-    if (rq.resume && po->parked) {
+    bool continued = rq.resume && po->parked;
+    if (continued) {
         //  A Credit: the parked replay goes on over its own range, from
         //  where it stopped. A Credit has no reply: lost, the replay stays
         //  parked and the subscription times out.
@@ -1472,6 +1474,10 @@ s_pserve (s_prun_t *run, s_net_t *net, const s_msg_t *msg)
     //  after the re-ask), sometimes cut short by a lost peer.
     int64_t delay = s_chance (6) ? (int64_t) s_between (S_TIMEOUT_MS, 3 * S_TIMEOUT_MS)
                                  : (int64_t) s_between (1, 30);
+    //  One replay's batches come in order (one connection): a continued
+    //  one's after those it sent before.
+    if (continued && po->park_last - net->now >= delay)
+        delay = po->park_last - net->now + 1;
     size_t keep = count;
     bool cut = s_chance (5);
     if (cut)
@@ -1481,16 +1487,19 @@ s_pserve (s_prun_t *run, s_net_t *net, const s_msg_t *msg)
         po->park_next = batches[count - 1].next_seq;
         po->park_end = rq.to_seq && rq.to_seq < po->log.head ? rq.to_seq : po->log.head;
     }
+    int64_t last_at = net->now + delay;
     for (size_t i = 0; i < count; i++) {
         if (i < keep) {
             s_msg_t *reply = s_net_send (net, M_BATCH, msg->origin, delay);
             reply->batch = batches[i];
+            last_at = net->now + delay;
             delay += (int64_t) s_between (0, 5);
         }
         else
             s_batch_free (&batches[i]);
     }
     free (batches);
+    po->park_last = last_at;
     if (cut && s_chance (50)) { //  the engine notices the lost peer
         s_msg_t *error = s_net_send (net, M_ERROR, msg->origin, delay + 1);
         error->code = 0;
