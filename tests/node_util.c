@@ -34,6 +34,15 @@ node_util_new (const shoal_node_config_t *config)
     return node;
 }
 
+shoal_node_stats_t
+node_util_stats (shoal_node_t *node)
+{
+    shoal_node_stats_t stats;
+    if (shoal_node_stats (node, &stats))
+        bail ("no stats");
+    return stats;
+}
+
 zsock_t *
 node_util_client (shoal_node_t *node, int timeout_ms)
 {

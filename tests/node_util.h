@@ -23,6 +23,9 @@ void node_util_config (shoal_node_config_t *config, const char *mesh, const char
 //  Starts a node with config, or bails out of the test.
 shoal_node_t *node_util_new (const shoal_node_config_t *config);
 
+//  The node's counters now (bails when it gives none).
+shoal_node_stats_t node_util_stats (shoal_node_t *node);
+
 //  A thin client on node's ROUTER whose receives give up after timeout_ms.
 zsock_t *node_util_client (shoal_node_t *node, int timeout_ms);
 

@@ -84,15 +84,6 @@ s_publish (shoal_node_t *node, const char *stream, int count, size_t payload_siz
     return seq;
 }
 
-static shoal_node_stats_t
-s_stats (shoal_node_t *node)
-{
-    shoal_node_stats_t stats;
-    if (shoal_node_stats (node, &stats))
-        bail ("no stats");
-    return stats;
-}
-
 //  The Error code of the next response, 0 when it is not an Error, -1 when none came.
 static int
 s_error_code (zsock_t *client, char *message, size_t size)
@@ -184,7 +175,7 @@ test_event_size (void)
     Shoal__V1__PublishRequest publish;
     Shoal__V1__Request request;
     node_util_publish_request (&request, &publish, &big, 1);
-    uint64_t bad_before = s_stats (node).bad_requests;
+    uint64_t bad_before = node_util_stats (node).bad_requests;
     node_util_send (client, &request);
     is_int (s_error_code (client, NULL, 0), SHOAL_WIRE_TOO_LARGE,
             "max_event_size: a thin client's oversized PublishRequest gets Error 4");
@@ -211,8 +202,9 @@ test_event_size (void)
     is_int (s_error_code (client, message, sizeof message), SHOAL_WIRE_TOO_LARGE,
             "request size: a request over max_event_size + 4096 gets Error 4 (%s)", message);
     free (huge);
-    ok (s_stats (node).bad_requests >= bad_before + 2, "both refusals are counted in bad_requests");
-    ok (s_stats (node).published == 0, "nothing was recorded");
+    ok (node_util_stats (node).bad_requests >= bad_before + 2,
+        "both refusals are counted in bad_requests");
+    ok (node_util_stats (node).published == 0, "nothing was recorded");
 
     //  Past ZMQ_MAXMSGSIZE (4 * max_event_size + 64 KiB): ZeroMQ drops the
     //  connection before the node sees a byte of it.
@@ -288,12 +280,12 @@ test_live_event_size (void)
     }
     ok (first != NULL, "the subscriber gets small live events from its peer");
     shoal_event_destroy (&first);
-    uint64_t bad_before = s_stats (subscriber).bad_requests;
+    uint64_t bad_before = node_util_stats (subscriber).bad_requests;
     s_publish (origin, "metrics", 1, 3000); //  over 2048, under the SUB's ZMQ_MAXMSGSIZE
     deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (subscriber).bad_requests == bad_before && zclock_mono () < deadline)
+    while (node_util_stats (subscriber).bad_requests == bad_before && zclock_mono () < deadline)
         zclock_sleep (20);
-    ok (s_stats (subscriber).bad_requests > bad_before,
+    ok (node_util_stats (subscriber).bad_requests > bad_before,
         "max_event_size: a live event over the subscriber's limit is dropped and counted");
     shoal_event_t *event;
     bool delivered_big = false;
@@ -377,10 +369,11 @@ test_replay_sessions (void)
     s_replay (alice, 4, id, "no-such-stream", 0);
     is_int (s_error_for (alice, 4, why, sizeof why), SHOAL_WIRE_UNKNOWN,
             "at the limit, a replay of a log the node lacks gets Error 2 (%s)", why);
-    is_int (s_stats (node).replays_evicted, 0, "and drops no parked replay to make room for it");
+    is_int (node_util_stats (node).replays_evicted, 0,
+            "and drops no parked replay to make room for it");
     s_replay (alice, 3, id, "orders", 0);
     ok (s_ping (alice, 90), "a client with two replays parked for credit starts a third");
-    ok (s_stats (node).replays_evicted == 1 && s_stats (node).replays_refused == 0,
+    ok (node_util_stats (node).replays_evicted == 1 && node_util_stats (node).replays_refused == 0,
         "max_replays_per_client: its oldest parked replay is dropped and counted in "
         "replays_evicted");
     Shoal__V1__Credit credit = SHOAL__V1__CREDIT__INIT;
@@ -422,7 +415,7 @@ test_replay_sessions (void)
             "max_replays_per_client: a third busy replay of one client gets Error 7 (%s)", message);
     is_int (s_error_for (bob, 2, message, sizeof message), SHOAL_WIRE_BUSY,
             "max_replay_sessions: a fourth busy session in all gets Error 7 (%s)", message);
-    is_int (s_stats (node).replays_refused, 2, "replays_refused counts both");
+    is_int (node_util_stats (node).replays_refused, 2, "replays_refused counts both");
     zsock_destroy (&alice);
     zsock_destroy (&bob);
     shoal_node_destroy (&node);
@@ -564,7 +557,7 @@ test_max_peers (void)
     if (reply)
         shoal__v1__response__free_unpacked (reply, NULL);
     is_int (shoal_node_peers (node, infos, 4), 1, "max_peers: the second stranger is not added");
-    is_int (s_stats (node).peers_refused, 1, "peers_refused counts it");
+    is_int (node_util_stats (node).peers_refused, 1, "peers_refused counts it");
     zsock_destroy (&client);
     shoal_node_destroy (&node);
 }
@@ -598,13 +591,13 @@ test_max_origins (void)
     ok (own != NULL, "the node's own event is delivered");
     shoal_event_destroy (&own);
     //  One-frame junk until the node counts it: its SUB is connected.
-    uint64_t bad = s_stats (node).bad_requests;
+    uint64_t bad = node_util_stats (node).bad_requests;
     int64_t deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (node).bad_requests == bad && zclock_mono () < deadline) {
+    while (node_util_stats (node).bad_requests == bad && zclock_mono () < deadline) {
         zsock_send (pub, "s", "orders/OneFrame");
         zclock_sleep (50);
     }
-    ok (s_stats (node).bad_requests > bad, "the node hears the stranger's PUB");
+    ok (node_util_stats (node).bad_requests > bad, "the node hears the stranger's PUB");
     for (int i = 0; i < INVENTED; i++) {
         uint8_t origin[SHOAL_ID_SIZE];
         memset (origin, 0x0f, sizeof origin);
@@ -635,9 +628,9 @@ test_max_origins (void)
     //  more: 33 refused, twice. Either alone gives 64 or more.
     uint64_t expected = 2 * (INVENTED - MAX) + 2 * (INVENTED - (MAX - 1));
     deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (node).origins_refused < expected && zclock_mono () < deadline)
+    while (node_util_stats (node).origins_refused < expected && zclock_mono () < deadline)
         zclock_sleep (20);
-    uint64_t refused = s_stats (node).origins_refused;
+    uint64_t refused = node_util_stats (node).origins_refused;
     ok (refused == expected,
         "max_origins: origins past it are refused (%" PRIu64 " of %" PRIu64 ")", refused, expected);
     s_publish (node, "orders", 1, 10);
@@ -700,14 +693,14 @@ test_heads_fallback (void)
     //  Then a third stream: its head is refused.
     shoal_from_t now = {.kind = SHOAL_FROM_NOW};
     int first = shoal_node_subscribe (node, "orders", NULL, &now);
-    s_stats (node); //  the subscription is made before the stream exists
+    node_util_stats (node); //  the subscription is made before the stream exists
     s_publish (origin, "orders", 1, 10);
     int64_t deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (node).origins_refused == 0 && zclock_mono () < deadline)
+    while (node_util_stats (node).origins_refused == 0 && zclock_mono () < deadline)
         zclock_sleep (50);
-    ok (s_stats (node).origins_refused > 0,
+    ok (node_util_stats (node).origins_refused > 0,
         "max_origins 2: the head of a third (origin, stream) is not remembered (%" PRIu64 ")",
-        s_stats (node).origins_refused);
+        node_util_stats (node).origins_refused);
     //  Events before the second subscription: the first one sees them.
     uint64_t before = s_publish (origin, "orders", 3, 10);
     uint64_t seen = 0;
@@ -720,7 +713,7 @@ test_heads_fallback (void)
     int second = shoal_node_subscribe (node, "orders", NULL, &now);
     //  Its start must be behind it before the next events are stamped:
     //  a Status round trip through the engine orders the two.
-    s_stats (node);
+    node_util_stats (node);
     uint64_t last = s_publish (origin, "orders", 3, 10);
     uint64_t expect = before + 1;
     bool in_order = true;
@@ -770,7 +763,7 @@ s_parked_seek (const char *name, uint64_t count, shoal_node_t **origin_p,
     int sub = shoal_node_subscribe (*subscriber_p, "backlog", NULL, &from);
     int64_t deadline = zclock_mono () + S_WAIT_MS;
     while (zclock_mono () < deadline) {
-        shoal_node_stats_t stats = s_stats (*subscriber_p);
+        shoal_node_stats_t stats = node_util_stats (*subscriber_p);
         if (stats.delivered >= 16 && stats.repairs_in_flight == 0 && stats.repairs_parked == 1)
             break;
         zclock_sleep (20);
@@ -787,27 +780,27 @@ test_reorder_limit (void)
     int sub = s_parked_seek ("reorder", 60, &origin, &subscriber);
     int64_t deadline = zclock_mono () + S_WAIT_MS;
     is_int (
-        (int) s_stats (subscriber).repairs_parked, 1,
+        (int) node_util_stats (subscriber).repairs_parked, 1,
         "reorder_limit: the seek's credit ran out at the room: it is parked, awaiting a Credit");
-    uint64_t resumed = s_stats (subscriber).repairs_resumed;
+    uint64_t resumed = node_util_stats (subscriber).repairs_resumed;
     //  The rest of what arrives is dropped for room (to be fetched again).
-    while (s_stats (subscriber).events_deferred == 0 && zclock_mono () < deadline) {
+    while (node_util_stats (subscriber).events_deferred == 0 && zclock_mono () < deadline) {
         s_publish (origin, "backlog", 1, 10);
         zclock_sleep (50);
     }
-    uint64_t deferred = s_stats (subscriber).events_deferred;
+    uint64_t deferred = node_util_stats (subscriber).events_deferred;
     ok (deferred > 0, "reorder_limit: events beyond the room are dropped and counted (%llu)",
         (unsigned long long) deferred);
     uint64_t head = s_publish (origin, "backlog", 1, 10);
     //  Its live copy is dropped too before anyone reads: no live event
     //  then takes room from a batch of the repairs that follow.
-    while (s_stats (subscriber).events_deferred == deferred && zclock_mono () < deadline)
+    while (node_util_stats (subscriber).events_deferred == deferred && zclock_mono () < deadline)
         zclock_sleep (20);
     uint64_t expect = 1, most_in_flight = 0;
     int wrong = 0;
     deadline = zclock_mono () + 3 * S_WAIT_MS;
     while (expect <= head && zclock_mono () < deadline) {
-        uint64_t in_flight = s_stats (subscriber).repairs_in_flight;
+        uint64_t in_flight = node_util_stats (subscriber).repairs_in_flight;
         if (in_flight > most_in_flight)
             most_in_flight = in_flight;
         shoal_event_t *event = shoal_node_recv (subscriber, 200, NULL);
@@ -825,11 +818,11 @@ test_reorder_limit (void)
         (unsigned long long) most_in_flight);
     //  Each repair asked for at most 8 events (the room): one whose credit
     //  is spent is over, and the subscriber awaits nothing more of it.
-    uint64_t gaps = s_stats (subscriber).gaps_detected;
+    uint64_t gaps = node_util_stats (subscriber).gaps_detected;
     deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (subscriber).repairs_in_flight > 0 && zclock_mono () < deadline)
+    while (node_util_stats (subscriber).repairs_in_flight > 0 && zclock_mono () < deadline)
         zclock_sleep (50);
-    is_int ((int) s_stats (subscriber).repairs_in_flight, 0,
+    is_int ((int) node_util_stats (subscriber).repairs_in_flight, 0,
             "no repair is left awaited once everything arrived (%llu gaps repaired)",
             (unsigned long long) gaps);
     //  Nor served: a repair of a range of seqs asks no more than its
@@ -838,15 +831,16 @@ test_reorder_limit (void)
     //  runs out short of its end, and a Credit continues it, rather than
     //  leave it waiting at the origin, served by nobody, until the idle
     //  timeout (30 s).
-    while (s_stats (origin).replay_sessions > 0 && zclock_mono () < deadline)
+    while (node_util_stats (origin).replay_sessions > 0 && zclock_mono () < deadline)
         zclock_sleep (50);
-    is_int ((int) s_stats (origin).replay_sessions, 0,
+    is_int ((int) node_util_stats (origin).replay_sessions, 0,
             "and the origin holds no replay session for them (%llu served)",
-            (unsigned long long) s_stats (origin).replays_served);
-    is_int ((int) s_stats (subscriber).repairs_parked, 0, "nor is one parked at the subscriber");
-    ok (s_stats (subscriber).repairs_resumed > resumed,
+            (unsigned long long) node_util_stats (origin).replays_served);
+    is_int ((int) node_util_stats (subscriber).repairs_parked, 0,
+            "nor is one parked at the subscriber");
+    ok (node_util_stats (subscriber).repairs_resumed > resumed,
         "the seek whose credit ran out was continued with Credits (%llu more), not left waiting",
-        (unsigned long long) (s_stats (subscriber).repairs_resumed - resumed));
+        (unsigned long long) (node_util_stats (subscriber).repairs_resumed - resumed));
     shoal_node_unsubscribe (subscriber, sub);
     shoal_node_destroy (&subscriber);
     shoal_node_destroy (&origin);
@@ -858,10 +852,10 @@ test_unsubscribe_parked (void)
 {
     shoal_node_t *origin, *subscriber;
     int sub = s_parked_seek ("parked", 30, &origin, &subscriber);
-    is_int ((int) s_stats (subscriber).repairs_parked, 1,
+    is_int ((int) node_util_stats (subscriber).repairs_parked, 1,
             "a seek cut short by the room is parked while nobody reads");
     shoal_node_unsubscribe (subscriber, sub);
-    is_int ((int) s_stats (subscriber).repairs_parked, 0, "unsubscribing forgets it");
+    is_int ((int) node_util_stats (subscriber).repairs_parked, 0, "unsubscribing forgets it");
     shoal_node_destroy (&subscriber);
     shoal_node_destroy (&origin);
 }
@@ -935,7 +929,7 @@ test_store_limits (void)
         "a thin client creates two streams");
     is_int (s_thin_publish (client, 3, "three"), 100 + SHOAL_WIRE_BUSY,
             "max_logs: a third new stream gets Error 7");
-    is_int (s_stats (node).logs_refused, 1, "logs_refused counts it");
+    is_int (node_util_stats (node).logs_refused, 1, "logs_refused counts it");
     is_int (s_thin_publish (client, 4, "one"), ack,
             "publishing to a stream that exists still works");
 
@@ -1007,13 +1001,13 @@ test_replica_limits (void)
     s_publish (origins[2], "shared", 10, 10);
     s_publish (origins[0], "extra", 5, 10);
     int64_t deadline = zclock_mono () + S_WAIT_MS;
-    while (s_stats (replica).logs_refused < 2 && zclock_mono () < deadline)
+    while (node_util_stats (replica).logs_refused < 2 && zclock_mono () < deadline)
         zclock_sleep (50);
     //  Seven heartbeat intervals more: the new stream is asked for at each.
     zclock_sleep (7 * 200);
     s_publish (origins[2], "shared", 5, 10);
     zclock_sleep (400);
-    uint64_t refused = s_stats (replica).logs_refused;
+    uint64_t refused = node_util_stats (replica).logs_refused;
     ok (refused == 2,
         "max_logs (replicas): a third origin and a new stream count once each (%" PRIu64 ")",
         refused);

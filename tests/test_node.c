@@ -616,14 +616,6 @@ s_fake_serve (s_fake_t *fake, int timeout_ms)
     zpoller_destroy (&poller);
 }
 
-static shoal_node_stats_t
-s_stats_of (shoal_node_t *node)
-{
-    shoal_node_stats_t stats;
-    shoal_node_stats (node, &stats);
-    return stats;
-}
-
 static void
 s_room_8 (shoal_node_config_t *config)
 {
@@ -680,10 +672,10 @@ test_batch_after_parked (void)
     }
     ok (fake.replays == 1, "the subscription seeks the fake origin's log");
     deadline = zclock_mono () + 5000;
-    while (s_stats_of (a).repairs_parked == 0 && zclock_mono () < deadline)
+    while (node_util_stats (a).repairs_parked == 0 && zclock_mono () < deadline)
         s_fake_serve (&fake, 50);
     s_fake_serve (&fake, 300); //  and the empty batch after
-    is_int ((int) s_stats_of (a).repairs_parked, 1,
+    is_int ((int) node_util_stats (a).repairs_parked, 1,
             "after its credit's worth and a batch of nothing, the replay is still parked");
     //  Reading frees the room: the parked replay is continued.
     int got = 0;
