@@ -27,9 +27,9 @@
 #include "shoal_buffer.h"
 
 #define S_REPAIR_TIMEOUT_MS 2000 //  a repair with no progress this long is asked again
-#define S_PARKED_MAX_MS                                                                            \
-    10000 //  a replay parked longer is asked anew: the node serving it
-          //  may have ended it (its idle timeout, 30 s by default)
+//  A replay parked longer is asked anew: the node serving it may have
+//  ended it (its idle timeout, 30 s by default).
+#define S_PARKED_MAX_MS 10000
 
 //  --------------------------------------------------------------------------
 //  Small helpers
