@@ -421,11 +421,8 @@ shoal_engine_handle_response (shoal_engine_t *self, shoal_peer_t *peer, zframe_t
             //  The subscription's next repair continues it: the only one
             //  parked for its origin. (It may be parked already: a replay
             //  the subscription counted as spent can still send batches.)
-            if (!pending->parked) {
-                uint8_t origin[SHOAL_ID_SIZE];
-                memcpy (origin, pending->origin, SHOAL_ID_SIZE);
-                shoal_engine_forget_parked (self, pending->sub_id, origin);
-            }
+            if (!pending->parked) //  so not forgotten itself
+                shoal_engine_forget_parked (self, pending->sub_id, pending->origin);
             pending->parked = true;
             pending->sent_ms = shoal_engine_now ();
             memcpy (pending->peer, shoal_peer_id (peer), SHOAL_ID_SIZE);

@@ -112,7 +112,8 @@ shoal_secure_load_cert (const char *path)
     const char *key = root ? zconfig_get (root, "/curve/public-key", NULL) : NULL;
     uint8_t public_key[SHOAL_KEY_SIZE], secret_key[SHOAL_KEY_SIZE] = {0};
     zcert_t *cert = NULL;
-    if (key && strlen (key) == SHOAL_KEY_TEXT_SIZE - 1 && zmq_z85_decode (public_key, key)) {
+    if (shoal_secure_key_valid (key)) {
+        zmq_z85_decode (public_key, key);
         cert = zcert_new_from (public_key, secret_key);
         zconfig_t *metadata = zconfig_locate (root, "/metadata");
         for (zconfig_t *item = metadata ? zconfig_child (metadata) : NULL; cert && item;

@@ -623,11 +623,18 @@ shoal_sub_on_batch (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint
     return o->repairing;
 }
 
+//  Whether o's last replay is to be continued (invariant 5).
+static bool
+s_resumable (const s_origin_t *o)
+{
+    return o->resumable && o->next >= o->resume_next;
+}
+
 bool
 shoal_sub_resumable (shoal_sub_t *self, const uint8_t origin[SHOAL_ID_SIZE], uint64_t next_seq)
 {
     s_origin_t *o = s_find (self, origin);
-    return o && o->resumable && o->resume_next == next_seq && o->next >= o->resume_next;
+    return o && s_resumable (o) && o->resume_next == next_seq;
 }
 
 void
@@ -728,7 +735,7 @@ shoal_sub_next_repair (shoal_sub_t *self, int64_t now_ms, int timeout_ms,
             repair->to_seq = repair->from_seq + credit - 1;
         //  A replay left short of its end goes on from where it stopped
         //  (invariant 5) rather than wait, served by nobody, at its node.
-        repair->resume = o->resumable && o->next >= o->resume_next;
+        repair->resume = s_resumable (o);
         o->resumable = false;
         o->repairing = true;
         o->progress = false;
