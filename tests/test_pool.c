@@ -55,6 +55,20 @@ test_returned (void)
 }
 
 //  A thread that gets one block of class 1 and keeps it in *arg.
+//  Gets three blocks of class 1 (size bytes each asked) and puts them
+//  back, in blocks; returns the pool's returned bytes before the puts.
+static size_t
+s_three_back (size_t size, void *blocks[3])
+{
+    int classes[3];
+    for (int i = 0; i < 3; i++)
+        blocks[i] = shoal_pool_get (size, &classes[i]);
+    size_t before = shoal_pool_returned ();
+    for (int i = 0; i < 3; i++)
+        shoal_pool_put (blocks[i], classes[i]);
+    return before;
+}
+
 static void *
 s_get_one (void *arg)
 {
@@ -72,12 +86,7 @@ test_other_thread (void)
     //  it gets the last one put, and what it does not use is freed when
     //  it ends (valgrind would report them lost otherwise).
     void *blocks[3];
-    int classes[3];
-    for (int i = 0; i < 3; i++)
-        blocks[i] = shoal_pool_get (200, &classes[i]);
-    size_t before = shoal_pool_returned ();
-    for (int i = 0; i < 3; i++)
-        shoal_pool_put (blocks[i], classes[i]);
+    size_t before = s_three_back (200, blocks);
     is_int (shoal_pool_returned (), before + 3 * 512, "three blocks put back");
     void *slot[2] = {NULL, NULL};
     pthread_t thread;
@@ -113,12 +122,7 @@ test_held (void)
     //  Blocks a thread took and has not used still count toward the cap,
     //  until the thread ends and frees them.
     void *blocks[3];
-    int classes[3];
-    for (int i = 0; i < 3; i++)
-        blocks[i] = shoal_pool_get (512, &classes[i]);
-    size_t before = shoal_pool_returned ();
-    for (int i = 0; i < 3; i++)
-        shoal_pool_put (blocks[i], classes[i]);
+    size_t before = s_three_back (512, blocks);
     s_holder_t holder;
     pthread_barrier_init (&holder.got, NULL, 2);
     pthread_barrier_init (&holder.done, NULL, 2);
