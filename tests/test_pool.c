@@ -309,14 +309,22 @@ s_put_twice (void *arg)
     fprintf (stderr, "the second put returned\n");
 }
 
+//  Runs fn in a child, which must abort saying what it caught (what, in
+//  the checks' names); text gets the child's stderr.
+static void
+s_aborts (void (*fn) (void *), const char *what, char *text, size_t size)
+{
+    int status = tap_child (fn, NULL, text, size);
+    ok (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT, "%s aborts (status %d)", what,
+        status);
+    ok (strstr (text, "destroyed twice") != NULL, "saying why: %s", text);
+}
+
 static void
 test_double_put (void)
 {
     char text[512];
-    int status = tap_child (s_put_twice, NULL, text, sizeof text);
-    ok (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT,
-        "a block put twice: the second put aborts (status %d)", status);
-    ok (strstr (text, "destroyed twice") != NULL, "saying why: %s", text);
+    s_aborts (s_put_twice, "a block put twice: the second put", text, sizeof text);
     ok (strstr (text, "second put returned") == NULL, "before it returns");
 }
 
@@ -345,10 +353,8 @@ static void
 test_double_destroy (void)
 {
     char text[512];
-    int status = tap_child (s_destroy_twice, NULL, text, sizeof text);
-    ok (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT,
-        "a decoded event destroyed twice: the second destroy aborts (status %d)", status);
-    ok (strstr (text, "destroyed twice") != NULL, "saying why: %s", text);
+    s_aborts (s_destroy_twice, "a decoded event destroyed twice: the second destroy", text,
+              sizeof text);
 }
 
 //  Run again as a child with SHOAL_POOL=0: every get is plain.
