@@ -743,6 +743,23 @@ s_small_reorder (shoal_node_config_t *config)
     config->reorder_limit = 8;
 }
 
+//  Subscribes subscriber (room 8, inbox 8) to "backlog" from the beginning
+//  and waits until its seek, cut short by the room, is parked.
+static int
+s_subscribe_parked (shoal_node_t *subscriber)
+{
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    int sub = shoal_node_subscribe (subscriber, "backlog", NULL, &from);
+    int64_t deadline = zclock_mono () + S_WAIT_MS;
+    while (zclock_mono () < deadline) {
+        shoal_node_stats_t stats = node_util_stats (subscriber);
+        if (stats.delivered >= 16 && stats.repairs_in_flight == 0 && stats.repairs_parked == 1)
+            break;
+        zclock_sleep (20);
+    }
+    return sub;
+}
+
 //  An origin with count events of stream backlog, and a subscriber (room
 //  8, inbox 8) from the beginning that nobody reads: its seek brings 8,
 //  which the inbox takes; a Credit brings 8 more, and then, with no room
@@ -759,16 +776,7 @@ s_parked_seek (const char *name, uint64_t count, shoal_node_t **origin_p,
     s_publish (*origin_p, "backlog", count, 10);
     const char *peers[] = {shoal_node_router_endpoint (*origin_p)};
     *subscriber_p = s_node (subscriber_name, peers, 1, s_small_reorder);
-    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
-    int sub = shoal_node_subscribe (*subscriber_p, "backlog", NULL, &from);
-    int64_t deadline = zclock_mono () + S_WAIT_MS;
-    while (zclock_mono () < deadline) {
-        shoal_node_stats_t stats = node_util_stats (*subscriber_p);
-        if (stats.delivered >= 16 && stats.repairs_in_flight == 0 && stats.repairs_parked == 1)
-            break;
-        zclock_sleep (20);
-    }
-    return sub;
+    return s_subscribe_parked (*subscriber_p);
 }
 
 static void
@@ -858,6 +866,68 @@ test_unsubscribe_parked (void)
     is_int ((int) node_util_stats (subscriber).repairs_parked, 0, "unsubscribing forgets it");
     shoal_node_destroy (&subscriber);
     shoal_node_destroy (&origin);
+}
+
+static void
+s_replicate_backlog (shoal_node_config_t *config)
+{
+    static const char *backlog[] = {"backlog"};
+    config->replicate = backlog;
+    config->replicate_count = 1;
+}
+
+//  Promise 5 under a seek cut short: the origin is gone, so its replica
+//  serves the seek; when the room runs out the seek is parked there, and
+//  the Credits that continue it go to the replica, the peer that holds
+//  it, not to the origin the events are of.
+static void
+test_replica_seek_resumed (void)
+{
+    shoal_node_t *origin = s_node ("rseek-origin", NULL, 0, NULL);
+    const char *seed[] = {shoal_node_router_endpoint (origin)};
+    shoal_node_t *replica = s_node ("rseek-replica", seed, 1, s_replicate_backlog);
+    zsock_t *client = node_util_client (replica, 2000);
+    uint64_t head = s_publish (origin, "backlog", 40, 10);
+    ok (node_util_wait_log_head (client, NULL, "backlog", head, S_WAIT_MS) == head,
+        "replica seek: the replica holds the origin's %llu events", (unsigned long long) head);
+    zsock_destroy (&client);
+    shoal_node_destroy (&origin);
+
+    const char *peers[] = {shoal_node_router_endpoint (replica)};
+    shoal_node_t *subscriber = s_node ("rseek-sub", peers, 1, s_small_reorder);
+    int sub = s_subscribe_parked (subscriber);
+    is_int ((int) node_util_stats (subscriber).repairs_parked, 1,
+            "replica seek: the seek the replica serves is parked when the room runs out");
+    is_int ((int) node_util_stats (replica).replay_sessions, 1,
+            "replica seek: and the replica holds it, awaiting a Credit");
+    uint64_t resumed = node_util_stats (subscriber).repairs_resumed;
+    uint64_t expect = 1;
+    int wrong = 0;
+    int64_t deadline = zclock_mono () + 3 * S_WAIT_MS;
+    while (expect <= head && zclock_mono () < deadline) {
+        shoal_event_t *event = shoal_node_recv (subscriber, 200, NULL);
+        if (!event)
+            continue;
+        if (shoal_event_seq (event) != expect)
+            wrong++;
+        expect = shoal_event_seq (event) + 1;
+        shoal_event_destroy (&event);
+    }
+    ok (expect == head + 1 && wrong == 0,
+        "replica seek: the dead origin's events all arrive once and in order (%llu of %llu, %d "
+        "out of order)",
+        (unsigned long long) (expect - 1), (unsigned long long) head, wrong);
+    ok (node_util_stats (subscriber).repairs_resumed > resumed,
+        "replica seek: the replica's seek was continued with Credits (%llu)",
+        (unsigned long long) (node_util_stats (subscriber).repairs_resumed - resumed));
+    deadline = zclock_mono () + S_WAIT_MS;
+    while (node_util_stats (replica).replay_sessions > 0 && zclock_mono () < deadline)
+        zclock_sleep (50);
+    is_int ((int) node_util_stats (replica).replay_sessions, 0,
+            "replica seek: the replica holds no replay session once all arrived");
+    shoal_node_unsubscribe (subscriber, sub);
+    shoal_node_destroy (&subscriber);
+    shoal_node_destroy (&replica);
 }
 
 static void
@@ -1103,6 +1173,7 @@ main (void)
     test_big_own_events ();
     test_replay_sessions ();
     test_unsubscribe_parked ();
+    test_replica_seek_resumed ();
     test_replay_batches ();
     test_max_peers ();
     test_max_origins ();
