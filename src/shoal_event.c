@@ -29,8 +29,8 @@
        events are made in an engine thread and destroyed in the
        application's, which the pool serves better than malloc.
     7. An event of more than S_INDEX_MIN headers has a header index: each
-       header's position by its name, under a keyed hash (SipHash, a key
-       of its own), so a name is found without a scan and a stranger's
+       header's position by its name, under a keyed hash (SipHash, one
+       random key per process), so a name is found without a scan and a stranger's
        names collide only by chance. Appending a header adds it; anything
        else that moves headers builds the index again.
     ========================================================================= */
@@ -55,10 +55,12 @@ typedef struct {
 
 //  Open addressing, linear probing, at most half full.
 typedef struct {
-    uint8_t key[crypto_shorthash_KEYBYTES]; //  SipHash key, random
-    size_t size;                            //  slots, a power of two
-    uint32_t slots[];                       //  header position + 1, 0 = empty
+    size_t size;      //  slots, a power of two
+    uint32_t slots[]; //  header position + 1, 0 = empty
 } s_index_t;
+
+//  The indexes' SipHash key: random, set once by s_sodium_init_once.
+static uint8_t s_index_key[crypto_shorthash_KEYBYTES];
 
 struct _shoal_event_t {
     char *stream;                  //  stream name, or NULL when unset
@@ -223,7 +225,7 @@ static size_t
 s_index_slot (const s_index_t *index, const char *name)
 {
     uint8_t hash[crypto_shorthash_BYTES];
-    crypto_shorthash (hash, (const unsigned char *) name, strlen (name), index->key);
+    crypto_shorthash (hash, (const unsigned char *) name, strlen (name), s_index_key);
     uint64_t value;
     memcpy (&value, hash, sizeof value);
     return (size_t) value & (index->size - 1);
@@ -255,7 +257,6 @@ s_index_update (shoal_event_t *self)
     if (!index)
         return;
     s_sodium_ready ();
-    randombytes_buf (index->key, sizeof index->key);
     index->size = size;
     for (size_t i = 0; i < self->header_count; i++)
         s_index_add (index, self->headers, i);
@@ -266,6 +267,8 @@ s_index_update (shoal_event_t *self)
 static void
 s_index_appended (shoal_event_t *self)
 {
+    if (self->header_count <= S_INDEX_MIN)
+        return; //  a small event has none
     if (self->header_index && 2 * self->header_count <= self->header_index->size)
         s_index_add (self->header_index, self->headers, self->header_count - 1);
     else
@@ -606,6 +609,7 @@ static void
 s_sodium_init_once (void)
 {
     s_sodium_init ();
+    randombytes_buf (s_index_key, sizeof s_index_key);
     pthread_atfork (NULL, NULL, s_id_pool_forget);
 }
 
