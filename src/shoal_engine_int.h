@@ -62,10 +62,11 @@ typedef struct {
     bool dedupe_loaded;                //  the window was filled from the log tail
 } shoal_engine_own_t;
 
-//  A replay this node asked a peer for, on behalf of a subscription.
-//  Parked: it spent its credit short of its end and waits at the peer,
-//  served by nobody, for the Credit that continues it (shoal_sub's
-//  resume); it is not in flight.
+//  A replay this node asked a peer for, on behalf of a subscription; at
+//  most one per subscription and origin (the next repair forgets the one
+//  before unless it continues it). Parked: it spent its credit short of
+//  its end and waits at the peer, served by nobody, for the Credit that
+//  continues it (shoal_sub's resume); it is not in flight.
 typedef struct {
     int sub_id;                    //  subscription
     uint8_t origin[SHOAL_ID_SIZE]; //  whose log
@@ -189,9 +190,9 @@ void shoal_engine_unsubscribe (shoal_engine_t *self, int id);
 //  Moves ready events of every subscription into the inbox.
 void shoal_engine_deliver (shoal_engine_t *self);
 
-//  Forgets the replay parked for sub_id's repairs of origin, if any (of
+//  Forgets the replay asked for sub_id's repairs of origin, if any (of
 //  every origin when origin is NULL).
-void shoal_engine_forget_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin);
+void shoal_engine_forget_pending (shoal_engine_t *self, int sub_id, const uint8_t *origin);
 
 //  Sends the repairs the subscriptions want.
 void shoal_engine_repairs (shoal_engine_t *self);

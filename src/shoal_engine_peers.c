@@ -418,11 +418,9 @@ shoal_engine_handle_response (shoal_engine_t *self, shoal_peer_t *peer, zframe_t
         shoal_sub_t *sub = finished ? shoal_engine_sub_by_id (self, pending->sub_id) : NULL;
         if (sub && shoal_peer_has_id (peer)
             && shoal_sub_resumable (sub, pending->origin, stopped_at)) {
-            //  The subscription's next repair continues it: the only one
-            //  parked for its origin. (It may be parked already: a replay
-            //  the subscription counted as spent can still send batches.)
-            if (!pending->parked) //  so not forgotten itself
-                shoal_engine_forget_parked (self, pending->sub_id, pending->origin);
+            //  The subscription's next repair continues it. (It may be
+            //  parked already: a replay the subscription counted as spent
+            //  can still send batches.)
             pending->parked = true;
             pending->sent_ms = shoal_engine_now ();
             memcpy (pending->peer, shoal_peer_id (peer), SHOAL_ID_SIZE);

@@ -613,7 +613,7 @@ shoal_engine_unsubscribe (shoal_engine_t *self, int id)
     zlistx_delete (self->subs, zlistx_cursor (self->subs));
     if (s_durable_by_sub (self, id))
         zlistx_delete (self->durables, zlistx_cursor (self->durables));
-    shoal_engine_forget_parked (self, id, NULL);
+    shoal_engine_forget_pending (self, id, NULL);
 }
 
 //  Moves ready events of every subscription into the inbox.
@@ -686,14 +686,15 @@ s_repair_local (shoal_engine_t *self, shoal_sub_t *sub, shoal_log_t *log,
     shoal_sub_on_batch (sub, repair->origin, next, next > to, durable);
 }
 
-//  The replay parked for sub_id's repairs of origin (at most one; of any
-//  origin when origin is NULL), or NULL; *key_p gets its key.
+//  The replay asked for sub_id's repairs of origin, parked or not (at
+//  most one; of any origin when origin is NULL), or NULL; *key_p gets its
+//  key.
 static shoal_engine_pending_t *
-s_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin, const char **key_p)
+s_pending (shoal_engine_t *self, int sub_id, const uint8_t *origin, const char **key_p)
 {
     for (shoal_engine_pending_t *pending = (shoal_engine_pending_t *) zhashx_first (self->pending);
          pending; pending = (shoal_engine_pending_t *) zhashx_next (self->pending))
-        if (pending->parked && pending->sub_id == sub_id
+        if (pending->sub_id == sub_id
             && (!origin || memcmp (pending->origin, origin, SHOAL_ID_SIZE) == 0)) {
             *key_p = (const char *) zhashx_cursor (self->pending);
             return pending;
@@ -702,27 +703,30 @@ s_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin, const char **
 }
 
 void
-shoal_engine_forget_parked (shoal_engine_t *self, int sub_id, const uint8_t *origin)
+shoal_engine_forget_pending (shoal_engine_t *self, int sub_id, const uint8_t *origin)
 {
     const char *key;
-    while (s_parked (self, sub_id, origin, &key))
+    while (s_pending (self, sub_id, origin, &key))
         zhashx_delete (self->pending, key);
 }
 
 //  Continues sub's parked replay of origin with a Credit of credit, when
 //  it is recent and its peer still connected; false when there is none
-//  to continue. A parked replay not continued is forgotten here: the
-//  peer ends it at its idle timeout.
+//  to continue. The replay before a repair is forgotten here when it is
+//  not continued: one given up on (its late batches are then dropped),
+//  or one parked that its peer ends at its idle timeout. So a
+//  subscription has at most one replay asked for per origin.
 static bool
 s_resume (shoal_engine_t *self, shoal_sub_t *sub, const shoal_sub_repair_t *repair, int64_t now)
 {
     const char *key;
-    shoal_engine_pending_t *pending = s_parked (self, shoal_sub_id (sub), repair->origin, &key);
+    shoal_engine_pending_t *pending = s_pending (self, shoal_sub_id (sub), repair->origin, &key);
     if (!pending)
         return false;
-    shoal_peer_t *peer = repair->resume && now - pending->sent_ms < S_PARKED_MAX_MS
-                             ? shoal_engine_peer_by_id (self, pending->peer)
-                             : NULL;
+    shoal_peer_t *peer =
+        pending->parked && repair->resume && now - pending->sent_ms < S_PARKED_MAX_MS
+            ? shoal_engine_peer_by_id (self, pending->peer)
+            : NULL;
     if (peer
         && shoal_peer_state (peer, now, self->config->suspect_ms, self->config->expiry_ms)
                == SHOAL_PEER_CONNECTED) {

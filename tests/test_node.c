@@ -523,17 +523,23 @@ test_router_contract (void)
     shoal_node_destroy (&a);
 }
 
-//  A fake origin for test_batch_after_parked: a ROUTER that answers Hello,
-//  and the first ReplayRequest with a batch of its credit then a batch of
-//  nothing that moves no further; and remembers what else it was sent.
+//  A fake origin for the tests of parked replays: a ROUTER that answers
+//  Hello, and the first ReplayRequest (unless mute) with a batch of its
+//  credit then a batch of nothing that moves no further; and remembers
+//  what else it was sent.
 typedef struct {
-    zsock_t *router;     //  the fake's ROUTER
-    uint8_t id[16];      //  its node id
-    int pub_port;        //  its PUB's port
-    int router_port;     //  its ROUTER's port
-    uint64_t replay_id;  //  the request id of the first replay, 0 = none yet
-    int replays;         //  ReplayRequests received
-    uint64_t credit_for; //  replay_id of the last Credit, 0 = none
+    zsock_t *router;      //  the fake's ROUTER
+    zsock_t *pub;         //  its PUB
+    zsock_t *dealer;      //  the client it greeted the node with
+    uint8_t id[16];       //  its node id
+    int pub_port;         //  its PUB's port
+    int router_port;      //  its ROUTER's port
+    bool mute;            //  answers no ReplayRequest
+    uint64_t replay_id;   //  the request id of the first replay, 0 = none yet
+    uint64_t last_replay; //  the request id of the last replay, 0 = none yet
+    zframe_t *asker;      //  routing id of the node that asked it
+    int replays;          //  ReplayRequests received
+    uint64_t credit_for;  //  replay_id of the last Credit, 0 = none
 } s_fake_t;
 
 static void
@@ -545,6 +551,45 @@ s_fake_send (s_fake_t *fake, zframe_t *routing, Shoal__V1__Response *response)
     zframe_send (&routing, fake->router, ZFRAME_MORE | ZFRAME_REUSE);
     zmq_send (zsock_resolve (fake->router), data, size, 0);
     free (data);
+}
+
+//  Sends the asker, for replay request_id, a batch of the first credit
+//  events (64 at most), then a batch of nothing, not done, that stops
+//  where the first did (a server may end batches where it likes).
+static void
+s_fake_batch (s_fake_t *fake, uint64_t request_id, uint32_t credit)
+{
+    if (credit > 64)
+        credit = 64;
+    Shoal__V1__Event events[64], *pointers[64];
+    char payload[64][16];
+    for (uint32_t i = 0; i < credit; i++) {
+        shoal__v1__event__init (&events[i]);
+        events[i].origin.data = fake->id;
+        events[i].origin.len = 16;
+        events[i].stream = "faked";
+        events[i].type = "Faked";
+        events[i].seq = i + 1;
+        events[i].time_ns = shoal_time_ns ();
+        events[i].id.data = (uint8_t *) "0123456789abcdef";
+        events[i].id.len = 16;
+        snprintf (payload[i], sizeof payload[i], "p%u", i + 1);
+        events[i].payload.data = (uint8_t *) payload[i];
+        events[i].payload.len = strlen (payload[i]);
+        pointers[i] = &events[i];
+    }
+    Shoal__V1__ReplayBatch batch = SHOAL__V1__REPLAY_BATCH__INIT;
+    batch.n_events = credit;
+    batch.events = pointers;
+    batch.next_seq = credit + 1;
+    batch.head_seq = 100;
+    Shoal__V1__Response response = SHOAL__V1__RESPONSE__INIT;
+    response.request_id = request_id;
+    response.body_case = SHOAL__V1__RESPONSE__BODY_BATCH;
+    response.batch = &batch;
+    s_fake_send (fake, fake->asker, &response);
+    batch.n_events = 0;
+    s_fake_send (fake, fake->asker, &response);
 }
 
 static void
@@ -571,39 +616,14 @@ s_fake_serve (s_fake_t *fake, int timeout_ms)
             response.hello = &hello;
             s_fake_send (fake, routing, &response);
         }
-        else if (request && request->body_case == SHOAL__V1__REQUEST__BODY_REPLAY
-                 && fake->replays++ == 0) {
-            fake->replay_id = request->request_id;
-            uint32_t credit = request->replay->credit < 64 ? request->replay->credit : 64;
-            Shoal__V1__Event events[64], *pointers[64];
-            char payload[64][16];
-            for (uint32_t i = 0; i < credit; i++) {
-                shoal__v1__event__init (&events[i]);
-                events[i].origin.data = fake->id;
-                events[i].origin.len = 16;
-                events[i].stream = "faked";
-                events[i].type = "Faked";
-                events[i].seq = i + 1;
-                events[i].time_ns = shoal_time_ns ();
-                events[i].id.data = (uint8_t *) "0123456789abcdef";
-                events[i].id.len = 16;
-                snprintf (payload[i], sizeof payload[i], "p%u", i + 1);
-                events[i].payload.data = (uint8_t *) payload[i];
-                events[i].payload.len = strlen (payload[i]);
-                pointers[i] = &events[i];
-            }
-            Shoal__V1__ReplayBatch batch = SHOAL__V1__REPLAY_BATCH__INIT;
-            batch.n_events = credit;
-            batch.events = pointers;
-            batch.next_seq = credit + 1;
-            batch.head_seq = 100;
-            response.body_case = SHOAL__V1__RESPONSE__BODY_BATCH;
-            response.batch = &batch;
-            s_fake_send (fake, routing, &response);
-            //  Then a batch of nothing, not done, that stops where the
-            //  first did (a server may end batches where it likes).
-            batch.n_events = 0;
-            s_fake_send (fake, routing, &response);
+        else if (request && request->body_case == SHOAL__V1__REQUEST__BODY_REPLAY) {
+            fake->last_replay = request->request_id;
+            if (fake->replays++ == 0)
+                fake->replay_id = request->request_id;
+            zframe_destroy (&fake->asker);
+            fake->asker = zframe_dup (routing);
+            if (fake->replays == 1 && !fake->mute)
+                s_fake_batch (fake, request->request_id, request->replay->credit);
         }
         else if (request && request->body_case == SHOAL__V1__REQUEST__BODY_CREDIT)
             fake->credit_for = request->credit->replay_id;
@@ -614,6 +634,58 @@ s_fake_serve (s_fake_t *fake, int timeout_ms)
         timeout_ms = 50;
     }
     zpoller_destroy (&poller);
+}
+
+//  Starts fake, introduces it to node a (a Hello on a's ROUTER), and
+//  subscribes a to the fake's stream "faked" from the beginning, telling
+//  of its log (head 100) by heartbeats until its replay is asked; the
+//  subscription.
+static int
+s_fake_start (s_fake_t *fake, shoal_node_t *a)
+{
+    fake->router = zsock_new (ZMQ_ROUTER);
+    fake->router_port = zsock_bind (fake->router, "tcp://127.0.0.1:*");
+    fake->pub = zsock_new (ZMQ_PUB);
+    fake->pub_port = zsock_bind (fake->pub, "tcp://127.0.0.1:*");
+    fake->dealer = node_util_client (a, 2000);
+    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
+    hello.node.data = fake->id;
+    hello.node.len = 16;
+    hello.mesh = "test-node";
+    hello.name = "fake-origin";
+    hello.pub_port = (uint32_t) fake->pub_port;
+    hello.router_port = (uint32_t) fake->router_port;
+    Shoal__V1__Request greet = SHOAL__V1__REQUEST__INIT;
+    greet.request_id = 1;
+    greet.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
+    greet.hello = &hello;
+    Shoal__V1__Response *response = s_call_request (fake->dealer, &greet);
+    if (response)
+        shoal__v1__response__free_unpacked (response, NULL);
+    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
+    int sub = shoal_node_subscribe (a, "faked", NULL, &from);
+    Shoal__V1__Heartbeat heartbeat = SHOAL__V1__HEARTBEAT__INIT;
+    heartbeat.origin.data = fake->id;
+    heartbeat.origin.len = 16;
+    heartbeat.stream = "faked";
+    heartbeat.head_seq = 100;
+    uint8_t beat[128];
+    size_t beat_size = shoal__v1__heartbeat__pack (&heartbeat, beat);
+    int64_t deadline = zclock_mono () + 5000;
+    while (fake->replays == 0 && zclock_mono () < deadline) {
+        zsock_send (fake->pub, "sb", "faked/", beat, beat_size);
+        s_fake_serve (fake, 100);
+    }
+    return sub;
+}
+
+static void
+s_fake_stop (s_fake_t *fake)
+{
+    zframe_destroy (&fake->asker);
+    zsock_destroy (&fake->dealer);
+    zsock_destroy (&fake->pub);
+    zsock_destroy (&fake->router);
 }
 
 static void
@@ -636,42 +708,9 @@ test_batch_after_parked (void)
     for (int i = 0; i < 8; i++)
         s_publish (a, "local", "Own", i);
     s_fake_t fake = {.id = {0xFA, 0x4E, 0x01}};
-    fake.router = zsock_new (ZMQ_ROUTER);
-    fake.router_port = zsock_bind (fake.router, "tcp://127.0.0.1:*");
-    zsock_t *pub = zsock_new (ZMQ_PUB);
-    fake.pub_port = zsock_bind (pub, "tcp://127.0.0.1:*");
-    zsock_t *dealer = node_util_client (a, 2000);
-    Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
-    hello.node.data = fake.id;
-    hello.node.len = 16;
-    hello.mesh = "test-node";
-    hello.name = "fake-origin";
-    hello.pub_port = (uint32_t) fake.pub_port;
-    hello.router_port = (uint32_t) fake.router_port;
-    Shoal__V1__Request greet = SHOAL__V1__REQUEST__INIT;
-    greet.request_id = 1;
-    greet.body_case = SHOAL__V1__REQUEST__BODY_HELLO;
-    greet.hello = &hello;
-    Shoal__V1__Response *response = s_call_request (dealer, &greet);
-    if (response)
-        shoal__v1__response__free_unpacked (response, NULL);
-    shoal_from_t from = {.kind = SHOAL_FROM_BEGINNING};
-    int sub = shoal_node_subscribe (a, "faked", NULL, &from);
-    //  Heartbeats tell of the fake's log (head 100) until its replay is asked.
-    Shoal__V1__Heartbeat heartbeat = SHOAL__V1__HEARTBEAT__INIT;
-    heartbeat.origin.data = fake.id;
-    heartbeat.origin.len = 16;
-    heartbeat.stream = "faked";
-    heartbeat.head_seq = 100;
-    uint8_t beat[128];
-    size_t beat_size = shoal__v1__heartbeat__pack (&heartbeat, beat);
-    int64_t deadline = zclock_mono () + 5000;
-    while (fake.replays == 0 && zclock_mono () < deadline) {
-        zsock_send (pub, "sb", "faked/", beat, beat_size);
-        s_fake_serve (&fake, 100);
-    }
+    int sub = s_fake_start (&fake, a);
     ok (fake.replays == 1, "the subscription seeks the fake origin's log");
-    deadline = zclock_mono () + 5000;
+    int64_t deadline = zclock_mono () + 5000;
     while (node_util_stats (a).repairs_parked == 0 && zclock_mono () < deadline)
         s_fake_serve (&fake, 50);
     s_fake_serve (&fake, 300); //  and the empty batch after
@@ -694,9 +733,47 @@ test_batch_after_parked (void)
         "the replay is continued with a Credit (for %llu; replays asked %d)",
         (unsigned long long) fake.credit_for, fake.replays);
     (void) local;
-    zsock_destroy (&dealer);
-    zsock_destroy (&pub);
-    zsock_destroy (&fake.router);
+    s_fake_stop (&fake);
+    shoal_node_destroy (&a);
+}
+
+//  A subscription has one replay asked for per origin: when a repair
+//  makes no progress and is asked again, the engine forgets the replay
+//  given up on, and a batch of it that comes late is dropped, not fed to
+//  the subscription as if it were the new replay's (nor parked there).
+static void
+test_late_batch_dropped (void)
+{
+    shoal_node_t *a = s_node ("late-batch", NULL, 0, s_room_8);
+    s_fake_t fake = {.id = {0xFA, 0x4E, 0x02}, .mute = true};
+    int sub = s_fake_start (&fake, a);
+    ok (fake.replays == 1, "late batch: the subscription seeks the fake origin's log");
+    //  Unanswered, the repair is asked again after its timeout (2 s).
+    int64_t deadline = zclock_mono () + 8000;
+    while (fake.replays < 2 && zclock_mono () < deadline)
+        s_fake_serve (&fake, 100);
+    ok (fake.replays == 2 && fake.last_replay != fake.replay_id,
+        "late batch: a repair with no progress is asked again (%d replays)", fake.replays);
+    is_int ((int) node_util_stats (a).repairs_in_flight, 1,
+            "late batch: the subscription awaits one replay of the origin, not two");
+    s_fake_batch (&fake, fake.replay_id, 8);
+    s_fake_serve (&fake, 300);
+    shoal_event_t *event = shoal_node_recv (a, 300, NULL);
+    ok (event == NULL && node_util_stats (a).events_repaired == 0,
+        "late batch: the first replay's batch, come late, is dropped");
+    shoal_event_destroy (&event);
+    is_int ((int) node_util_stats (a).repairs_parked, 0,
+            "late batch: and nothing is parked for it");
+    s_fake_batch (&fake, fake.last_replay, 8);
+    int got = 0;
+    for (int i = 0; i < 8; i++) {
+        int which = 0;
+        event = shoal_node_recv (a, 2000, &which);
+        got += event && which == sub && shoal_event_seq (event) == (uint64_t) i + 1;
+        shoal_event_destroy (&event);
+    }
+    is_int (got, 8, "late batch: the replay asked again delivers its 8, in order");
+    s_fake_stop (&fake);
     shoal_node_destroy (&a);
 }
 
@@ -1111,5 +1188,6 @@ main (void)
     test_now_after_restart ();
     test_destroy_under_callers ();
     test_batch_after_parked ();
+    test_late_batch_dropped ();
     return done_testing ();
 }
