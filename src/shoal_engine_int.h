@@ -72,7 +72,7 @@ typedef struct {
     uint8_t origin[SHOAL_ID_SIZE]; //  whose log
     int64_t sent_ms;               //  when it was asked, given credit, or parked
     bool parked;                   //  waits for a Credit
-    uint8_t peer[SHOAL_ID_SIZE];   //  the node serving it, when parked
+    uint8_t peer[SHOAL_ID_SIZE];   //  the node asked, which serves it
 } shoal_engine_pending_t;
 
 //  The engine: everything its files share.
@@ -193,6 +193,10 @@ void shoal_engine_deliver (shoal_engine_t *self);
 //  Forgets the replay asked for sub_id's repairs of origin, if any (of
 //  every origin when origin is NULL).
 void shoal_engine_forget_pending (shoal_engine_t *self, int sub_id, const uint8_t *origin);
+
+//  Forgets the replays asked of peer id, which is gone (its sessions with
+//  them): a subscription awaiting one asks again without its timeout.
+void shoal_engine_forget_peer_replays (shoal_engine_t *self, const uint8_t *id);
 
 //  Sends the repairs the subscriptions want.
 void shoal_engine_repairs (shoal_engine_t *self);

@@ -56,12 +56,15 @@ shoal_engine_replica_peer (shoal_engine_t *self, const char *stream, const uint8
             return peer;
     return NULL;
 }
+
 void
 shoal_engine_peer_remove (shoal_engine_t *self, shoal_peer_t *peer, bool damp)
 {
     const char *pub = shoal_peer_pub_endpoint (peer);
     if (pub)
         zsock_disconnect (self->sub, "%s", pub);
+    if (shoal_peer_has_id (peer))
+        shoal_engine_forget_peer_replays (self, shoal_peer_id (peer));
     if (damp && shoal_peer_has_id (peer)) {
         char hex[2 * SHOAL_ID_SIZE + 1];
         shoal_id_to_hex (shoal_peer_id (peer), hex);
@@ -423,7 +426,6 @@ shoal_engine_handle_response (shoal_engine_t *self, shoal_peer_t *peer, zframe_t
             //  can still send batches.)
             pending->parked = true;
             pending->sent_ms = shoal_engine_now ();
-            memcpy (pending->peer, shoal_peer_id (peer), SHOAL_ID_SIZE);
         }
         else if (finished)
             zhashx_delete (self->pending, key);

@@ -710,6 +710,25 @@ shoal_engine_forget_pending (shoal_engine_t *self, int sub_id, const uint8_t *or
         zhashx_delete (self->pending, key);
 }
 
+void
+shoal_engine_forget_peer_replays (shoal_engine_t *self, const uint8_t *id)
+{
+    zlist_t *doomed = zlist_new ();
+    for (shoal_engine_pending_t *pending = (shoal_engine_pending_t *) zhashx_first (self->pending);
+         pending; pending = (shoal_engine_pending_t *) zhashx_next (self->pending)) {
+        if (memcmp (pending->peer, id, SHOAL_ID_SIZE) != 0)
+            continue;
+        shoal_sub_t *sub = shoal_engine_sub_by_id (self, pending->sub_id);
+        if (sub && !pending->parked)
+            shoal_sub_on_repair_error (sub, pending->origin, 0);
+        zlist_append (doomed, (void *) zhashx_cursor (self->pending));
+    }
+    for (const char *key = (const char *) zlist_first (doomed); key;
+         key = (const char *) zlist_next (doomed))
+        zhashx_delete (self->pending, key);
+    zlist_destroy (&doomed);
+}
+
 //  Continues sub's parked replay of origin with a Credit of credit, when
 //  it is recent and its peer still connected; false when there is none
 //  to continue. The replay before a repair is forgotten here when it is
@@ -810,6 +829,7 @@ shoal_engine_repairs (shoal_engine_t *self)
                 (shoal_engine_pending_t *) zmalloc (sizeof (shoal_engine_pending_t));
             pending->sub_id = shoal_sub_id (sub);
             memcpy (pending->origin, repair.origin, SHOAL_ID_SIZE);
+            memcpy (pending->peer, shoal_peer_id (peer), SHOAL_ID_SIZE);
             pending->sent_ms = now;
             char key[24];
             snprintf (key, sizeof key, "%" PRIu64, request.request_id);

@@ -737,6 +737,45 @@ test_batch_after_parked (void)
     shoal_node_destroy (&a);
 }
 
+static void
+s_room_8_quick_expiry (shoal_node_config_t *config)
+{
+    config->reorder_limit = 8;
+    config->suspect_ms = 500;
+    config->expiry_ms = 1500;
+}
+
+//  A parked replay goes with its peer: once the fake origin that serves
+//  it falls silent and expires, nothing is left parked for it (it would
+//  otherwise wait for a repair to find its peer gone).
+static void
+test_parked_peer_gone (void)
+{
+    shoal_node_t *a = s_node ("parked-gone", NULL, 0, s_room_8_quick_expiry);
+    //  The inbox (8) full and unread, as in test_batch_after_parked.
+    shoal_node_subscribe (a, "local", NULL, NULL);
+    for (int i = 0; i < 8; i++)
+        s_publish (a, "local", "Own", i);
+    s_fake_t fake = {.id = {0xFA, 0x4E, 0x03}};
+    s_fake_start (&fake, a);
+    int64_t deadline = zclock_mono () + 5000;
+    while (node_util_stats (a).repairs_parked == 0 && zclock_mono () < deadline)
+        s_fake_serve (&fake, 50);
+    is_int ((int) node_util_stats (a).repairs_parked, 1,
+            "peer gone: the seek of the fake origin's log is parked");
+    //  The fake answers nothing more.
+    shoal_peer_info_t peers[4];
+    deadline = zclock_mono () + 8000;
+    while (shoal_node_peers (a, peers, 4) > 0 && zclock_mono () < deadline)
+        zclock_sleep (100);
+    is_int ((int) shoal_node_peers (a, peers, 4), 0,
+            "peer gone: the silent fake origin expires and is dropped");
+    is_int ((int) node_util_stats (a).repairs_parked, 0,
+            "peer gone: and the replay parked with it is forgotten");
+    s_fake_stop (&fake);
+    shoal_node_destroy (&a);
+}
+
 //  A subscription has one replay asked for per origin: when a repair
 //  makes no progress and is asked again, the engine forgets the replay
 //  given up on, and a batch of it that comes late is dropped, not fed to
@@ -1189,5 +1228,6 @@ main (void)
     test_destroy_under_callers ();
     test_batch_after_parked ();
     test_late_batch_dropped ();
+    test_parked_peer_gone ();
     return done_testing ();
 }
