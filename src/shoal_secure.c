@@ -28,7 +28,8 @@
     2. The registry of nodes and their allow-lists is only touched with
        s_lock held (the handler thread and the engine threads share it);
        an allow-list is kept sorted by key. The engine reads its keys
-       directory without the lock, then installs the list under it.
+       directory without the lock, then installs the list under it
+       (s_update); only the ZAP handler reads under it.
     3. A key that was in the allow-list and is no longer sets `revoked`
        until shoal_secure_check reports it.
     ========================================================================= */
@@ -257,7 +258,7 @@ s_dir_changed (shoal_secure_t *self, struct stat *dir)
 
 //  Reads the allow-list again when the directory changed. Call with s_lock
 //  held: the ZAP handler's path, which cannot let go of the lock while it
-//  uses the node; the engine's periodic check reads without it. Until a
+//  uses the node; the engine's calls read without it (s_update). Until a
 //  list read after a change is installed, every refresh sees the change
 //  and reads for itself: a handshake never meets a list older than the
 //  directory it saw.
@@ -272,11 +273,37 @@ s_refresh (shoal_secure_t *self)
     }
 }
 
-//  Call with s_lock held.
-static bool
-s_allowed (shoal_secure_t *self, const char *key)
+//  Reads the allow-list again when the directory changed (or, with
+//  rescan, when S_RESCAN_MS passed since the last read, for a file
+//  rewritten in place), without the lock: the engine's path, so a big
+//  allow-list slows only this engine, not every node's handshakes. Call
+//  without s_lock. The handler may install a change meanwhile: then its
+//  list is newer, and this one is dropped.
+static void
+s_update (shoal_secure_t *self, bool rescan)
 {
-    s_refresh (self);
+    struct stat dir;
+    pthread_mutex_lock (&s_lock);
+    bool due = s_dir_changed (self, &dir)
+               || (rescan && zclock_mono () - self->last_scan_ms >= S_RESCAN_MS);
+    uint64_t installs = self->installs;
+    pthread_mutex_unlock (&s_lock);
+    if (!due)
+        return;
+    size_t count = 0;
+    s_allowed_t *list = s_read_list (self->keys_dir, &count);
+    pthread_mutex_lock (&s_lock);
+    if (self->installs == installs)
+        s_install (self, list, count, &dir);
+    else
+        free (list);
+    pthread_mutex_unlock (&s_lock);
+}
+
+//  Whether key is in the list as it stands. Call with s_lock held.
+static bool
+s_has_key (shoal_secure_t *self, const char *key)
+{
     s_allowed_t wanted;
     snprintf (wanted.key, sizeof wanted.key, "%s", key);
     return self->allowed_count
@@ -310,7 +337,8 @@ s_zap_answer (zsock_t *handler)
         for (shoal_secure_t *node = s_nodes ? (shoal_secure_t *) zlistx_first (s_nodes) : NULL;
              node; node = (shoal_secure_t *) zlistx_next (s_nodes))
             if (streq (node->domain, domain)) {
-                ok = s_allowed (node, key);
+                s_refresh (node);
+                ok = s_has_key (node, key);
                 if (!ok)
                     node->refused++;
                 break;
@@ -435,8 +463,8 @@ shoal_secure_new (const char *keys_dir, const char *cert_path, const char *name,
         free (self);
         return NULL;
     }
+    s_update (self, false);
     pthread_mutex_lock (&s_lock);
-    s_refresh (self);
     if (!s_nodes)
         s_nodes = zlistx_new ();
     //  The endpoint is bound here, so that a failure is seen; a handler
@@ -525,8 +553,9 @@ shoal_secure_client (shoal_secure_t *self, zsock_t *socket, const char *server_k
 bool
 shoal_secure_allowed (shoal_secure_t *self, const char *key)
 {
+    s_update (self, false);
     pthread_mutex_lock (&s_lock);
-    bool allowed = s_allowed (self, key);
+    bool allowed = s_has_key (self, key);
     pthread_mutex_unlock (&s_lock);
     return allowed;
 }
@@ -534,23 +563,8 @@ shoal_secure_allowed (shoal_secure_t *self, const char *key)
 int
 shoal_secure_check (shoal_secure_t *self)
 {
-    //  The directory is read without the lock, which every node's
-    //  handshakes wait on: a big allow-list slows only this engine.
-    struct stat dir;
+    s_update (self, true);
     pthread_mutex_lock (&s_lock);
-    bool due = s_dir_changed (self, &dir) || zclock_mono () - self->last_scan_ms >= S_RESCAN_MS;
-    uint64_t installs = self->installs;
-    pthread_mutex_unlock (&s_lock);
-    s_allowed_t *list = NULL;
-    size_t count = 0;
-    if (due)
-        list = s_read_list (self->keys_dir, &count);
-    pthread_mutex_lock (&s_lock);
-    //  The handler may have read a change meanwhile: its list is newer.
-    if (due && self->installs == installs)
-        s_install (self, list, count, &dir);
-    else
-        free (list);
     int revoked = self->revoked ? 1 : 0;
     self->revoked = false;
     pthread_mutex_unlock (&s_lock);
@@ -587,8 +601,8 @@ shoal_secure_split (shoal_secure_t *self, const char *spec, char *endpoint, size
     if (!self)
         return -1;
     int rc = -1;
+    s_update (self, false);
     pthread_mutex_lock (&s_lock);
-    s_refresh (self);
     for (size_t i = 0; i < self->allowed_count && rc; i++)
         if (streq (self->allowed[i].name, given)) {
             snprintf (key, SHOAL_KEY_TEXT_SIZE, "%s", self->allowed[i].key);
