@@ -143,7 +143,7 @@ test_cert_read (void)
         "load_cert (as `shoal keys allow` reads a file) gives the public file's key too");
     zcert_destroy (&loaded);
     //  A FIFO is no certificate, and reading the directory does not wait
-    //  on it (nor would it if one took a file's place mid-read).
+    //  on it.
     snprintf (path, sizeof path, "%s/f.cert", dir);
     ok (mkfifo (path, 0600) == 0 && !shoal_secure_load_cert (path), "a FIFO is not a certificate");
     keys[0] = 0;
@@ -270,11 +270,13 @@ test_big_allow_list (const char *certs)
     ok (!shoal_secure_allowed (secure, zcert_public_txt (stranger)), "a stranger is not");
     zcert_destroy (&stranger);
     is_int (shoal_secure_check (secure), 0, "nothing revoked");
-    snprintf (path, sizeof path, "%s/k%zu.cert", keys, lowest);
-    unlink (path);
+    //  One at a time, so that a walk that missed either end shows.
     snprintf (path, sizeof path, "%s/k%zu.cert", keys, highest);
     unlink (path);
-    is_int (shoal_secure_check (secure), 1, "removing the first and the last key is a revocation");
+    is_int (shoal_secure_check (secure), 1, "removing the last key (in key order) is a revocation");
+    snprintf (path, sizeof path, "%s/k%zu.cert", keys, lowest);
+    unlink (path);
+    is_int (shoal_secure_check (secure), 1, "so is removing the first");
     ok (!shoal_secure_allowed (secure, texts[lowest])
             && !shoal_secure_allowed (secure, texts[highest])
             && shoal_secure_allowed (
@@ -419,6 +421,19 @@ main (void)
     is_int (shoal_secure_check (secure), 0, "once");
     ok (!s_try (server, where, alice, first_key, 500, NULL),
         "a new connection of the revoked key is refused");
+    //  A file rewritten in place leaves the directory's times as they
+    //  were: check's periodic rescan (2 s) finds it.
+    snprintf (path, sizeof path, "%s/bob.cert", keys);
+    struct stat before, after;
+    stat (path, &before);
+    zcert_save_public (alice, path);
+    ok (stat (path, &after) == 0 && after.st_ino == before.st_ino,
+        "bob's certificate is rewritten in place with alice's key");
+    zclock_sleep (2100);
+    is_int (shoal_secure_check (secure), 1, "check's rescan reports bob's key gone");
+    ok (!shoal_secure_allowed (secure, zcert_public_txt (bob))
+            && shoal_secure_allowed (secure, zcert_public_txt (alice)),
+        "bob is refused and alice, now in his file, allowed");
 
     zsock_destroy (&server);
     zsock_destroy (&server2);
