@@ -308,11 +308,8 @@ s_publish (shoal_node_t *self, shoal_event_t *event, uint64_t *seq_p, int *error
             //  The size with the real seq's varint in place of the largest.
             size_t size = worst - 10 + shoal_wire_varint_size (seq);
             error = shoal_outbox_push (self->args->outbox, event, size);
-            if (error) {
+            if (error)
                 shoal_heads_untake (self->args->heads, stream, seq);
-                if (error != SHOAL_ERR_CLOSED)
-                    error = SHOAL_ERR_FAILED; //  out of memory, as documented
-            }
         }
         shoal_heads_unlock (self->args->heads);
     }

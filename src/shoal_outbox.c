@@ -110,7 +110,7 @@ shoal_outbox_push (shoal_outbox_t *self, const shoal_event_t *event, size_t size
     int error =
         self->closed ? SHOAL_ERR_CLOSED
         : shoal_buffer_reserve (&buffer->data, &buffer->alloc, buffer->used + record, 64 * 1024)
-            ? SHOAL_ERR_INVALID
+            ? SHOAL_ERR_FAILED
             : SHOAL_OK;
     if (error) {
         pthread_mutex_unlock (&self->mutex);
@@ -132,7 +132,7 @@ shoal_outbox_push (shoal_outbox_t *self, const shoal_event_t *event, size_t size
     p += type_size;
     if (shoal_event_encode_to (event, p) != size) {
         pthread_mutex_unlock (&self->mutex);
-        return SHOAL_ERR_INVALID;
+        return SHOAL_ERR_FAILED;
     }
     //  Only the push that ends emptiness needs to wake the engine.
     if (buffer->used == 0) {

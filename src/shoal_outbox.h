@@ -39,8 +39,8 @@ void shoal_outbox_destroy (shoal_outbox_t **self_p);
 //  Appends an event whose stream, type, seq and time are set, encoded in
 //  `size` bytes (shoal_event_encoded_size). Waits while the outbox is
 //  full. 0, or a shoal_error_t: CLOSED once the outbox is closed (also
-//  for a push that was waiting), INVALID when the event cannot go in
-//  (names too long, the encoding fails, out of memory).
+//  for a push that was waiting), INVALID when its names are too long,
+//  FAILED when it cannot go in (out of memory, the encoding fails).
 int shoal_outbox_push (shoal_outbox_t *self, const shoal_event_t *event, size_t size);
 
 //  Engine side: takes every record pushed so far (the previous take's
