@@ -529,9 +529,10 @@ s_waits_for_credit (const s_session_t *session)
 //  send) and has waited longest, of one client or (routing_id NULL) of
 //  any; NULL when none does. A node's repairs of a range of seqs ask for
 //  no more events than their credit, so they end by themselves; what
-//  parks is a thin client's replay awaiting its Credit, or a node's
-//  first seek by time of an origin (it never sends Credit: it asks again
-//  by seq once the first batch has placed the origin).
+//  parks is a thin client's replay awaiting its Credit, or a node's seek
+//  by time cut short by its credit: that node continues it with a Credit
+//  as its room frees, or, when it asks anew instead, leaves it here to
+//  the idle timeout.
 static s_session_t *
 s_parked (shoal_replay_t *self, zframe_t *routing_id)
 {

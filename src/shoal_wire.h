@@ -1,11 +1,12 @@
 /*  =========================================================================
     shoal_wire - small codecs for the ROUTER protocol (Request/Response)
 
-    Requests and most responses are small and go through the generated
-    protobuf-c code. A ReplayBatch can carry hundreds of events: it is
-    scanned here without unpacking, so each embedded Event reaches
-    shoal_event_decode as the exact bytes the origin stored, and gets the
-    same strict checks as an event read from PUB.
+    Most requests and responses are small and go through the generated
+    protobuf-c code. A ReplayBatch can carry hundreds of events, and a
+    thin client's PublishRequest carries one: they are scanned here
+    without unpacking, so each embedded Event reaches shoal_event_decode
+    as the exact bytes its sender wrote, and gets the same strict checks
+    as an event read from PUB.
 
     Private to the library.
     ========================================================================= */

@@ -240,7 +240,7 @@ test_decoded_headers (void)
     shoal_event_destroy (&copy);
     shoal_event_destroy (&event);
 
-    //  Many headers, each name four times: the same rule, found by a sort.
+    //  Many headers, each name four times: the same rule, found by the index.
     size_t count = 4000;
     const char **many = calloc (2 * count, sizeof (char *));
     char (*texts)[16] = calloc (2 * count, 16);

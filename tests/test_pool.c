@@ -54,7 +54,6 @@ test_returned (void)
     is_int (shoal_pool_returned (), before + 512, "a block put back is counted");
 }
 
-//  A thread that gets one block of class 1 and keeps it in *arg.
 //  Gets three blocks of class 1 (size bytes each asked) and puts them
 //  back, in blocks; returns the pool's returned bytes before the puts.
 static size_t
@@ -69,6 +68,7 @@ s_three_back (size_t size, void *blocks[3])
     return before;
 }
 
+//  A thread that gets one block of class 1 and keeps it in *arg.
 static void *
 s_get_one (void *arg)
 {
