@@ -113,7 +113,12 @@ s_request (const char *name, Shoal__V1__Request *request)
     size_t size = shoal__v1__request__get_packed_size (request);
     if (size > sizeof out)
         exit (1);
-    s_write ("request", name, out, shoal__v1__request__pack (request, out));
+    size = shoal__v1__request__pack (request, out);
+    s_write ("request", name, out, size);
+    //  The event target holds the request scanner against protobuf-c too.
+    char event_name[128];
+    snprintf (event_name, sizeof event_name, "request-%s", name);
+    s_write ("event", event_name, out, size);
 }
 
 static void
