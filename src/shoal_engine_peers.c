@@ -356,7 +356,7 @@ shoal_engine_check_peers (shoal_engine_t *self)
 //  (0 for a bad batch).
 static void
 s_handle_batch (shoal_engine_t *self, shoal_engine_pending_t *pending,
-                const shoal_wire_response_t *outline, bool *finished, uint64_t *stopped_at)
+                const shoal_wire_envelope_t *outline, bool *finished, uint64_t *stopped_at)
 {
     *stopped_at = 0;
     shoal_wire_batch_t batch;
@@ -406,8 +406,8 @@ void
 shoal_engine_handle_response (shoal_engine_t *self, shoal_peer_t *peer, zframe_t *frame)
 {
     shoal_peer_touch (peer, shoal_engine_now ());
-    shoal_wire_response_t outline;
-    if (shoal_wire_scan_response (zframe_data (frame), zframe_size (frame), &outline)) {
+    shoal_wire_envelope_t outline;
+    if (shoal_wire_scan_envelope (zframe_data (frame), zframe_size (frame), &outline)) {
         self->stats.bad_requests++;
         return;
     }

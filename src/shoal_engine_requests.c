@@ -235,16 +235,16 @@ s_ack_add (shoal_engine_own_t *own, zframe_t *routing_id, uint64_t request_id, u
     zlistx_add_end (own->acks, ack);
 }
 
+//  A PublishRequest, its bytes as the client sent them.
 static int
-s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, zframe_t *payload,
-                  uint64_t request_id)
+s_handle_publish (shoal_engine_t *self, zframe_t *routing_id, const uint8_t *publish,
+                  size_t publish_size, uint64_t request_id)
 {
     //  The event's own bytes, decoded by the strict codec: a thin client's
     //  event gets exactly the checks of every other input.
     const uint8_t *raw = NULL;
     size_t raw_size = 0;
-    if (shoal_wire_publish_event (zframe_data (payload), zframe_size (payload), &raw, &raw_size)
-        || !raw) {
+    if (shoal_wire_publish_event (publish, publish_size, &raw, &raw_size) || !raw) {
         s_reply_error (self, routing_id, request_id, SHOAL_WIRE_BAD_REQUEST,
                        "a PublishRequest holds exactly one event");
         return 0;
@@ -451,11 +451,11 @@ shoal_engine_handle_request (shoal_engine_t *self, zmsg_t *msg)
     //  A publish, the one request that comes in streams, is read from its
     //  bytes alone (s_handle_publish decodes the event strictly); the
     //  others go through protobuf-c.
-    uint64_t id = 0;
-    uint32_t body = 0;
-    if (shoal_wire_scan_request (zframe_data (payload), zframe_size (payload), &id, &body) == 0
-        && body == SHOAL__V1__REQUEST__BODY_PUBLISH)
-        return s_handle_publish (self, routing_id, payload, id);
+    shoal_wire_envelope_t envelope;
+    if (shoal_wire_scan_envelope (zframe_data (payload), zframe_size (payload), &envelope) == 0
+        && envelope.body == SHOAL__V1__REQUEST__BODY_PUBLISH)
+        return s_handle_publish (self, routing_id, envelope.data, envelope.size,
+                                 envelope.request_id);
     Shoal__V1__Request *request =
         shoal__v1__request__unpack (NULL, zframe_size (payload), zframe_data (payload));
     if (!request) {
@@ -464,7 +464,7 @@ shoal_engine_handle_request (shoal_engine_t *self, zmsg_t *msg)
         return 0;
     }
     int retry = 0;
-    id = request->request_id;
+    uint64_t id = request->request_id;
     switch (request->body_case) {
         case SHOAL__V1__REQUEST__BODY_HELLO:
             s_handle_hello (self, routing_id, payload, id, request->hello);
@@ -481,8 +481,9 @@ shoal_engine_handle_request (shoal_engine_t *self, zmsg_t *msg)
                 self->replay_busy = true;
             break;
         }
-        case SHOAL__V1__REQUEST__BODY_PUBLISH: //  the last of several bodies
-            retry = s_handle_publish (self, routing_id, payload, id);
+        case SHOAL__V1__REQUEST__BODY_PUBLISH: //  merged from two: the scan gives it no bytes
+            s_reply_error (self, routing_id, id, SHOAL_WIRE_BAD_REQUEST,
+                           "a request holds one PublishRequest, once");
             break;
         case SHOAL__V1__REQUEST__BODY_CREDIT:
             if (shoal_replay_credit (self->replay, routing_id, request->credit->replay_id,

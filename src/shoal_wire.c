@@ -85,12 +85,14 @@ shoal_wire_error (uint64_t request_id, uint32_t code, const char *message)
 }
 
 //  What s_scan found of a message's fields 1 to S_FIELDS - 1: how often
-//  each came, and its last value (a varint, or a length) and bytes.
+//  each came, its last value (a varint, or a length) and bytes, and where
+//  it last came (1 for the first field read).
 #define S_FIELDS 9
 typedef struct {
     unsigned count[S_FIELDS];
     uint64_t value[S_FIELDS];
     const uint8_t *bytes[S_FIELDS];
+    unsigned last[S_FIELDS];
 } s_fields_t;
 
 //  Reads a message's fields. 0, or -1 when malformed or when a field of
@@ -101,6 +103,7 @@ s_scan (const uint8_t *data, size_t size, const int types[S_FIELDS], s_fields_t 
 {
     memset (fields, 0, sizeof *fields);
     const uint8_t *p = data, *end = data + size;
+    unsigned position = 0;
     while (p < end) {
         uint32_t field, type;
         uint64_t value = 0;
@@ -113,6 +116,7 @@ s_scan (const uint8_t *data, size_t size, const int types[S_FIELDS], s_fields_t 
             fields->count[field]++;
             fields->value[field] = value;
             fields->bytes[field] = bytes;
+            fields->last[field] = ++position;
         }
     }
     return 0;
@@ -126,34 +130,27 @@ static const int s_envelope_types[S_FIELDS] = {-1, 0, 2, 2, 2, 2, 2, 2, 2};
 static const int s_publish_types[S_FIELDS] = {-1, 2, 0, -1, -1, -1, -1, -1, -1};
 static const int s_batch_types[S_FIELDS] = {-1, 2, 0, 0, 0, -1, -1, -1, -1};
 
-//  Reads an envelope: the request id, and the body's field number when it
-//  has exactly one body, else 0 (protobuf-c would check each and keep
-//  the last: such a message is for protobuf-c to read).
-static int
-s_envelope (const uint8_t *data, size_t size, uint64_t *request_id_p, uint32_t *body_p,
-            s_fields_t *fields)
-{
-    *request_id_p = 0;
-    *body_p = 0;
-    if (s_scan (data, size, s_envelope_types, fields))
-        return -1;
-    *request_id_p = fields->value[1];
-    unsigned bodies = 0;
-    for (uint32_t field = 2; field < S_FIELDS; field++)
-        if (fields->count[field]) {
-            bodies += fields->count[field];
-            *body_p = field;
-        }
-    if (bodies > 1)
-        *body_p = 0;
-    return 0;
-}
-
 int
-shoal_wire_scan_request (const uint8_t *data, size_t size, uint64_t *request_id_p, uint32_t *body_p)
+shoal_wire_scan_envelope (const uint8_t *data, size_t size, shoal_wire_envelope_t *envelope)
 {
     s_fields_t fields;
-    return s_envelope (data, size, request_id_p, body_p, &fields);
+    memset (envelope, 0, sizeof *envelope);
+    if (s_scan (data, size, s_envelope_types, &fields))
+        return -1;
+    envelope->request_id = fields.value[1];
+    //  The body is the member of the oneof that came last, as protobuf-c
+    //  keeps it; one that came twice is merged there, which is for
+    //  protobuf-c to do.
+    uint32_t body = 0;
+    for (uint32_t field = 2; field < S_FIELDS; field++)
+        if (fields.count[field] && (!body || fields.last[field] > fields.last[body]))
+            body = field;
+    if (body && fields.count[body] == 1) {
+        envelope->body = body;
+        envelope->data = fields.bytes[body];
+        envelope->size = (size_t) fields.value[body];
+    }
+    return 0;
 }
 
 //  The bytes of the length-delimited field `want` of a message scanned
@@ -180,28 +177,7 @@ int
 shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **event_p,
                           size_t *event_size_p)
 {
-    const uint8_t *publish;
-    size_t publish_size;
-    *event_p = NULL;
-    *event_size_p = 0;
-    if (s_only_bytes (data, size, 5, s_envelope_types, &publish, &publish_size))
-        return -1;
-    return publish ? s_only_bytes (publish, publish_size, 1, s_publish_types, event_p, event_size_p)
-                   : 0;
-}
-
-int
-shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response)
-{
-    s_fields_t fields;
-    memset (response, 0, sizeof *response);
-    if (s_envelope (data, size, &response->request_id, &response->body, &fields))
-        return -1;
-    if (response->body) {
-        response->data = fields.bytes[response->body];
-        response->size = (size_t) fields.value[response->body];
-    }
-    return 0;
+    return s_only_bytes (data, size, 1, s_publish_types, event_p, event_size_p);
 }
 
 int

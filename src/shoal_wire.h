@@ -90,35 +90,30 @@ zframe_t *shoal_wire_pack_response (const Shoal__V1__Response *response);
 //  (at most 599 bytes).
 zframe_t *shoal_wire_error (uint64_t request_id, uint32_t code, const char *message);
 
-//  The outline of a Response: its request_id and which body it has (the
-//  field number: 2 hello .. 8 consumer; 0 none, or several, which are for
-//  protobuf-c to read) with the body's bytes.
+//  The outline of a Request or a Response (one envelope: request_id, then
+//  the oneof of bodies): its request_id (the last, as protobuf has it)
+//  and its body, the member that came last as protobuf-c keeps it (the
+//  field number: 2 hello .. 8 consumer), with that body's bytes; body 0
+//  when there is none, or when that member came twice (protobuf-c merges
+//  such a body: it is for protobuf-c to read).
 typedef struct {
-    uint64_t request_id; //  echoed request id
+    uint64_t request_id; //  the request id
     uint32_t body;       //  field number of the body, 0 when absent
     const uint8_t *data; //  the body's bytes
     size_t size;         //  their count
-} shoal_wire_response_t;
+} shoal_wire_envelope_t;
 
-//  Scans a Response. 0, or -1 when the bytes are malformed or a known
-//  field has another wire type (protobuf-c refuses those too).
-int shoal_wire_scan_response (const uint8_t *data, size_t size, shoal_wire_response_t *response);
+//  Scans a Request or a Response. 0, or -1 when the bytes are malformed or
+//  a known field has another wire type (protobuf-c refuses those too).
+int shoal_wire_scan_envelope (const uint8_t *data, size_t size, shoal_wire_envelope_t *envelope);
 
-//  Scans a Request's envelope: *request_id_p (the last, as protobuf has
-//  it), and *body_p the field number of its body (2 hello .. 8 consumer),
-//  0 when it has none or several (protobuf-c would check each and keep
-//  the last: such a request is for protobuf-c to read). 0, or -1 when
-//  the bytes are malformed or a known field has another wire type.
-int shoal_wire_scan_request (const uint8_t *data, size_t size, uint64_t *request_id_p,
-                             uint32_t *body_p);
-
-//  Finds the bytes of the Event inside an encoded Request whose body is a
-//  PublishRequest (Request field 5, then its field 1), as the client sent
-//  them: a thin client's event is decoded from these by the strict codec,
-//  never from protobuf-c's unpacked copy, which cuts a string at an
-//  embedded NUL. 0 with *event_p, *event_size_p (an absent event: size
-//  0, *event_p NULL), or -1 when malformed or when the PublishRequest or
-//  its event comes twice (protobuf would merge them).
+//  Finds the bytes of the Event inside a PublishRequest's bytes (a
+//  Request's body 5; the Event is its field 1), as the client sent them:
+//  a thin client's event is decoded from these by the strict codec, never
+//  from protobuf-c's unpacked copy, which cuts a string at an embedded
+//  NUL. 0 with *event_p, *event_size_p (an absent event: size 0, *event_p
+//  NULL), or -1 when malformed or when the event comes twice (protobuf
+//  would merge them).
 int shoal_wire_publish_event (const uint8_t *data, size_t size, const uint8_t **event_p,
                               size_t *event_size_p);
 

@@ -367,6 +367,41 @@ test_router_contract (void)
                 "a Request whose PublishRequest comes twice: Error 1, not a merge");
         free (data);
     }
+    {
+        //  Two bodies: the one that comes last is the request, as protobuf
+        //  has it. A Ping then a PublishRequest is a publish; the other way
+        //  round, a ping.
+        Shoal__V1__Event event = SHOAL__V1__EVENT__INIT;
+        event.stream = "bodies";
+        event.type = "T";
+        Shoal__V1__PublishRequest publish;
+        Shoal__V1__Request request;
+        node_util_publish_request (&request, &publish, &event, 8);
+        Shoal__V1__Ping ping_body = SHOAL__V1__PING__INIT;
+        Shoal__V1__Request ping = SHOAL__V1__REQUEST__INIT;
+        ping.request_id = 8;
+        ping.body_case = SHOAL__V1__REQUEST__BODY_PING;
+        ping.ping = &ping_body;
+        size_t publish_size = shoal__v1__request__get_packed_size (&request);
+        size_t ping_size = shoal__v1__request__get_packed_size (&ping);
+        uint8_t *data = malloc (publish_size + ping_size);
+        shoal__v1__request__pack (&ping, data);
+        shoal__v1__request__pack (&request, data + ping_size);
+        Shoal__V1__Response *response = s_call (dealer, data, publish_size + ping_size);
+        ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PUBLISH_ACK
+                && response->request_id == 8,
+            "a Ping then a PublishRequest in one Request: the publish is acknowledged");
+        if (response)
+            shoal__v1__response__free_unpacked (response, NULL);
+        shoal__v1__request__pack (&request, data);
+        shoal__v1__request__pack (&ping, data + publish_size);
+        response = s_call (dealer, data, publish_size + ping_size);
+        ok (response && response->body_case == SHOAL__V1__RESPONSE__BODY_PONG,
+            "a PublishRequest then a Ping: Pong");
+        if (response)
+            shoal__v1__response__free_unpacked (response, NULL);
+        free (data);
+    }
     Shoal__V1__Hello hello = SHOAL__V1__HELLO__INIT;
     uint8_t node[16] = {9};
     hello.node.data = node;

@@ -3,8 +3,8 @@
 
     Every event that reaches a node from the network goes through
     shoal_event_decode (live PUB frames, replay batches, thin-client
-    publishes); responses from peers go through shoal_wire_scan_response
-    and shoal_wire_scan_batch first. This target feeds the input to all of
+    publishes); requests and responses go through shoal_wire_scan_envelope
+    (and a batch through shoal_wire_scan_batch) first. This target feeds the input to all of
     them and checks, for any bytes:
 
     1. decode returns an event exactly when it reports no error;
@@ -15,10 +15,12 @@
        peek finds the same stream and seq;
     4. the batch scanner yields at most the events it counted, each inside
        the input;
-    5. the request scanner (which routes a thin client's publish without
+    5. the envelope scanner (which routes a thin client's publish without
        protobuf-c) reads the same request id and body as protobuf-c from
-       a Request they both accept when it finds one body (a request it
-       refuses, or with no or several bodies, goes to protobuf-c).
+       a Request they both accept, when it finds a body (a request it
+       refuses, with no body, or with its body twice, goes to
+       protobuf-c); and a publish it routes that protobuf-c refuses is
+       refused still: its event does not come out, or does not decode.
     ========================================================================= */
 
 #include "fuzz.h"
@@ -68,8 +70,8 @@ s_check_event (const uint8_t *data, size_t size)
 static void
 s_check_response (const uint8_t *data, size_t size)
 {
-    shoal_wire_response_t outline;
-    if (shoal_wire_scan_response (data, size, &outline))
+    shoal_wire_envelope_t outline;
+    if (shoal_wire_scan_envelope (data, size, &outline))
         return;
     FUZZ_CHECK (outline.size == 0
                 || (outline.data >= data && outline.data + outline.size <= data + size));
@@ -92,9 +94,9 @@ s_check_response (const uint8_t *data, size_t size)
 static void
 s_check_request (const uint8_t *data, size_t size)
 {
-    uint64_t id = 0;
-    uint32_t body = 0;
-    int scanned = shoal_wire_scan_request (data, size, &id, &body);
+    shoal_wire_envelope_t envelope;
+    int scanned = shoal_wire_scan_envelope (data, size, &envelope);
+    uint32_t body = envelope.body;
     Shoal__V1__Request *request = shoal__v1__request__unpack (NULL, size, data);
     if (!request) {
         //  A publish the scanner routes, which protobuf-c refuses, is
@@ -103,7 +105,8 @@ s_check_request (const uint8_t *data, size_t size)
             const uint8_t *event_data = NULL;
             size_t event_size = 0;
             shoal_event_t *event = NULL;
-            if (shoal_wire_publish_event (data, size, &event_data, &event_size) == 0)
+            if (shoal_wire_publish_event (envelope.data, envelope.size, &event_data, &event_size)
+                == 0)
                 event = shoal_event_decode (event_data, event_size, S_MAX_SIZE, NULL);
             FUZZ_CHECK (event == NULL);
             shoal_event_destroy (&event);
@@ -111,7 +114,7 @@ s_check_request (const uint8_t *data, size_t size)
         return;
     }
     if (scanned == 0 && body != 0) {
-        FUZZ_CHECK (id == request->request_id);
+        FUZZ_CHECK (envelope.request_id == request->request_id);
         FUZZ_CHECK (body == (uint32_t) request->body_case);
     }
     shoal__v1__request__free_unpacked (request, NULL);
