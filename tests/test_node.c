@@ -724,6 +724,19 @@ s_room_8 (shoal_node_config_t *config)
     config->reorder_limit = 8;
 }
 
+//  A node (tuned to an inbox of 8) whose inbox is full of its own
+//  events, unread: what a fake origin then sends stays in the
+//  subscription, whose room the fake's first batch fills.
+static shoal_node_t *
+s_node_inbox_full (const char *name, void (*tune) (shoal_node_config_t *))
+{
+    shoal_node_t *node = s_node (name, NULL, 0, tune);
+    shoal_node_subscribe (node, "local", NULL, NULL);
+    for (int i = 0; i < 8; i++)
+        s_publish (node, "local", "Own", i);
+    return node;
+}
+
 //  A batch that comes for a replay already parked (its credit spent, in
 //  the subscription's eyes) leaves it parked, and the next repair
 //  continues it with a Credit. (The engine once dropped the parked replay
@@ -731,12 +744,7 @@ s_room_8 (shoal_node_config_t *config)
 static void
 test_batch_after_parked (void)
 {
-    shoal_node_t *a = s_node ("parked", NULL, 0, s_room_8);
-    //  The inbox (8) full of the node's own events, unread: what the fake
-    //  sends stays in the subscription, whose room the first batch fills.
-    int local = shoal_node_subscribe (a, "local", NULL, NULL);
-    for (int i = 0; i < 8; i++)
-        s_publish (a, "local", "Own", i);
+    shoal_node_t *a = s_node_inbox_full ("parked", s_room_8);
     s_fake_t fake = {.id = {0xFA, 0x4E, 0x01}};
     int sub = s_fake_start (&fake, a);
     ok (fake.replays == 1, "the subscription seeks the fake origin's log");
@@ -762,7 +770,6 @@ test_batch_after_parked (void)
     ok (fake.credit_for == fake.replay_id && fake.replays == 1,
         "the replay is continued with a Credit (for %llu; replays asked %d)",
         (unsigned long long) fake.credit_for, fake.replays);
-    (void) local;
     s_fake_stop (&fake);
     shoal_node_destroy (&a);
 }
@@ -770,7 +777,7 @@ test_batch_after_parked (void)
 static void
 s_room_8_quick_expiry (shoal_node_config_t *config)
 {
-    config->reorder_limit = 8;
+    s_room_8 (config);
     config->suspect_ms = 500;
     config->expiry_ms = 1500;
 }
@@ -781,11 +788,7 @@ s_room_8_quick_expiry (shoal_node_config_t *config)
 static void
 test_parked_peer_gone (void)
 {
-    shoal_node_t *a = s_node ("parked-gone", NULL, 0, s_room_8_quick_expiry);
-    //  The inbox (8) full and unread, as in test_batch_after_parked.
-    shoal_node_subscribe (a, "local", NULL, NULL);
-    for (int i = 0; i < 8; i++)
-        s_publish (a, "local", "Own", i);
+    shoal_node_t *a = s_node_inbox_full ("parked-gone", s_room_8_quick_expiry);
     s_fake_t fake = {.id = {0xFA, 0x4E, 0x03}};
     s_fake_start (&fake, a);
     int64_t deadline = zclock_mono () + 5000;
